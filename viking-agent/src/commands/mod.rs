@@ -1,0 +1,5 @@
+//! The CLI verbs, one module each.
+
+pub mod maps;
+pub mod run;
+pub mod uninstall;

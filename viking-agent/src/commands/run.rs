@@ -1,0 +1,132 @@
+//! `viking-agent run`: install the dataplane, then keep the maps in sync with the sources
+//! until SIGINT/SIGTERM. Stopping leaves programs and maps pinned: connects keep working
+//! while no agent runs, and the next agent adopts them.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+
+use crate::{
+    cgroup,
+    config::Config,
+    dataplane::{Dataplane, pins::PinDir},
+    reconcile::{KernelWriter, Reconciler},
+    sources::{SourceId, SourceSet, Snapshot, static_file::StaticFileSource},
+};
+
+/// Options of `run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The config file.
+    pub config: PathBuf,
+    /// The cgroup to attach to; `None` = the cgroup v2 root.
+    pub cgroup: Option<PathBuf>,
+    /// Where maps and links are pinned.
+    pub pin_dir: PathBuf,
+}
+
+/// Runs the agent until a termination signal.
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&options.config)
+        .with_context(|| format!("reading config {}", options.config.display()))?;
+    let parsed = Config::parse(&text).with_context(|| format!("config {}", options.config.display()))?;
+    let limits = parsed.config.limits;
+    let cgroup = match options.cgroup {
+        Some(path) => path,
+        None => cgroup::cgroup2_root().context("finding the cgroup v2 root (or pass --cgroup)")?,
+    };
+    let pins = PinDir::new(&options.pin_dir);
+    let Dataplane { tables, mut ebpf, adopted } =
+        Dataplane::install(&pins, &cgroup, &limits).context("installing the dataplane")?;
+    match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(logger) => {
+            tokio::spawn(forward_kernel_logs(logger));
+        }
+        Err(err) => tracing::warn!("kernel logs unavailable: {err}"),
+    }
+
+    let snapshot = tables.snapshot()?;
+    let mut reconciler = Reconciler::adopt(tables, snapshot, limits)?;
+    tracing::info!(
+        cgroup = %cgroup.display(),
+        pin_dir = %options.pin_dir.display(),
+        adopted_services = reconciler.service_count(),
+        "dataplane {}",
+        if adopted { "adopted from pins" } else { "installed" }
+    );
+
+    let mut source = StaticFileSource::new(options.config.clone(), limits, &reconciler.installed_state());
+    let mut sources = SourceSet::default();
+    sources.update(Snapshot { source: SourceId::StaticFile, state: source.first(text, parsed) });
+    apply(&mut reconciler, &sources);
+    tracing::info!(services = reconciler.service_count(), "ready");
+
+    let (tx, mut rx) = mpsc::channel(16);
+    tokio::spawn(source.watch(tx));
+    let mut sigterm = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            Some(snapshot) = rx.recv() => {
+                sources.update(snapshot);
+                apply(&mut reconciler, &sources);
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    tracing::info!(
+        "stopping; programs and maps stay pinned at {} so connects keep working \
+         (`viking-agent uninstall` removes them)",
+        options.pin_dir.display()
+    );
+    Ok(())
+}
+
+fn apply<K: KernelWriter>(reconciler: &mut Reconciler<K>, sources: &SourceSet) {
+    let (desired, conflicts) = sources.merged();
+    for conflict in conflicts {
+        tracing::error!("{conflict}");
+    }
+    let report = reconciler.apply(&desired);
+    for added in &report.added {
+        tracing::info!("added {added}");
+    }
+    for changed in &report.changed {
+        tracing::info!("changed {changed}");
+    }
+    for removed in &report.removed {
+        tracing::info!("removed {removed}");
+    }
+    for failed in &report.failed {
+        tracing::error!("not applied: {failed}");
+    }
+    if !report.is_noop() {
+        tracing::info!(writes = report.writes, services = reconciler.service_count(), "kernel maps updated");
+    }
+}
+
+/// Forwards `aya-log` records from the kernel to the agent's log.
+async fn forward_kernel_logs(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
+    // SAFETY: the logger owns its ring buffer fd, which stays open and unchanged until the
+    // logger (moved into the AsyncFd) is dropped.
+    let registered = unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(err) => {
+            tracing::warn!("kernel logs unavailable: {err}");
+            return;
+        }
+    };
+    loop {
+        let Ok(mut guard) = fd.readable_mut().await else {
+            return;
+        };
+        guard.get_inner_mut().flush();
+        guard.clear_ready();
+    }
+}

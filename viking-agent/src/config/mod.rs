@@ -1,0 +1,190 @@
+//! The agent's TOML configuration: static services, VIP ranges, map limits.
+//!
+//! Parsing is two-level so that one bad service never takes the others down: the file as a
+//! whole must be valid TOML with only known sections and keys, then each `[[service]]` is
+//! checked on its own. A bad service is reported (naming the field and value) and left
+//! out; a bad backend entry is reported and left out of its service.
+
+mod service;
+
+use std::{fmt, net::IpAddr, path::Path};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use viking_common::limits;
+
+use crate::model::DesiredState;
+pub use service::ServiceError;
+
+/// A parsed configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// VIP ranges and other agent settings.
+    pub agent: AgentSettings,
+    /// Map sizes.
+    pub limits: Limits,
+    /// The valid services of the file.
+    pub services: DesiredState,
+}
+
+/// `[agent]`: settings of the agent itself.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSettings {
+    /// Address ranges VIPs must come from. A backend inside one of them is refused: a VIP
+    /// can never be a backend.
+    pub vip_ranges: Vec<IpNet>,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self { vip_ranges: vec![default_vip_range()] }
+    }
+}
+
+impl AgentSettings {
+    /// Whether `ip` is inside one of the VIP ranges.
+    pub fn is_vip_range(&self, ip: IpAddr) -> bool {
+        self.vip_ranges.iter().any(|range| range.contains(&ip))
+    }
+
+    /// The ranges as text, for error messages.
+    pub fn ranges_text(&self) -> String {
+        let ranges: Vec<String> = self.vip_ranges.iter().map(ToString::to_string).collect();
+        ranges.join(", ")
+    }
+}
+
+/// The default VIP range, 240.0.0.0/4: reserved, never routed, and where Consul's own
+/// virtual IPs live.
+pub fn default_vip_range() -> IpNet {
+    IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(240, 0, 0, 0), 4).expect("valid prefix"))
+}
+
+/// `[limits]`: sizes of the kernel maps, fixed when the maps are created. Changing them
+/// takes effect when the pinned maps are recreated (`viking-agent uninstall`, then `run`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Frontends (`vip:port/protocol`) the kernel can hold.
+    pub max_services: u32,
+    /// Distinct backend addresses over all services.
+    pub max_backends: u32,
+    /// Backends one service may have.
+    pub max_backends_per_service: u16,
+    /// Entries of the service hash: one per service plus one per backend slot.
+    pub max_service_slots: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_services: limits::MAX_SERVICES,
+            max_backends: limits::MAX_BACKENDS,
+            max_backends_per_service: limits::MAX_BACKENDS_PER_SERVICE,
+            max_service_slots: limits::MAX_SERVICE_SLOTS,
+        }
+    }
+}
+
+/// Why a configuration file cannot be used at all. (A bad service is a [`ServiceError`]
+/// instead, and does not stop the others.)
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has an unknown section or key, or a bad `[agent]` or
+    /// `[limits]` value. The message names the key and line.
+    #[error("invalid config: {0}")]
+    Syntax(#[from] toml::de::Error),
+    /// A setting has a value outside its allowed range.
+    #[error("invalid config: `{field}` = {value}: {reason}")]
+    Value {
+        /// The setting, e.g. `limits.max_services`.
+        field: &'static str,
+        /// Its value as written.
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// The result of parsing a file: the usable config and the services that were refused.
+#[derive(Debug)]
+pub struct Parsed {
+    /// Everything valid in the file.
+    pub config: Config,
+    /// Services and backends left out, each naming its field and value.
+    pub errors: Vec<ServiceError>,
+}
+
+/// The file's shape; services stay raw tables so each can fail on its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    agent: AgentSettings,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    service: Vec<toml::Table>,
+}
+
+impl Config {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Parsed, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text)
+    }
+
+    /// Parses config text.
+    pub fn parse(text: &str) -> Result<Parsed, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        check_limits(&raw.limits)?;
+        if raw.agent.vip_ranges.is_empty() {
+            return Err(ConfigError::Value {
+                field: "agent.vip_ranges",
+                value: "[]".into(),
+                reason: "at least one range is needed",
+            });
+        }
+        let (services, errors) = service::parse_services(raw.service, &raw.agent, &raw.limits);
+        Ok(Parsed { config: Config { agent: raw.agent, limits: raw.limits, services }, errors })
+    }
+}
+
+fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
+    let checks: [(&'static str, u64, u64, u64); 4] = [
+        ("limits.max_services", limits.max_services.into(), 1, 1 << 24),
+        ("limits.max_backends", limits.max_backends.into(), 1, 1 << 24),
+        ("limits.max_backends_per_service", limits.max_backends_per_service.into(), 1, u16::MAX.into()),
+        ("limits.max_service_slots", limits.max_service_slots.into(), 2, 1 << 26),
+    ];
+    for (field, value, min, max) in checks {
+        if !(min..=max).contains(&value) {
+            return Err(ConfigError::Value {
+                field,
+                value: value.to_string(),
+                reason: "out of range",
+            });
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for Limits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "max_services={} max_backends={} max_backends_per_service={} max_service_slots={}",
+            self.max_services, self.max_backends, self.max_backends_per_service, self.max_service_slots
+        )
+    }
+}

@@ -1,0 +1,250 @@
+//! The kernel side, seen from the agent: load the programs, adopt or create the pinned
+//! maps, attach to a cgroup (or swap the program inside an existing pinned link), and
+//! remove it all again.
+
+mod bpf_sys;
+mod layout;
+pub mod object;
+pub mod pins;
+pub mod tables;
+
+use std::{
+    fs::File,
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::MapInfo,
+    programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
+};
+pub use layout::{HOOKS, PINNED_MAPS};
+use pins::PinDir;
+use tables::KernelTables;
+
+use crate::config::Limits;
+
+/// Why the dataplane could not be installed or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// Pin directory problems (bpffs missing, permissions).
+    #[error("pin directory {path}: {source}")]
+    PinDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A pinned map has a layout this agent does not understand.
+    #[error(
+        "pinned map {path} has {what} {found}, this agent needs {expected}; \
+         it was created by another Viking version: run `viking-agent uninstall` first"
+    )]
+    IncompatiblePin {
+        /// The pin.
+        path: PathBuf,
+        /// Which property differs.
+        what: &'static str,
+        /// Its value in the kernel.
+        found: u32,
+        /// The value this agent needs.
+        expected: u32,
+    },
+    /// The object could not be loaded (the verifier log is in the message).
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program could not be loaded or attached.
+    #[error("program {program}: {source}")]
+    Program {
+        /// The program.
+        program: &'static str,
+        /// The aya error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The cgroup could not be opened.
+    #[error("cgroup {path}: {source}")]
+    Cgroup {
+        /// The cgroup directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A map could not be opened.
+    #[error(transparent)]
+    Table(#[from] tables::TableError),
+}
+
+/// A loaded and attached dataplane.
+#[derive(Debug)]
+pub struct Dataplane {
+    /// The maps, for the reconciler.
+    pub tables: KernelTables,
+    /// Kept so that the log ring buffer stays readable.
+    pub ebpf: Ebpf,
+    /// Whether the maps were adopted from pins (an earlier agent's state).
+    pub adopted: bool,
+}
+
+impl Dataplane {
+    /// Loads the programs and attaches them to `cgroup`, reusing pinned maps and links under
+    /// `pins` when present. A pinned link on the same cgroup gets the new program atomically
+    /// (`BPF_LINK_UPDATE`), so connects never see a moment without a program.
+    pub fn install(pins: &PinDir, cgroup: &Path, limits: &Limits) -> Result<Self, DataplaneError> {
+        pins.create().map_err(|source| DataplaneError::PinDir { path: pins.root().into(), source })?;
+        let map_paths: Vec<(&'static str, PathBuf, u32)> = PINNED_MAPS
+            .iter()
+            .map(|spec| (spec.name, pins.map(spec.name), (spec.max_entries)(limits)))
+            .collect();
+        let mut adopted = false;
+        for spec in &PINNED_MAPS {
+            adopted |= check_pinned_map(&pins.map(spec.name), spec, limits)?;
+        }
+        let mut loader = EbpfLoader::new();
+        for (name, path, max_entries) in &map_paths {
+            loader.map_pin_path(name, path.as_path()).map_max_entries(name, *max_entries);
+        }
+        let mut ebpf = loader.load(object::BYTES)?;
+
+        let cgroup_dir = File::open(cgroup)
+            .map_err(|source| DataplaneError::Cgroup { path: cgroup.into(), source })?;
+        let cgroup_id = cgroup_dir
+            .metadata()
+            .map_err(|source| DataplaneError::Cgroup { path: cgroup.into(), source })?
+            .ino();
+        for hook in &HOOKS {
+            attach(&mut ebpf, hook, pins, &cgroup_dir, cgroup_id)?;
+        }
+        let tables = KernelTables::from_ebpf(&mut ebpf)?;
+        Ok(Self { tables, ebpf, adopted })
+    }
+}
+
+/// Checks an existing pin against the layout this agent needs. Returns whether it exists.
+fn check_pinned_map(path: &Path, spec: &layout::PinnedMapSpec, limits: &Limits) -> Result<bool, DataplaneError> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let info = MapInfo::from_pin(path).map_err(|err| DataplaneError::PinDir {
+        path: path.into(),
+        source: std::io::Error::other(err),
+    })?;
+    let mismatch = |what, found, expected| DataplaneError::IncompatiblePin { path: path.into(), what, found, expected };
+    if info.key_size() != spec.key_size {
+        return Err(mismatch("key size", info.key_size(), spec.key_size));
+    }
+    if info.value_size() != spec.value_size {
+        return Err(mismatch("value size", info.value_size(), spec.value_size));
+    }
+    let wanted = (spec.max_entries)(limits);
+    if info.max_entries() != wanted {
+        tracing::warn!(
+            map = spec.name,
+            pinned = info.max_entries(),
+            configured = wanted,
+            "pinned map keeps its size; the configured limit applies after `viking-agent uninstall`"
+        );
+    }
+    Ok(true)
+}
+
+fn attach(ebpf: &mut Ebpf, hook: &layout::Hook, pins: &PinDir, cgroup: &File, cgroup_id: u64) -> Result<(), DataplaneError> {
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| DataplaneError::Program { program: hook.program, source };
+    let program: &mut CgroupSockAddr = ebpf
+        .program_mut(hook.program)
+        .ok_or_else(|| fail("not in the eBPF object".into()))?
+        .try_into()
+        .map_err(|err| fail(Box::new(err)))?;
+    program.load().map_err(|err| fail(Box::new(err)))?;
+
+    let link_path = pins.link(hook.program);
+    let old_link = match bpf_sys::obj_get(&link_path) {
+        Ok(fd) => Some(fd),
+        Err(_) if !link_path.exists() => None,
+        Err(err) => return Err(fail(Box::new(err))),
+    };
+    if let Some(old) = &old_link {
+        let target = bpf_sys::cgroup_link_target(old.as_fd()).map_err(|err| fail(Box::new(err)))?;
+        if target == Some(cgroup_id) {
+            let prog_fd = program.fd().map_err(|err| fail(Box::new(err)))?;
+            bpf_sys::link_update(old.as_fd(), prog_fd.as_fd()).map_err(|err| fail(Box::new(err)))?;
+            tracing::info!(program = hook.program, "replaced the program in the pinned link");
+            return Ok(());
+        }
+    }
+    // New attachment first, old one removed after: the cgroup is never without a program.
+    let link_id = program.attach(cgroup, CgroupAttachMode::Single).map_err(|err| fail(Box::new(err)))?;
+    let link: FdLink = program
+        .take_link(link_id)
+        .map_err(|err| fail(Box::new(err)))?
+        .try_into()
+        .map_err(|err: aya::programs::links::LinkError| fail(Box::new(err)))?;
+    // bpffs refuses names with a dot.
+    let staging = link_path.with_file_name(format!("{}-new", hook.program));
+    let _ = std::fs::remove_file(&staging);
+    link.pin(&staging).map_err(|err| fail(Box::new(err)))?;
+    if let Some(old) = old_link {
+        detach_pinned(&link_path, old).map_err(|err| fail(Box::new(err)))?;
+        tracing::info!(program = hook.program, "moved to another cgroup");
+    }
+    std::fs::rename(&staging, &link_path).map_err(|err| fail(Box::new(err)))?;
+    tracing::info!(program = hook.program, "attached");
+    Ok(())
+}
+
+/// Detaches a pinned link now and removes its pin.
+fn detach_pinned(path: &Path, link: OwnedFd) -> std::io::Result<()> {
+    match bpf_sys::link_detach(link.as_fd()) {
+        // Already detached (its cgroup was removed): only the pin is left.
+        Err(err) if err.raw_os_error() == Some(libc::ENOLINK) => {}
+        other => other?,
+    }
+    std::fs::remove_file(path)
+}
+
+/// What `uninstall` removed.
+#[derive(Debug, Default)]
+pub struct Removed {
+    /// Links detached.
+    pub links: Vec<String>,
+    /// Map pins removed.
+    pub maps: Vec<String>,
+}
+
+/// Detaches every pinned link and removes every pin of the installation.
+pub fn uninstall(pins: &PinDir) -> Result<Removed, DataplaneError> {
+    let mut removed = Removed::default();
+    let pin_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DataplaneError::PinDir { path, source }
+    };
+    for dir in ["links", "maps"] {
+        let dir = pins.root().join(dir);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(pin_err(&dir)(err)),
+        };
+        for entry in entries {
+            let path = entry.map_err(pin_err(&dir))?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if dir.ends_with("links") {
+                let link = bpf_sys::obj_get(&path).map_err(pin_err(&path))?;
+                detach_pinned(&path, link).map_err(pin_err(&path))?;
+                removed.links.push(name);
+            } else {
+                std::fs::remove_file(&path).map_err(pin_err(&path))?;
+                removed.maps.push(name);
+            }
+        }
+        std::fs::remove_dir(&dir).map_err(pin_err(&dir))?;
+    }
+    match std::fs::remove_dir(pins.root()) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(pin_err(pins.root())(err)),
+        _ => {}
+    }
+    Ok(removed)
+}

@@ -1,0 +1,210 @@
+//! Typed access to the pinned maps: the only place that reads or writes kernel entries.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
+};
+use viking_common::{Backend, Ip6, ServiceKey, ServiceName, ServiceStats, ServiceValue, names};
+
+use super::pins::PinDir;
+
+/// Handles to the maps the agent reads and writes.
+pub struct KernelTables {
+    services: HashMap<MapData, ServiceKey, ServiceValue>,
+    backends: Array<MapData, Backend>,
+    stats: PerCpuArray<MapData, ServiceStats>,
+    names: HashMap<MapData, u32, ServiceName>,
+}
+
+impl std::fmt::Debug for KernelTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelTables").finish_non_exhaustive()
+    }
+}
+
+/// Why the maps could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// A map is missing from the object or the pin directory.
+    #[error("map {name} not found: {detail}")]
+    Missing {
+        /// Map name.
+        name: &'static str,
+        /// Where it was looked for.
+        detail: String,
+    },
+    /// A map operation failed.
+    #[error("map {name}: {source}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// The aya error, which carries the errno.
+        source: MapError,
+    },
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> TableError {
+    move |source| TableError::Map { name, source }
+}
+
+/// One service as the kernel holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstalledService {
+    /// Slot 0.
+    pub entry: ServiceValue,
+    /// Backend ids of slots `1..=count`, in slot order (a missing slot reads as `None`).
+    pub slots: Vec<Option<u32>>,
+    /// From `SERVICE_NAMES`; empty if unknown.
+    pub name: String,
+}
+
+/// Everything the kernel holds, read back from the maps.
+#[derive(Clone, Debug, Default)]
+pub struct KernelSnapshot {
+    /// Services by frontend key (slot 0).
+    pub services: BTreeMap<ServiceKey, InstalledService>,
+    /// Backend slots whose service entry (slot 0) is missing: left over by an interrupted
+    /// agent, deleted by the reconciler.
+    pub orphan_slots: Vec<ServiceKey>,
+    /// Used backend ids and their addresses.
+    pub backends: BTreeMap<u32, SocketAddr>,
+}
+
+impl KernelTables {
+    /// Takes the maps out of a freshly loaded object.
+    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self, TableError> {
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| TableError::Missing { name, detail: "not in the eBPF object".into() })
+        };
+        Self::from_maps(
+            take(names::SERVICES)?,
+            take(names::BACKENDS)?,
+            take(names::SERVICE_STATS)?,
+            take(names::SERVICE_NAMES)?,
+        )
+    }
+
+    /// Opens the pinned maps of an installation (no programs are loaded).
+    pub fn open_pinned(pins: &PinDir) -> Result<Self, TableError> {
+        let open = |name: &'static str| {
+            let path = pins.map(name);
+            let data = MapData::from_pin(&path).map_err(|err| TableError::Missing {
+                name,
+                detail: format!("{}: {err}", path.display()),
+            })?;
+            Map::from_map_data(data).map_err(map_err(name))
+        };
+        Self::from_maps(
+            open(names::SERVICES)?,
+            open(names::BACKENDS)?,
+            open(names::SERVICE_STATS)?,
+            open(names::SERVICE_NAMES)?,
+        )
+    }
+
+    fn from_maps(services: Map, backends: Map, stats: Map, names_map: Map) -> Result<Self, TableError> {
+        Ok(Self {
+            services: services.try_into().map_err(map_err(names::SERVICES))?,
+            backends: backends.try_into().map_err(map_err(names::BACKENDS))?,
+            stats: stats.try_into().map_err(map_err(names::SERVICE_STATS))?,
+            names: names_map.try_into().map_err(map_err(names::SERVICE_NAMES))?,
+        })
+    }
+
+    /// Reads every service, slot and backend.
+    pub fn snapshot(&self) -> Result<KernelSnapshot, TableError> {
+        let mut entries = BTreeMap::new();
+        for item in self.services.iter() {
+            let (key, value) = item.map_err(map_err(names::SERVICES))?;
+            entries.insert(key, value);
+        }
+        let mut snapshot = KernelSnapshot::default();
+        for (key, value) in &entries {
+            if key.slot == 0 {
+                let slots = (1..=value.count)
+                    .map(|slot| entries.get(&key.with_slot(slot)).map(|v| v.backend_id))
+                    .collect();
+                let name = self.names.get(&value.service_id, 0).map(|n| n.as_str().to_owned()).unwrap_or_default();
+                snapshot.services.insert(*key, InstalledService { entry: *value, slots, name });
+            }
+        }
+        for key in entries.keys().filter(|k| k.slot != 0) {
+            let owner = snapshot.services.get(&key.with_slot(0));
+            if owner.is_none_or(|s| key.slot > s.entry.count) {
+                snapshot.orphan_slots.push(*key);
+            }
+        }
+        for (id, backend) in self.backends.iter().enumerate() {
+            let backend = backend.map_err(map_err(names::BACKENDS))?;
+            if backend.is_set() {
+                let id = u32::try_from(id).expect("array index fits u32");
+                snapshot.backends.insert(id, SocketAddr::new(backend.address.to_ip(), backend.port()));
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Counters of a service, summed over CPUs.
+    pub fn stats(&self, service_id: u32) -> Result<ServiceStats, TableError> {
+        let per_cpu = self.stats.get(&service_id, 0).map_err(map_err(names::SERVICE_STATS))?;
+        Ok(per_cpu.iter().fold(ServiceStats::default(), |sum, s| ServiceStats {
+            redirected: sum.redirected + s.redirected,
+            refused_no_backend: sum.refused_no_backend + s.refused_no_backend,
+        }))
+    }
+
+    /// Writes one `SERVICES` entry (a service entry or a backend slot).
+    pub fn set_slot(&mut self, key: ServiceKey, value: ServiceValue) -> Result<(), TableError> {
+        self.services.insert(key, value, 0).map_err(map_err(names::SERVICES))
+    }
+
+    /// Deletes one `SERVICES` entry; a missing entry is not an error.
+    pub fn delete_slot(&mut self, key: &ServiceKey) -> Result<(), TableError> {
+        match self.services.remove(key) {
+            Err(MapError::KeyNotFound) => Ok(()),
+            other => other.map_err(map_err(names::SERVICES)),
+        }
+    }
+
+    /// Writes a backend address under `id`.
+    pub fn set_backend(&mut self, id: u32, addr: SocketAddr) -> Result<(), TableError> {
+        let backend = Backend { address: Ip6::from_ip(addr.ip()), port_be: addr.port().to_be(), _pad0: 0 };
+        self.backends.set(id, backend, 0).map_err(map_err(names::BACKENDS))
+    }
+
+    /// Marks `id` unused.
+    pub fn clear_backend(&mut self, id: u32) -> Result<(), TableError> {
+        self.backends.set(id, Backend::default(), 0).map_err(map_err(names::BACKENDS))
+    }
+
+    /// Starts a new service id: zero counters, record its name.
+    pub fn begin_service(&mut self, service_id: u32, name: &str) -> Result<(), TableError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, err)| TableError::Map {
+            name: names::SERVICE_STATS,
+            source: MapError::IoError(err),
+        })?;
+        let zero = aya::maps::PerCpuValues::try_from(vec![ServiceStats::default(); cpus])
+            .map_err(|err| map_err(names::SERVICE_STATS)(MapError::IoError(err)))?;
+        self.stats.set(service_id, zero, 0).map_err(map_err(names::SERVICE_STATS))?;
+        self.set_name(service_id, name)
+    }
+
+    /// Records the name of a service id.
+    pub fn set_name(&mut self, service_id: u32, name: &str) -> Result<(), TableError> {
+        self.names.insert(service_id, ServiceName::new(name), 0).map_err(map_err(names::SERVICE_NAMES))
+    }
+
+    /// Forgets the name of a released service id.
+    pub fn delete_name(&mut self, service_id: u32) -> Result<(), TableError> {
+        match self.names.remove(&service_id) {
+            Err(MapError::KeyNotFound) => Ok(()),
+            other => other.map_err(map_err(names::SERVICE_NAMES)),
+        }
+    }
+}

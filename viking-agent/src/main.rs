@@ -1,0 +1,103 @@
+//! The `viking-agent` command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use viking_agent::{
+    commands::{self, run::RunOptions},
+    config::Config,
+    dataplane::pins::DEFAULT_PIN_DIR,
+};
+
+/// Viking: in-kernel service load balancing for container hosts.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load and attach the programs, then keep the kernel maps in sync with the config.
+    Run {
+        /// The TOML config file (watched: edits apply within a second).
+        #[arg(long)]
+        config: PathBuf,
+        /// Cgroup (v2 directory) to attach to; default: the cgroup v2 root, i.e. every
+        /// process of the host.
+        #[arg(long)]
+        cgroup: Option<PathBuf>,
+        /// Where maps and links are pinned (on bpffs; mounted if missing).
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Inspect the pinned kernel maps (works while the agent is stopped).
+    Maps {
+        #[command(subcommand)]
+        command: MapsCommand,
+    },
+    /// Detach the programs and remove every pin; VIP connects stop being redirected.
+    Uninstall {
+        /// The pin directory of the installation.
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Check a config file: print what it would serve and every error, exit 1 on errors.
+    Check {
+        /// The TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MapsCommand {
+    /// Print every service, its backends and counters.
+    Dump {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The pin directory of the installation.
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Run { config, cgroup, pin_dir } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(commands::run::run(RunOptions { config, cgroup, pin_dir }))),
+        Command::Maps { command: MapsCommand::Dump { json, pin_dir } } => commands::maps::dump(&pin_dir, json),
+        Command::Uninstall { pin_dir } => commands::uninstall::uninstall(&pin_dir),
+        Command::Check { config } => check(&config),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let parsed = Config::load(path)?;
+    for service in parsed.config.services.services.values() {
+        let backends: Vec<String> = service.backends.iter().map(ToString::to_string).collect();
+        println!("{} {} {} -> [{}]", service.name, service.frontend, service.algorithm.name(), backends.join(", "));
+    }
+    for error in &parsed.errors {
+        println!("error: {error}");
+    }
+    anyhow::ensure!(parsed.errors.is_empty(), "{} error(s) in {}", parsed.errors.len(), path.display());
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! The desired state: what every source (static file, Consul, Docker) produces and what the
+//! reconciler makes the kernel hold. Plain data, already validated.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, SocketAddr},
+};
+
+use viking_common::{Algorithm, IPPROTO_TCP, IPPROTO_UDP};
+
+/// Transport protocol of a frontend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP (connected sockets through `connect4`).
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number used in map keys.
+    pub const fn number(self) -> u8 {
+        match self {
+            Self::Tcp => IPPROTO_TCP,
+            Self::Udp => IPPROTO_UDP,
+        }
+    }
+
+    /// The protocol of an IP protocol number, if Viking serves it.
+    pub const fn from_number(number: u8) -> Option<Self> {
+        match number {
+            IPPROTO_TCP => Some(Self::Tcp),
+            IPPROTO_UDP => Some(Self::Udp),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name, as in the config file.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a client connects to: a virtual IP, a port and a protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frontend {
+    /// The virtual service IP.
+    pub vip: IpAddr,
+    /// The port clients use.
+    pub port: u16,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for Frontend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", SocketAddr::new(self.vip, self.port), self.protocol)
+    }
+}
+
+/// One service frontend and the backends it spreads connects over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Human name (config `name`, Consul service name).
+    pub name: String,
+    /// Where clients connect.
+    pub frontend: Frontend,
+    /// How the kernel picks a backend.
+    pub algorithm: Algorithm,
+    /// Distinct backend addresses, in a stable order. May be empty: connects are then
+    /// refused at once.
+    pub backends: Vec<SocketAddr>,
+}
+
+/// The full desired state of one host: every service frontend it must serve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    /// Services by frontend.
+    pub services: BTreeMap<Frontend, Service>,
+}

@@ -1,0 +1,440 @@
+//! The reconciler: the single owner of the kernel maps. It is given a desired state and
+//! writes the difference to the kernel, in an order that keeps every intermediate state
+//! valid for a concurrent `connect()`:
+//!
+//! 1. new backend addresses are written before any slot names them;
+//! 2. backend slots `1..=n` are written before slot 0 publishes count `n`;
+//! 3. slot 0 lowers the count before surplus slots are deleted;
+//! 4. a backend address is cleared only when no slot names it any more.
+//!
+//! Only changed entries are written; an unchanged service costs no syscall.
+
+mod ids;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+};
+
+use ids::IdPool;
+use viking_common::{Algorithm, Ip6, ServiceKey, ServiceValue};
+
+use crate::{
+    config::Limits,
+    dataplane::tables::{KernelSnapshot, KernelTables, TableError},
+    model::{DesiredState, Frontend, Protocol, Service},
+};
+
+/// The writes the reconciler makes; implemented by the real maps and, in unit tests, by a
+/// model that checks the ordering rules after every write.
+pub trait KernelWriter {
+    /// Writes a `SERVICES` entry.
+    fn set_slot(&mut self, key: ServiceKey, value: ServiceValue) -> Result<(), TableError>;
+    /// Deletes a `SERVICES` entry (missing is fine).
+    fn delete_slot(&mut self, key: &ServiceKey) -> Result<(), TableError>;
+    /// Writes a backend address.
+    fn set_backend(&mut self, id: u32, addr: SocketAddr) -> Result<(), TableError>;
+    /// Clears a backend id.
+    fn clear_backend(&mut self, id: u32) -> Result<(), TableError>;
+    /// Prepares a fresh service id (zeroed counters, name).
+    fn begin_service(&mut self, service_id: u32, name: &str) -> Result<(), TableError>;
+    /// Renames a service id.
+    fn set_name(&mut self, service_id: u32, name: &str) -> Result<(), TableError>;
+    /// Forgets a released service id's name.
+    fn delete_name(&mut self, service_id: u32) -> Result<(), TableError>;
+}
+
+impl KernelWriter for KernelTables {
+    fn set_slot(&mut self, key: ServiceKey, value: ServiceValue) -> Result<(), TableError> {
+        KernelTables::set_slot(self, key, value)
+    }
+    fn delete_slot(&mut self, key: &ServiceKey) -> Result<(), TableError> {
+        KernelTables::delete_slot(self, key)
+    }
+    fn set_backend(&mut self, id: u32, addr: SocketAddr) -> Result<(), TableError> {
+        KernelTables::set_backend(self, id, addr)
+    }
+    fn clear_backend(&mut self, id: u32) -> Result<(), TableError> {
+        KernelTables::clear_backend(self, id)
+    }
+    fn begin_service(&mut self, service_id: u32, name: &str) -> Result<(), TableError> {
+        KernelTables::begin_service(self, service_id, name)
+    }
+    fn set_name(&mut self, service_id: u32, name: &str) -> Result<(), TableError> {
+        KernelTables::set_name(self, service_id, name)
+    }
+    fn delete_name(&mut self, service_id: u32) -> Result<(), TableError> {
+        KernelTables::delete_name(self, service_id)
+    }
+}
+
+/// A service as installed in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Installed {
+    service_id: u32,
+    algorithm: Algorithm,
+    name: String,
+    /// Backend id per slot `1..=n`; `None` marks a slot found missing at adoption.
+    slots: Vec<Option<u32>>,
+}
+
+/// Backend ids with reference counts (one per slot naming them).
+#[derive(Debug)]
+struct BackendIds {
+    pool: IdPool,
+    by_addr: HashMap<SocketAddr, u32>,
+    addr_of: HashMap<u32, SocketAddr>,
+    refs: HashMap<u32, usize>,
+}
+
+/// What one [`Reconciler::apply`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Services written for the first time.
+    pub added: Vec<String>,
+    /// Services whose backends, algorithm or name changed.
+    pub changed: Vec<String>,
+    /// Services removed.
+    pub removed: Vec<String>,
+    /// Services that could not be written, with the reason (naming the limit hit).
+    pub failed: Vec<String>,
+    /// Number of map writes and deletes.
+    pub writes: usize,
+}
+
+impl ApplyReport {
+    /// Whether nothing was changed and nothing failed.
+    pub fn is_noop(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty() && self.failed.is_empty()
+    }
+}
+
+/// Why one service could not be applied.
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error("limit reached: {0}")]
+    Limit(String),
+    #[error(transparent)]
+    Table(#[from] TableError),
+}
+
+/// Owns the kernel maps and makes them match the desired state.
+#[derive(Debug)]
+pub struct Reconciler<K> {
+    kernel: K,
+    limits: Limits,
+    installed: BTreeMap<Frontend, Installed>,
+    service_ids: IdPool,
+    backends: BackendIds,
+    /// `SERVICES` entries in use (service entries + slots).
+    slots_used: u64,
+    /// Backend ids found in the kernel without any slot naming them.
+    orphan_backends: Vec<u32>,
+}
+
+impl<K: KernelWriter> Reconciler<K> {
+    /// Starts from what the kernel already holds (pinned by an earlier agent), so the first
+    /// apply only writes differences and nothing is flushed.
+    pub fn adopt(mut kernel: K, snapshot: KernelSnapshot, limits: Limits) -> Result<Self, TableError> {
+        let mut service_ids = IdPool::new(limits.max_services);
+        let mut backends = BackendIds {
+            pool: IdPool::new(limits.max_backends),
+            by_addr: HashMap::new(),
+            addr_of: HashMap::new(),
+            refs: HashMap::new(),
+        };
+        for (id, addr) in &snapshot.backends {
+            backends.pool.claim(*id);
+            backends.by_addr.insert(*addr, *id);
+            backends.addr_of.insert(*id, *addr);
+        }
+        let mut installed = BTreeMap::new();
+        let mut slots_used = 0u64;
+        for (key, service) in snapshot.services {
+            let Some(frontend) = frontend_of(&key) else {
+                continue;
+            };
+            service_ids.claim(service.entry.service_id);
+            let slots: Vec<Option<u32>> = service
+                .slots
+                .iter()
+                .map(|slot| slot.filter(|id| backends.addr_of.contains_key(id)))
+                .collect();
+            for id in slots.iter().flatten() {
+                *backends.refs.entry(*id).or_default() += 1;
+            }
+            slots_used += 1 + slots.len() as u64;
+            installed.insert(
+                frontend,
+                Installed {
+                    service_id: service.entry.service_id,
+                    algorithm: Algorithm::from_u8(service.entry.algorithm),
+                    name: service.name,
+                    slots,
+                },
+            );
+        }
+        for key in &snapshot.orphan_slots {
+            kernel.delete_slot(key)?;
+        }
+        let orphan_backends =
+            backends.addr_of.keys().copied().filter(|id| !backends.refs.contains_key(id)).collect();
+        Ok(Self { kernel, limits, installed, service_ids, backends, slots_used, orphan_backends })
+    }
+
+    /// The maps, for reading counters.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// Number of services installed.
+    pub fn service_count(&self) -> usize {
+        self.installed.len()
+    }
+
+    /// What the kernel serves, as a desired state (after adoption: the previous agent's).
+    pub fn installed_state(&self) -> DesiredState {
+        let services = self
+            .installed
+            .iter()
+            .map(|(frontend, installed)| {
+                let backends = installed
+                    .slots
+                    .iter()
+                    .filter_map(|slot| self.backends.addr_of.get(&(*slot)?).copied())
+                    .collect();
+                let service = Service {
+                    name: installed.name.clone(),
+                    frontend: *frontend,
+                    algorithm: installed.algorithm,
+                    backends,
+                };
+                (*frontend, service)
+            })
+            .collect();
+        DesiredState { services }
+    }
+
+    /// Makes the kernel hold exactly `desired`. A service that cannot be written (a limit is
+    /// reached) is reported and left as it was; the others are applied.
+    pub fn apply(&mut self, desired: &DesiredState) -> ApplyReport {
+        let mut report = ApplyReport::default();
+        let gone: Vec<Frontend> =
+            self.installed.keys().filter(|f| !desired.services.contains_key(f)).copied().collect();
+        for frontend in gone {
+            match self.remove(&frontend, &mut report) {
+                Ok(name) => report.removed.push(format!("{name} {frontend}")),
+                Err(err) => report.failed.push(format!("removing {frontend}: {err}")),
+            }
+        }
+        for service in desired.services.values() {
+            let existed = self.installed.contains_key(&service.frontend);
+            match self.upsert(service, &mut report) {
+                Ok(false) => {}
+                Ok(true) if existed => report.changed.push(describe(service)),
+                Ok(true) => report.added.push(describe(service)),
+                Err(err) => report.failed.push(format!("{} {}: {err}", service.name, service.frontend)),
+            }
+        }
+        for id in std::mem::take(&mut self.orphan_backends) {
+            if !self.backends.refs.contains_key(&id) {
+                if let Err(err) = self.free_backend(id, &mut report) {
+                    report.failed.push(format!("clearing backend id {id}: {err}"));
+                }
+            }
+        }
+        report
+    }
+
+    /// Writes one service; returns whether anything changed.
+    fn upsert(&mut self, service: &Service, report: &mut ApplyReport) -> Result<bool, ApplyError> {
+        let old = self.installed.get(&service.frontend).cloned();
+        if let Some(old) = &old {
+            let unchanged = old.algorithm == service.algorithm
+                && old.name == service.name
+                && old.slots.len() == service.backends.len()
+                && old.slots.iter().zip(&service.backends).all(|(slot, addr)| {
+                    slot.and_then(|id| self.backends.addr_of.get(&id)) == Some(addr)
+                });
+            if unchanged {
+                return Ok(false);
+            }
+        }
+        let old_len = old.as_ref().map_or(0, |o| o.slots.len());
+        let growth = service.backends.len().saturating_sub(old_len) as u64 + u64::from(old.is_none());
+        if self.slots_used + growth > u64::from(self.limits.max_service_slots) {
+            return Err(ApplyError::Limit(format!(
+                "limits.max_service_slots = {} (in use: {})",
+                self.limits.max_service_slots, self.slots_used
+            )));
+        }
+        let service_id = match &old {
+            Some(old) => old.service_id,
+            None => self.service_ids.allocate().ok_or_else(|| {
+                ApplyError::Limit(format!("limits.max_services = {}", self.limits.max_services))
+            })?,
+        };
+        let new_ids = match self.acquire_backends(&service.backends, report) {
+            Ok(ids) => ids,
+            Err(err) => {
+                if old.is_none() {
+                    self.service_ids.release(service_id);
+                }
+                return Err(err);
+            }
+        };
+        let result = self.write_service(service, service_id, old.as_ref(), &new_ids, report);
+        match result {
+            Ok(()) => {
+                for id in old.iter().flat_map(|o| o.slots.iter().flatten()) {
+                    self.release_backend(*id, report)?;
+                }
+                self.slots_used += growth;
+                self.slots_used -= old_len.saturating_sub(service.backends.len()) as u64;
+                let slots = new_ids.into_iter().map(Some).collect();
+                let installed = Installed { service_id, algorithm: service.algorithm, name: service.name.clone(), slots };
+                self.installed.insert(service.frontend, installed);
+                Ok(true)
+            }
+            Err(err) => {
+                for id in new_ids {
+                    self.release_backend(id, report)?;
+                }
+                if old.is_none() {
+                    self.service_ids.release(service_id);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn write_service(
+        &mut self,
+        service: &Service,
+        service_id: u32,
+        old: Option<&Installed>,
+        new_ids: &[u32],
+        report: &mut ApplyReport,
+    ) -> Result<(), ApplyError> {
+        let key = service_key(&service.frontend, 0);
+        let count = u16::try_from(new_ids.len()).map_err(|_| ApplyError::Limit("65535 backends per service".into()))?;
+        match old {
+            None => self.kernel.begin_service(service_id, &service.name)?,
+            Some(old) if old.name != service.name => self.kernel.set_name(service_id, &service.name)?,
+            Some(_) => {}
+        }
+        for (index, id) in new_ids.iter().enumerate() {
+            let unchanged = old.and_then(|o| o.slots.get(index).copied().flatten()) == Some(*id);
+            if !unchanged {
+                let slot = (index + 1) as u16;
+                self.kernel.set_slot(key.with_slot(slot), ServiceValue { backend_id: *id, service_id, ..Default::default() })?;
+                report.writes += 1;
+            }
+        }
+        let entry = ServiceValue { backend_id: 0, service_id, count, algorithm: service.algorithm as u8, _pad0: 0 };
+        let old_count = old.map(|o| o.slots.len());
+        if old.is_none_or(|o| o.slots.len() != new_ids.len() || o.algorithm != service.algorithm) {
+            self.kernel.set_slot(key, entry)?;
+            report.writes += 1;
+        }
+        for slot in new_ids.len() + 1..=old_count.unwrap_or(0) {
+            self.kernel.delete_slot(&key.with_slot(slot as u16))?;
+            report.writes += 1;
+        }
+        Ok(())
+    }
+
+    /// Removes a service: slot 0 first (it disappears for new connects at once), then its
+    /// slots, then backends nobody names any more. Returns its name.
+    fn remove(&mut self, frontend: &Frontend, report: &mut ApplyReport) -> Result<String, TableError> {
+        let Some(old) = self.installed.get(frontend).cloned() else {
+            return Ok(String::new());
+        };
+        let key = service_key(frontend, 0);
+        self.kernel.delete_slot(&key)?;
+        for slot in 1..=old.slots.len() {
+            self.kernel.delete_slot(&key.with_slot(slot as u16))?;
+        }
+        self.kernel.delete_name(old.service_id)?;
+        report.writes += 2 + old.slots.len();
+        self.installed.remove(frontend);
+        self.service_ids.release(old.service_id);
+        self.slots_used -= 1 + old.slots.len() as u64;
+        for id in old.slots.iter().flatten() {
+            self.release_backend(*id, report)?;
+        }
+        Ok(old.name)
+    }
+
+    /// Ids for `addrs`, each with one more reference; new addresses are written first.
+    fn acquire_backends(&mut self, addrs: &[SocketAddr], report: &mut ApplyReport) -> Result<Vec<u32>, ApplyError> {
+        let mut ids = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let id = match self.backends.by_addr.get(addr) {
+                Some(id) => *id,
+                None => {
+                    let allocated = self.backends.pool.allocate().ok_or_else(|| {
+                        ApplyError::Limit(format!("limits.max_backends = {}", self.limits.max_backends))
+                    });
+                    let written = allocated.and_then(|id| {
+                        self.kernel.set_backend(id, *addr).map(|()| id).map_err(|err| {
+                            self.backends.pool.release(id);
+                            ApplyError::from(err)
+                        })
+                    });
+                    let id = match written {
+                        Ok(id) => id,
+                        Err(err) => {
+                            for id in ids {
+                                self.release_backend(id, report)?;
+                            }
+                            return Err(err);
+                        }
+                    };
+                    report.writes += 1;
+                    self.backends.by_addr.insert(*addr, id);
+                    self.backends.addr_of.insert(id, *addr);
+                    id
+                }
+            };
+            *self.backends.refs.entry(id).or_default() += 1;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    fn release_backend(&mut self, id: u32, report: &mut ApplyReport) -> Result<(), TableError> {
+        let refs = self.backends.refs.entry(id).or_default();
+        *refs = refs.saturating_sub(1);
+        if *refs == 0 {
+            self.backends.refs.remove(&id);
+            self.free_backend(id, report)?;
+        }
+        Ok(())
+    }
+
+    fn free_backend(&mut self, id: u32, report: &mut ApplyReport) -> Result<(), TableError> {
+        self.kernel.clear_backend(id)?;
+        report.writes += 1;
+        if let Some(addr) = self.backends.addr_of.remove(&id) {
+            self.backends.by_addr.remove(&addr);
+        }
+        self.backends.pool.release(id);
+        Ok(())
+    }
+}
+
+fn service_key(frontend: &Frontend, slot: u16) -> ServiceKey {
+    ServiceKey::new(Ip6::from_ip(frontend.vip), frontend.port.to_be(), frontend.protocol.number(), slot)
+}
+
+fn frontend_of(key: &ServiceKey) -> Option<Frontend> {
+    Some(Frontend { vip: key.vip.to_ip(), port: key.port(), protocol: Protocol::from_number(key.protocol)? })
+}
+
+fn describe(service: &Service) -> String {
+    format!("{} {} -> {} backend(s), {}", service.name, service.frontend, service.backends.len(), service.algorithm.name())
+}
+
+#[cfg(test)]
+mod tests;

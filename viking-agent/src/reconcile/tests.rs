@@ -1,0 +1,254 @@
+//! The reconciler against an in-memory model of the maps that checks, after every single
+//! write, what a concurrent `connect()` could observe.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::dataplane::tables::InstalledService;
+
+/// The maps as plain collections.
+#[derive(Default)]
+struct ModelKernel {
+    slots: HashMap<ServiceKey, ServiceValue>,
+    backends: HashMap<u32, SocketAddr>,
+    names: HashMap<u32, String>,
+    writes: usize,
+}
+
+impl ModelKernel {
+    /// What a reader may rely on: a service entry's count never exceeds the slots written,
+    /// and every slot names a backend that is set.
+    fn check_reader_view(&self) {
+        for (key, value) in self.slots.iter().filter(|(k, _)| k.slot == 0) {
+            for slot in 1..=value.count {
+                let entry = self.slots.get(&key.with_slot(slot));
+                let entry = entry.unwrap_or_else(|| panic!("{key:?}: count {} but slot {slot} missing", value.count));
+                assert!(self.backends.contains_key(&entry.backend_id), "slot {slot} names a cleared backend");
+            }
+        }
+    }
+
+    fn snapshot(&self) -> KernelSnapshot {
+        let mut snapshot = KernelSnapshot::default();
+        for (key, value) in self.slots.iter().filter(|(k, _)| k.slot == 0) {
+            let slots = (1..=value.count).map(|s| self.slots.get(&key.with_slot(s)).map(|v| v.backend_id)).collect();
+            let name = self.names.get(&value.service_id).cloned().unwrap_or_default();
+            snapshot.services.insert(*key, InstalledService { entry: *value, slots, name });
+        }
+        snapshot.backends = self.backends.iter().map(|(id, addr)| (*id, *addr)).collect();
+        snapshot
+    }
+
+    /// The services as a client would see them: frontend -> backends in slot order.
+    fn served(&self) -> BTreeMap<Frontend, Vec<SocketAddr>> {
+        self.snapshot()
+            .services
+            .iter()
+            .map(|(key, s)| {
+                let backends = s.slots.iter().map(|id| self.backends[&id.unwrap()]).collect();
+                (frontend_of(key).unwrap(), backends)
+            })
+            .collect()
+    }
+}
+
+impl KernelWriter for ModelKernel {
+    fn set_slot(&mut self, key: ServiceKey, value: ServiceValue) -> Result<(), TableError> {
+        self.slots.insert(key, value);
+        self.writes += 1;
+        self.check_reader_view();
+        Ok(())
+    }
+    fn delete_slot(&mut self, key: &ServiceKey) -> Result<(), TableError> {
+        self.slots.remove(key);
+        self.writes += 1;
+        self.check_reader_view();
+        Ok(())
+    }
+    fn set_backend(&mut self, id: u32, addr: SocketAddr) -> Result<(), TableError> {
+        self.backends.insert(id, addr);
+        self.writes += 1;
+        Ok(())
+    }
+    fn clear_backend(&mut self, id: u32) -> Result<(), TableError> {
+        self.backends.remove(&id);
+        self.writes += 1;
+        self.check_reader_view();
+        Ok(())
+    }
+    fn begin_service(&mut self, service_id: u32, name: &str) -> Result<(), TableError> {
+        self.names.insert(service_id, name.into());
+        Ok(())
+    }
+    fn set_name(&mut self, service_id: u32, name: &str) -> Result<(), TableError> {
+        self.names.insert(service_id, name.into());
+        Ok(())
+    }
+    fn delete_name(&mut self, service_id: u32) -> Result<(), TableError> {
+        self.names.remove(&service_id);
+        Ok(())
+    }
+}
+
+fn service(name: &str, vip: &str, port: u16, backends: &[&str]) -> Service {
+    Service {
+        name: name.into(),
+        frontend: Frontend { vip: vip.parse().unwrap(), port, protocol: Protocol::Tcp },
+        algorithm: Algorithm::RoundRobin,
+        backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+    }
+}
+
+fn state(services: &[Service]) -> DesiredState {
+    DesiredState { services: services.iter().map(|s| (s.frontend, s.clone())).collect() }
+}
+
+fn expected(desired: &DesiredState) -> BTreeMap<Frontend, Vec<SocketAddr>> {
+    desired.services.values().map(|s| (s.frontend, s.backends.clone())).collect()
+}
+
+fn reconciler(limits: Limits) -> Reconciler<ModelKernel> {
+    Reconciler::adopt(ModelKernel::default(), KernelSnapshot::default(), limits).unwrap()
+}
+
+#[test]
+fn applies_services_and_backends() {
+    let mut r = reconciler(Limits::default());
+    let desired = state(&[
+        service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9002"]),
+        service("db", "240.0.0.11", 5432, &["127.0.0.1:9001"]),
+    ]);
+    let report = r.apply(&desired);
+    assert_eq!(report.added.len(), 2, "{report:?}");
+    assert_eq!(r.kernel().served(), expected(&desired));
+    assert_eq!(r.kernel().backends.len(), 2, "a backend shared by two services is stored once");
+}
+
+#[test]
+fn applying_the_same_state_twice_writes_nothing() {
+    let mut r = reconciler(Limits::default());
+    let desired = state(&[service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9002"])]);
+    r.apply(&desired);
+    let before = r.kernel().writes;
+    let report = r.apply(&desired);
+    assert!(report.is_noop(), "{report:?}");
+    assert_eq!(r.kernel().writes, before);
+}
+
+#[test]
+fn removing_one_backend_writes_only_the_difference() {
+    let mut r = reconciler(Limits::default());
+    r.apply(&state(&[service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"])]));
+    let before = r.kernel().writes;
+    let desired = state(&[service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9003"])]);
+    let report = r.apply(&desired);
+    assert_eq!(report.changed.len(), 1);
+    assert_eq!(r.kernel().served(), expected(&desired));
+    // slot 2 rewritten, slot 0 count lowered, slot 3 deleted, backend 9002 cleared.
+    assert_eq!(r.kernel().writes - before, 4);
+}
+
+#[test]
+fn removed_services_disappear_with_their_backends() {
+    let mut r = reconciler(Limits::default());
+    r.apply(&state(&[
+        service("web", "240.0.0.10", 80, &["127.0.0.1:9001"]),
+        service("db", "240.0.0.11", 5432, &["127.0.0.1:9002"]),
+    ]));
+    let desired = state(&[service("db", "240.0.0.11", 5432, &["127.0.0.1:9002"])]);
+    let report = r.apply(&desired);
+    assert_eq!(report.removed, ["web 240.0.0.10:80/tcp"]);
+    assert_eq!(r.kernel().served(), expected(&desired));
+    assert_eq!(r.kernel().backends.len(), 1);
+    assert!(r.kernel().slots.keys().all(|k| k.port() == 5432));
+}
+
+#[test]
+fn a_service_without_backends_is_published_with_count_zero() {
+    let mut r = reconciler(Limits::default());
+    r.apply(&state(&[service("web", "240.0.0.10", 80, &[])]));
+    let entry = r.kernel().slots.values().next().copied().unwrap();
+    assert_eq!(entry.count, 0);
+}
+
+#[test]
+fn every_intermediate_state_is_valid_for_readers() {
+    // Deterministic pseudo-random walk over backend lists; ModelKernel asserts the reader
+    // view after every write.
+    let pool: Vec<String> = (0..8).map(|i| format!("127.0.0.1:{}", 9000 + i)).collect();
+    let mut r = reconciler(Limits::default());
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..300 {
+        let mut services = Vec::new();
+        for (i, vip) in ["240.0.0.1", "240.0.0.2", "240.0.0.3"].iter().enumerate() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            if seed % 5 == 0 {
+                continue;
+            }
+            let backends: Vec<&str> =
+                pool.iter().enumerate().filter(|(j, _)| (seed >> j) & 1 == 1).map(|(_, b)| b.as_str()).collect();
+            services.push(service(&format!("s{i}"), vip, 80, &backends));
+        }
+        let desired = state(&services);
+        let report = r.apply(&desired);
+        assert!(report.failed.is_empty(), "{report:?}");
+        assert_eq!(r.kernel().served(), expected(&desired));
+        let used: std::collections::HashSet<u32> =
+            r.kernel().slots.iter().filter(|(k, _)| k.slot > 0).map(|(_, v)| v.backend_id).collect();
+        assert_eq!(used.len(), r.kernel().backends.len(), "no backend entry outlives its last slot");
+    }
+}
+
+#[test]
+fn a_full_limit_fails_that_service_only_and_names_the_limit() {
+    let limits = Limits { max_services: 1, ..Limits::default() };
+    let mut r = reconciler(limits);
+    let report = r.apply(&state(&[
+        service("a", "240.0.0.1", 80, &["127.0.0.1:9001"]),
+        service("b", "240.0.0.2", 80, &["127.0.0.1:9002"]),
+    ]));
+    assert_eq!(report.added.len(), 1);
+    assert_eq!(report.failed.len(), 1);
+    assert!(report.failed[0].contains("limits.max_services = 1"), "{}", report.failed[0]);
+    assert_eq!(r.kernel().backends.len(), 1, "the failed service left no backend behind");
+}
+
+#[test]
+fn slot_limit_is_checked_before_writing() {
+    let limits = Limits { max_service_slots: 3, ..Limits::default() };
+    let mut r = reconciler(limits);
+    let report = r.apply(&state(&[service("a", "240.0.0.1", 80, &["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"])]));
+    assert!(report.failed[0].contains("limits.max_service_slots = 3"), "{report:?}");
+    assert!(r.kernel().slots.is_empty());
+}
+
+#[test]
+fn an_adopting_reconciler_keeps_the_kernel_state_and_ids() {
+    let desired = state(&[
+        service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9002"]),
+        service("db", "240.0.0.11", 5432, &["127.0.0.1:9003"]),
+    ]);
+    let mut first = reconciler(Limits::default());
+    first.apply(&desired);
+    let kernel = first.kernel;
+    let snapshot = kernel.snapshot();
+    let slots_before = kernel.slots.clone();
+
+    let mut second = Reconciler::adopt(kernel, snapshot, Limits::default()).unwrap();
+    let writes = second.kernel().writes;
+    let report = second.apply(&desired);
+    assert!(report.is_noop(), "{report:?}");
+    assert_eq!(second.kernel().writes, writes, "nothing rewritten after a restart");
+    assert_eq!(second.kernel().slots, slots_before);
+
+    // And the adopted state is editable: ids are known, so a new service gets a fresh id.
+    let mut more = desired.clone();
+    let extra = service("api", "240.0.0.12", 80, &["127.0.0.1:9002"]);
+    more.services.insert(extra.frontend, extra);
+    second.apply(&more);
+    let ids: std::collections::HashSet<u32> =
+        second.kernel().slots.iter().filter(|(k, _)| k.slot == 0).map(|(_, v)| v.service_id).collect();
+    assert_eq!(ids.len(), 3);
+}

@@ -1,0 +1,71 @@
+//! Types and names shared by the kernel programs (`viking-ebpf`) and the agent.
+//!
+//! Every type here is `#[repr(C)]`, `Copy`, has explicit padding, and is the exact layout of
+//! a BPF map key or value. Changing a layout is a breaking change for pinned maps: the agent
+//! checks key and value sizes when it adopts pinned maps and refuses mismatches.
+//!
+//! Byte order: addresses and ports are kept in **network byte order**, exactly as the kernel
+//! hands them to `cgroup/connect4` in `bpf_sock_addr`, so the hot path never converts.
+#![cfg_attr(not(test), no_std)]
+
+mod address;
+mod backend;
+pub mod names;
+mod service;
+mod stats;
+
+pub use address::Ip6;
+pub use backend::Backend;
+pub use service::{Algorithm, ServiceKey, ServiceName, ServiceValue};
+pub use stats::ServiceStats;
+
+/// IP protocol number of TCP, as in `bpf_sock_addr.protocol` and `ServiceKey::protocol`.
+pub const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of UDP, as in `bpf_sock_addr.protocol` and `ServiceKey::protocol`.
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Default upper bounds of the kernel maps. The agent can raise or lower them at load time
+/// (`[limits]` in the config); map creation uses the agent's values, not these.
+pub mod limits {
+    /// Frontends (`vip:port/protocol`) the kernel can hold: size of the per-service arrays.
+    pub const MAX_SERVICES: u32 = 65_536;
+    /// Distinct backend addresses: size of the `BACKENDS` array.
+    pub const MAX_BACKENDS: u32 = 65_536;
+    /// Entries of the `SERVICES` hash: one per service plus one per backend slot.
+    pub const MAX_SERVICE_SLOTS: u32 = 1_048_576;
+    /// Backend slots a single service may use.
+    pub const MAX_BACKENDS_PER_SERVICE: u16 = 1_024;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: every type is `#[repr(C)]`, `Copy`, made of integers only, with its padding
+    // spelled out as fields, so any bit pattern is a valid value and no byte is undefined.
+    unsafe impl aya::Pod for super::ServiceKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ServiceValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Backend {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ServiceStats {}
+    // SAFETY: as above (a byte array).
+    unsafe impl aya::Pod for super::ServiceName {}
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use core::mem::size_of;
+
+    use super::*;
+
+    /// The map layouts are an ABI between the kernel object, pinned maps and the agent.
+    #[test]
+    fn map_types_have_the_documented_sizes() {
+        assert_eq!(size_of::<Ip6>(), 16);
+        assert_eq!(size_of::<ServiceKey>(), 24);
+        assert_eq!(size_of::<ServiceValue>(), 12);
+        assert_eq!(size_of::<Backend>(), 20);
+        assert_eq!(size_of::<ServiceStats>(), 16);
+        assert_eq!(size_of::<ServiceName>(), 64);
+    }
+}

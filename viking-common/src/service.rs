@@ -1,0 +1,122 @@
+use crate::Ip6;
+
+/// Key of the `SERVICES` map: a frontend (`vip`, `port`, `protocol`) and a slot.
+///
+/// Slot 0 of a frontend describes the service ([`ServiceValue::count`], algorithm, id);
+/// slots `1..=count` each name one backend. The agent writes backend slots before it
+/// publishes a larger count in slot 0, and lowers the count before it deletes slots, so
+/// the kernel never reads a count larger than the slots written.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    /// The virtual IP (v4-mapped for IPv4).
+    pub vip: Ip6,
+    /// The virtual port, network byte order.
+    pub port_be: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub protocol: u8,
+    /// Explicit padding, always 0.
+    pub _pad0: u8,
+    /// 0 for the service entry, `1..=count` for backend slots.
+    pub slot: u16,
+    /// Explicit padding, always 0.
+    pub _pad1: u16,
+}
+
+impl ServiceKey {
+    /// The key of `slot` for a frontend.
+    #[inline(always)]
+    pub const fn new(vip: Ip6, port_be: u16, protocol: u8, slot: u16) -> Self {
+        Self { vip, port_be, protocol, _pad0: 0, slot, _pad1: 0 }
+    }
+
+    /// The same frontend at another slot.
+    #[inline(always)]
+    pub const fn with_slot(&self, slot: u16) -> Self {
+        Self { slot, ..*self }
+    }
+
+    /// The frontend's port in host byte order.
+    pub const fn port(&self) -> u16 {
+        u16::from_be(self.port_be)
+    }
+}
+
+/// How the kernel picks a backend slot for a new connection.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    /// Next slot in turn, from a per-service cursor in the kernel.
+    #[default]
+    RoundRobin = 0,
+    /// A uniformly random slot.
+    Random = 1,
+}
+
+impl Algorithm {
+    /// Decodes the byte stored in [`ServiceValue::algorithm`]; unknown values fall back
+    /// to round-robin so that a newer agent's entry never breaks an older program.
+    #[inline(always)]
+    pub const fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::Random,
+            _ => Self::RoundRobin,
+        }
+    }
+
+    /// The name used in the config file and in `maps dump`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::Random => "random",
+        }
+    }
+}
+
+/// Value of the `SERVICES` map.
+///
+/// In slot 0: `count`, `algorithm` and `service_id` describe the service (`backend_id` is
+/// 0). In slot `n >= 1`: `backend_id` names the backend (an index into `BACKENDS`) and
+/// `service_id` repeats the service's id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceValue {
+    /// Slot `n >= 1`: index of the backend in `BACKENDS`.
+    pub backend_id: u32,
+    /// Index of the service in the per-service arrays (cursor, counters).
+    pub service_id: u32,
+    /// Slot 0: number of backend slots; 0 means "refuse connects at once".
+    pub count: u16,
+    /// Slot 0: an [`Algorithm`] as `u8`.
+    pub algorithm: u8,
+    /// Explicit padding, always 0.
+    pub _pad0: u8,
+}
+
+/// Value of the `SERVICE_NAMES` map: a service's name, NUL-padded. Only the agent reads and
+/// writes it; it lives in bpffs so that `maps dump` can name services with no agent running.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServiceName {
+    /// UTF-8 bytes, NUL-padded.
+    pub bytes: [u8; 64],
+}
+
+impl ServiceName {
+    /// The name, truncated to 64 bytes at a character boundary.
+    pub fn new(name: &str) -> Self {
+        let mut bytes = [0u8; 64];
+        let mut end = name.len().min(64);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+        Self { bytes }
+    }
+
+    /// The stored name (empty if it is not UTF-8).
+    pub fn as_str(&self) -> &str {
+        let len = self.bytes.iter().position(|b| *b == 0).unwrap_or(64);
+        core::str::from_utf8(&self.bytes[..len]).unwrap_or("")
+    }
+}

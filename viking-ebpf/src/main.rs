@@ -1,0 +1,31 @@
+//! Viking's kernel programs: a connect to a virtual service IP (VIP) is rewritten, in the
+//! kernel, to a backend chosen from maps that the agent keeps in sync.
+//!
+//! Every entry point is a thin wrapper around a `try_` function returning `Result`, so each
+//! error path is explicit; nothing here can panic.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod balancer;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod programs;
+
+/// A host build of this crate is empty: the programs only exist for `bpfel-unknown-none`.
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(all(target_arch = "bpf", not(test)))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // SAFETY: no code path of the programs can panic; the verifier would reject an
+    // unbounded loop, which is what `loop {}` here would be.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
