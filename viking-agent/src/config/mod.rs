@@ -188,3 +188,6 @@ impl fmt::Display for Limits {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! Running `viking-testkit connect` inside a test's cgroup and netns.
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+};
+
+use serde::Deserialize;
+
+use crate::{TestCgroup, TestNetns, process::place};
+
+/// One connect attempt as the client saw it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Attempt {
+    /// The backend's reply (its name), when the connect succeeded.
+    pub reply: Option<String>,
+    /// `getpeername()` of the connected socket.
+    pub peer: Option<String>,
+    /// The error text, when it failed.
+    pub error: Option<String>,
+    /// The errno, when it failed.
+    pub errno: Option<i32>,
+    /// How long the attempt took.
+    pub elapsed_us: u64,
+}
+
+/// Options for a client run.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOptions {
+    /// Attempts (each a new socket).
+    pub count: u32,
+    /// Connected UDP instead of TCP.
+    pub udp: bool,
+    /// Pause between attempts.
+    pub interval_ms: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self { count: 1, udp: false, interval_ms: 0 }
+    }
+}
+
+fn command(to: SocketAddr, options: ClientOptions) -> Command {
+    let mut command = Command::new(crate::binary("viking-testkit"));
+    command.args([
+        "connect",
+        "--to",
+        &to.to_string(),
+        "--count",
+        &options.count.to_string(),
+        "--interval-ms",
+        &options.interval_ms.to_string(),
+        "--timeout-ms",
+        "2000",
+    ]);
+    if options.udp {
+        command.arg("--udp");
+    }
+    command
+}
+
+/// Runs the client in `cgroup` + `netns` (or only `netns` when `cgroup` is `None`) and
+/// returns every attempt.
+pub fn connect(cgroup: Option<&TestCgroup>, netns: &TestNetns, to: SocketAddr, options: ClientOptions) -> Vec<Attempt> {
+    let child = spawn(cgroup, netns, to, options);
+    collect(child)
+}
+
+/// Starts the client without waiting for it (for traffic during an agent restart).
+pub fn spawn(cgroup: Option<&TestCgroup>, netns: &TestNetns, to: SocketAddr, options: ClientOptions) -> Child {
+    let mut command = command(to, options);
+    match cgroup {
+        Some(cgroup) => place(&mut command, cgroup, netns).expect("place client"),
+        None => crate::process::place_netns_only(&mut command, netns).expect("place client"),
+    }
+    command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start viking-testkit")
+}
+
+/// Waits for a spawned client and parses its attempts.
+pub fn collect(child: Child) -> Vec<Attempt> {
+    let output = child.wait_with_output().expect("wait for viking-testkit");
+    assert!(output.status.success(), "viking-testkit failed: {:?}", output.status);
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("bad client line {line:?}: {err}")))
+        .collect()
+}
+
+/// The replies of successful attempts, in order; panics on any failed attempt.
+pub fn replies(attempts: &[Attempt]) -> Vec<String> {
+    attempts
+        .iter()
+        .map(|a| a.reply.clone().unwrap_or_else(|| panic!("connect failed: {a:?}")))
+        .collect()
+}
