@@ -8,7 +8,9 @@ use std::{
 
 use tempfile::TempDir;
 
-use crate::{TestCgroup, binary, config, unique_name, wait_for};
+use viking_sandbox::{Cgroup, unique_name, wait_for};
+
+use crate::{binary, config};
 
 /// A pin directory under `/sys/fs/bpf` owned by one test: uninstalled on drop.
 #[derive(Debug)]
@@ -36,9 +38,10 @@ impl Default for PinGuard {
 
 impl Drop for PinGuard {
     fn drop(&mut self) {
-        let pins = viking_agent::dataplane::pins::PinDir::new(&self.path);
-        if let Err(err) = viking_agent::dataplane::uninstall(&pins) {
-            eprintln!("warning: cleaning up {}: {err}", self.path.display());
+        let status = Command::new(binary("viking-agent")).arg("uninstall").arg("--pin-dir").arg(&self.path).output();
+        match status {
+            Ok(output) if output.status.success() => {}
+            other => eprintln!("warning: cleaning up {}: {other:?}", self.path.display()),
         }
     }
 }
@@ -57,7 +60,7 @@ pub struct Agent {
 impl Agent {
     /// Writes `config_text` and starts the agent on `cgroup` with pins in `pins`, waiting
     /// until it reports ready.
-    pub fn start(cgroup: &TestCgroup, pins: &PinGuard, config_text: &str) -> Self {
+    pub fn start(cgroup: &Cgroup, pins: &PinGuard, config_text: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         config::write(&dir.path().join("viking.toml"), config_text);
         let mut agent =

@@ -7,7 +7,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::{TestCgroup, TestNetns, process::place};
+use viking_sandbox::{Cgroup, Netns, process};
 
 /// One connect attempt as the client saw it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -62,17 +62,17 @@ fn command(to: SocketAddr, options: ClientOptions) -> Command {
 
 /// Runs the client in `cgroup` + `netns` (or only `netns` when `cgroup` is `None`) and
 /// returns every attempt.
-pub fn connect(cgroup: Option<&TestCgroup>, netns: &TestNetns, to: SocketAddr, options: ClientOptions) -> Vec<Attempt> {
+pub fn connect(cgroup: Option<&Cgroup>, netns: &Netns, to: SocketAddr, options: ClientOptions) -> Vec<Attempt> {
     let child = spawn(cgroup, netns, to, options);
     collect(child)
 }
 
 /// Starts the client without waiting for it (for traffic during an agent restart).
-pub fn spawn(cgroup: Option<&TestCgroup>, netns: &TestNetns, to: SocketAddr, options: ClientOptions) -> Child {
+pub fn spawn(cgroup: Option<&Cgroup>, netns: &Netns, to: SocketAddr, options: ClientOptions) -> Child {
     let mut command = command(to, options);
     match cgroup {
-        Some(cgroup) => place(&mut command, cgroup, netns).expect("place client"),
-        None => crate::process::place_netns_only(&mut command, netns).expect("place client"),
+        Some(cgroup) => process::place(&mut command, cgroup, netns).expect("place client"),
+        None => process::place_netns_only(&mut command, netns).expect("place client"),
     }
     command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start viking-testkit")
 }

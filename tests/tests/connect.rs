@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use viking_tests::{
-    Agent, PinGuard, TestCgroup, TestNetns,
+    Agent, PinGuard, Cgroup, Netns,
     backends::{Backend, tcp_backends},
     client::{self, ClientOptions},
     config::{ServiceSpec, render},
@@ -14,14 +14,14 @@ const ENETUNREACH: i32 = 101;
 const ECONNREFUSED: i32 = 111;
 
 struct World {
-    cgroup: TestCgroup,
-    netns: TestNetns,
+    cgroup: Cgroup,
+    netns: Netns,
     pins: PinGuard,
 }
 
 fn world() -> World {
     require_root();
-    World { cgroup: TestCgroup::new().expect("cgroup"), netns: TestNetns::new().expect("netns"), pins: PinGuard::new() }
+    World { cgroup: Cgroup::unique().expect("cgroup"), netns: Netns::anonymous().expect("netns"), pins: PinGuard::new() }
 }
 
 fn addrs(backends: &[Backend]) -> Vec<SocketAddr> {

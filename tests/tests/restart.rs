@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use viking_tests::{
-    Agent, PinGuard, TestCgroup, TestNetns,
+    Agent, PinGuard, Cgroup, Netns,
     backends::tcp_backends,
     client::{self, ClientOptions},
     config::{ServiceSpec, render},
@@ -16,7 +16,7 @@ const ENETUNREACH: i32 = 101;
 #[test]
 fn connects_keep_working_while_the_agent_is_killed_and_restarted() {
     require_root();
-    let (cgroup, netns, pins) = (TestCgroup::new().unwrap(), TestNetns::new().unwrap(), PinGuard::new());
+    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
     let b = tcp_backends(&netns, 2);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr, b[1].addr]);
     let mut agent = Agent::start(&cgroup, &pins, &render(&[web.clone()]));
@@ -44,7 +44,7 @@ fn connects_keep_working_while_the_agent_is_killed_and_restarted() {
 #[test]
 fn uninstall_detaches_and_removes_every_pin() {
     require_root();
-    let (cgroup, netns, pins) = (TestCgroup::new().unwrap(), TestNetns::new().unwrap(), PinGuard::new());
+    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
     let b = tcp_backends(&netns, 1);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr]);
     let mut agent = Agent::start(&cgroup, &pins, &render(&[web.clone()]));

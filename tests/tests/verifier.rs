@@ -5,12 +5,12 @@ use viking_agent::{
     config::Limits,
     dataplane::{Dataplane, HOOKS, pins::PinDir},
 };
-use viking_tests::{PinGuard, TestCgroup, require_root};
+use viking_tests::{PinGuard, Cgroup, require_root};
 
 #[test]
 fn programs_load_through_the_verifier_and_attach() {
     require_root();
-    let cgroup = TestCgroup::new().unwrap();
+    let cgroup = Cgroup::unique().unwrap();
     let pins = PinGuard::new();
     let mut dataplane = Dataplane::install(&PinDir::new(pins.path()), cgroup.path(), &Limits::default())
         .unwrap_or_else(|err| panic!("{err}"));

@@ -5,7 +5,6 @@
 //! `reconcile` (the single writer of the maps), `dataplane` (programs, pins, typed maps),
 //! `commands` (one module per CLI verb).
 
-pub mod cgroup;
 pub mod commands;
 pub mod config;
 pub mod dataplane;

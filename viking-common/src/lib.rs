@@ -6,10 +6,12 @@
 //!
 //! Byte order: addresses and ports are kept in **network byte order**, exactly as the kernel
 //! hands them to `cgroup/connect4` in `bpf_sock_addr`, so the hot path never converts.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
 
 mod address;
 mod backend;
+#[cfg(feature = "std")]
+pub mod cgroup2;
 pub mod names;
 mod service;
 mod stats;

@@ -1,1 +1,92 @@
-fn main() {}
+//! `cargo xtask <command>`: everything a developer runs, from a fresh Debian machine.
+//!
+//! Every command that builds first runs [`setup`], which installs what is missing (Debian
+//! packages, `bpf-linker`, the `debian` rustup toolchain) and is fast when nothing is.
+
+mod cargo;
+mod demo;
+mod setup;
+
+use std::{ffi::OsString, path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "Viking's developer commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install what building and testing need (idempotent; needs root when installing).
+    Setup,
+    /// Build the agent with the eBPF object embedded: target/release/viking-agent.
+    Build,
+    /// Run the demo: agent + demo services in their own cgroup and netns, until Ctrl-C.
+    Run {
+        /// Stop by itself after this many seconds (for smoke tests).
+        #[arg(long, value_name = "SECONDS")]
+        exit_after: Option<u64>,
+    },
+    /// Run the whole test suite, privileged integration tests included (as root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Run a command inside the running demo's cgroup and netns, e.g.
+    /// `cargo xtask exec -- curl -s http://240.0.0.10/`.
+    Exec {
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
+    /// (internal) The demo's client: runs inside the demo cgroup and netns.
+    #[command(hide = true)]
+    DemoClient {
+        /// Service address.
+        to: String,
+        /// Requests to send.
+        count: u32,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Setup => setup::run(),
+        Command::Build => {
+            setup::run()?;
+            cargo::build_agent(cargo::Profile::Release).map(drop)
+        }
+        Command::Run { exit_after } => {
+            setup::run()?;
+            let agent = cargo::build_agent(cargo::Profile::Release)?;
+            demo::run(&agent, exit_after.map(Duration::from_secs))
+        }
+        Command::Test { args } => {
+            setup::require_root("the integration tests load BPF programs and create cgroups")?;
+            setup::run()?;
+            cargo::build_agent(cargo::Profile::Dev)?;
+            cargo::test(&args)
+        }
+        Command::Exec { command } => demo::exec(&command),
+        Command::DemoClient { to, count } => demo::client(&to, count),
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
+}

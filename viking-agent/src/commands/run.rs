@@ -12,7 +12,6 @@ use tokio::{
 };
 
 use crate::{
-    cgroup,
     config::Config,
     dataplane::{Dataplane, pins::PinDir},
     reconcile::{KernelWriter, Reconciler},
@@ -38,7 +37,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let limits = parsed.config.limits;
     let cgroup = match options.cgroup {
         Some(path) => path,
-        None => cgroup::cgroup2_root().context("finding the cgroup v2 root (or pass --cgroup)")?,
+        None => viking_common::cgroup2::root().context("finding the cgroup v2 root (or pass --cgroup)")?,
     };
     let pins = PinDir::new(&options.pin_dir);
     let Dataplane { tables, mut ebpf, adopted } =

@@ -4,20 +4,27 @@ use std::{
     ffi::CString,
     io,
     os::{
-        fd::{AsFd, AsRawFd},
+        fd::{AsFd, AsRawFd, BorrowedFd},
         unix::{ffi::OsStrExt, process::CommandExt},
     },
+    path::Path,
     process::Command,
 };
 
-use crate::{TestCgroup, TestNetns};
+use crate::{Cgroup, Netns};
 
 /// Makes `command` start inside `cgroup` and `netns`. The child first joins the cgroup
 /// (while `/sys` is still the host's), then the namespace, then execs: its sockets are
 /// created in the cgroup, so the attached programs see them.
-pub fn place(command: &mut Command, cgroup: &TestCgroup, netns: &TestNetns) -> io::Result<()> {
-    let procs = CString::new(cgroup.path().join("cgroup.procs").as_os_str().as_bytes())?;
-    let netns_fd = netns.as_fd().try_clone_to_owned()?;
+pub fn place(command: &mut Command, cgroup: &Cgroup, netns: &Netns) -> io::Result<()> {
+    place_at(command, cgroup.path(), netns.as_fd())
+}
+
+/// [`place`] for a cgroup directory and a netns fd that this process does not own (e.g.
+/// `/run/netns/<name>` of a running demo).
+pub fn place_at(command: &mut Command, cgroup_dir: &Path, netns: BorrowedFd<'_>) -> io::Result<()> {
+    let procs = CString::new(cgroup_dir.join("cgroup.procs").as_os_str().as_bytes())?;
+    let netns_fd = netns.try_clone_to_owned()?;
     // SAFETY: the closure only calls async-signal-safe functions (open, write, close,
     // setns) on data prepared before the fork.
     unsafe {
@@ -42,8 +49,8 @@ pub fn place(command: &mut Command, cgroup: &TestCgroup, netns: &TestNetns) -> i
 }
 
 /// Makes `command` start inside `netns` only, outside any test cgroup: its sockets are not
-/// seen by the programs (used to show that only the cgroup is affected).
-pub fn place_netns_only(command: &mut Command, netns: &TestNetns) -> io::Result<()> {
+/// seen by the programs (used to show that only the cgroup is affected, and for servers).
+pub fn place_netns_only(command: &mut Command, netns: &Netns) -> io::Result<()> {
     let netns_fd = netns.as_fd().try_clone_to_owned()?;
     // SAFETY: setns is async-signal-safe; the fd was prepared before the fork.
     unsafe {

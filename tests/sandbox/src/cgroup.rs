@@ -1,4 +1,4 @@
-//! A cgroup v2 directory owned by one test.
+//! A cgroup v2 directory owned by one test, demo or benchmark.
 
 use std::{
     io,
@@ -6,20 +6,29 @@ use std::{
     time::Duration,
 };
 
+pub use viking_common::cgroup2::root;
+
 use crate::{unique_name, wait_for};
 
-/// A child of the cgroup v2 root; removed (with its processes killed) on drop.
+/// A child of the cgroup v2 root; on drop its processes are killed and it is removed.
 #[derive(Debug)]
-pub struct TestCgroup {
+pub struct Cgroup {
     path: PathBuf,
 }
 
-impl TestCgroup {
+impl Cgroup {
     /// Creates `viking-test-cg-<pid>-<n>` under the cgroup v2 mount.
-    pub fn new() -> io::Result<Self> {
-        let root = viking_agent::cgroup::cgroup2_root()?;
-        let path = root.join(unique_name("cg"));
-        std::fs::create_dir(&path)?;
+    pub fn unique() -> io::Result<Self> {
+        Self::named(&unique_name("cg"))
+    }
+
+    /// Creates (or takes over, after a crash) the cgroup `name` under the cgroup v2 mount.
+    pub fn named(name: &str) -> io::Result<Self> {
+        let path = root()?.join(name);
+        match std::fs::create_dir(&path) {
+            Err(err) if err.kind() != io::ErrorKind::AlreadyExists => return Err(err),
+            _ => {}
+        }
         Ok(Self { path })
     }
 
@@ -38,13 +47,13 @@ impl TestCgroup {
     }
 }
 
-impl Drop for TestCgroup {
+impl Drop for Cgroup {
     fn drop(&mut self) {
         // cgroup.kill (5.14+) kills every process in the cgroup at once.
         let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
         let _ = wait_for(Duration::from_secs(5), || self.pids().is_empty().then_some(()));
         if let Err(err) = std::fs::remove_dir(&self.path) {
-            eprintln!("warning: could not remove test cgroup {}: {err}", self.path.display());
+            eprintln!("warning: could not remove cgroup {}: {err}", self.path.display());
         }
     }
 }

@@ -1,8 +1,8 @@
-//! Backend servers inside a test netns. Each answers with its own name, so a client can
-//! tell which backend a VIP connect reached.
+//! Backend servers inside a netns. Each answers with its own name, so a client can tell
+//! which backend a VIP connect reached.
 
 use std::{
-    io::Write,
+    io::{Read, Write},
     net::{SocketAddr, TcpListener, UdpSocket},
     sync::{
         Arc,
@@ -12,9 +12,10 @@ use std::{
     time::Duration,
 };
 
-use crate::TestNetns;
+use crate::Netns;
 
-/// A server that replies `<name>\n` to every TCP connection (then closes it) or UDP datagram.
+/// A server that replies `<name>\n` to every TCP connection (then closes it) or UDP datagram;
+/// or, as [`Backend::http`], a minimal HTTP/1.0 server whose body is `<name>\n`.
 #[derive(Debug)]
 pub struct Backend {
     /// The name it answers with.
@@ -27,17 +28,34 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A TCP backend on `bind` (port 0 = any) in `netns`.
-    pub fn tcp(netns: &TestNetns, name: &str, bind: &str) -> std::io::Result<Self> {
+    /// A TCP backend on `bind` (port 0 = any) in `netns`: writes its name and closes.
+    pub fn tcp(netns: &Netns, name: &str, bind: &str) -> std::io::Result<Self> {
+        Self::tcp_serving(netns, name, bind, format!("{name}\n").into_bytes(), false)
+    }
+
+    /// An HTTP backend: reads the request head, answers `200 OK` with body `<name>\n`.
+    pub fn http(netns: &Netns, name: &str, bind: &str) -> std::io::Result<Self> {
+        let body = format!("{name}\n");
+        let response = format!(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        Self::tcp_serving(netns, name, bind, response.into_bytes(), true)
+    }
+
+    fn tcp_serving(netns: &Netns, name: &str, bind: &str, reply: Vec<u8>, read_request: bool) -> std::io::Result<Self> {
         let bind = bind.to_owned();
         let listener = netns.run(move || TcpListener::bind(bind))??;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        Ok(Self::serve(name, addr, move |reply, stop| {
+        Ok(Self::serve(name, addr, reply, move |reply, stop| {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((mut stream, _)) => {
                         let _ = stream.set_nonblocking(false);
+                        if read_request {
+                            read_request_head(&mut stream);
+                        }
                         let _ = stream.write_all(reply);
                         return true;
                     }
@@ -52,12 +70,12 @@ impl Backend {
     }
 
     /// A UDP backend on `bind` in `netns`: answers each datagram to its sender.
-    pub fn udp(netns: &TestNetns, name: &str, bind: &str) -> std::io::Result<Self> {
+    pub fn udp(netns: &Netns, name: &str, bind: &str) -> std::io::Result<Self> {
         let bind = bind.to_owned();
         let socket = netns.run(move || UdpSocket::bind(bind))??;
         socket.set_read_timeout(Some(Duration::from_millis(20)))?;
         let addr = socket.local_addr()?;
-        Ok(Self::serve(name, addr, move |reply, stop| {
+        Ok(Self::serve(name, addr, format!("{name}\n").into_bytes(), move |reply, stop| {
             let mut buf = [0u8; 1500];
             while !stop.load(Ordering::Relaxed) {
                 if let Ok((_, from)) = socket.recv_from(&mut buf) {
@@ -73,11 +91,11 @@ impl Backend {
     fn serve(
         name: &str,
         addr: SocketAddr,
+        reply: Vec<u8>,
         mut serve_one: impl FnMut(&[u8], &AtomicBool) -> bool + Send + 'static,
     ) -> Self {
         let served = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let reply = format!("{name}\n").into_bytes();
         let thread = {
             let (served, stop) = (served.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -106,7 +124,21 @@ impl Drop for Backend {
     }
 }
 
+/// Reads until the end of an HTTP request head (or 1 s, or 8 KiB), so that closing the
+/// socket after the reply does not reset it with unread data.
+fn read_request_head(stream: &mut std::net::TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 /// `n` TCP backends named `b0..b{n-1}` on `127.0.0.1:<any>` in `netns`.
-pub fn tcp_backends(netns: &TestNetns, n: usize) -> Vec<Backend> {
+pub fn tcp_backends(netns: &Netns, n: usize) -> Vec<Backend> {
     (0..n).map(|i| Backend::tcp(netns, &format!("b{i}"), "127.0.0.1:0").expect("start backend")).collect()
 }

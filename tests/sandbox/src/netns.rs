@@ -1,30 +1,61 @@
-//! A network namespace owned by one test, held by an fd only.
+//! A network namespace owned by one test, demo or benchmark.
 
 use std::{
+    ffi::CString,
     fs::File,
     io,
-    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
+    os::{
+        fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
+    path::{Path, PathBuf},
 };
 
-/// A new network namespace with only `lo`, up. It lives as long as this value (the fd is
-/// its only reference), so it disappears with the test even on a crash.
+/// Where `ip netns` keeps named namespaces.
+const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// A new network namespace with only `lo`, up.
+///
+/// Anonymous ones live exactly as long as this value (the fd is their only reference), so
+/// they disappear with a test even if it crashes. Named ones are also bind-mounted at
+/// `/run/netns/<name>`, like `ip netns add`, and unmounted on drop.
 #[derive(Debug)]
-pub struct TestNetns {
+pub struct Netns {
     fd: OwnedFd,
+    mount: Option<PathBuf>,
 }
 
-impl TestNetns {
+impl Netns {
+    /// An anonymous namespace.
+    pub fn anonymous() -> io::Result<Self> {
+        Self::create(None)
+    }
+
+    /// A namespace reachable as `ip netns exec <name>` / `nsenter --net=/run/netns/<name>`.
+    /// A leftover of the same name (from a crash) is replaced.
+    pub fn named(name: &str) -> io::Result<Self> {
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        if path.exists() {
+            unmount_and_remove(&path);
+        }
+        std::fs::create_dir_all(NETNS_RUN_DIR)?;
+        Self::create(Some(path))
+    }
+
     /// Creates the namespace from a short-lived thread (`unshare` affects only the calling
     /// thread), brings `lo` up and keeps an fd to it.
-    pub fn new() -> io::Result<Self> {
-        std::thread::spawn(|| -> io::Result<Self> {
+    fn create(mount: Option<PathBuf>) -> io::Result<Self> {
+        std::thread::spawn(move || -> io::Result<Self> {
             // SAFETY: unshare only changes this thread's namespaces; the thread ends below.
             if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
                 return Err(io::Error::last_os_error());
             }
             set_loopback_up()?;
+            if let Some(path) = &mount {
+                bind_mount(Path::new("/proc/thread-self/ns/net"), path)?;
+            }
             let file = File::open("/proc/thread-self/ns/net")?;
-            Ok(Self { fd: file.into() })
+            Ok(Self { fd: file.into(), mount })
         })
         .join()
         .map_err(|_| io::Error::other("netns thread panicked"))?
@@ -46,7 +77,15 @@ impl TestNetns {
     }
 }
 
-impl AsFd for TestNetns {
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Some(path) = &self.mount {
+            unmount_and_remove(path);
+        }
+    }
+}
+
+impl AsFd for Netns {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -76,4 +115,28 @@ fn set_loopback_up() -> io::Result<()> {
     // SAFETY: closing the socket opened above.
     unsafe { libc::close(sock) };
     result
+}
+
+fn bind_mount(source: &Path, target: &Path) -> io::Result<()> {
+    File::create(target)?;
+    let source = CString::new(source.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let c_target = CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: valid NUL-terminated paths; a bind mount takes no data.
+    let ret = unsafe {
+        libc::mount(source.as_ptr(), c_target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
+    };
+    if ret != 0 {
+        let err = io::Error::last_os_error();
+        let _ = std::fs::remove_file(target);
+        return Err(err);
+    }
+    Ok(())
+}
+
+fn unmount_and_remove(path: &Path) {
+    if let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) {
+        // SAFETY: valid NUL-terminated path; MNT_DETACH never blocks.
+        unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) };
+    }
+    let _ = std::fs::remove_file(path);
 }
