@@ -1,0 +1,101 @@
+//! `/v1/catalog/*` (<https://developer.hashicorp.com/consul/api-docs/catalog>).
+
+use bytes::Bytes;
+
+use super::{decode_json, render};
+use crate::blocking;
+use crate::http::{
+    HttpError, HttpResponse, Params, ReadOptions, encode, json, json_bytes, with_read_meta,
+};
+use crate::shared::Shared;
+use crate::state::{CatalogError, Topic};
+use crate::wire::{DeregisterRequest, RegisterRequest};
+
+/// `PUT /v1/catalog/register` → `true`.
+pub(super) fn register(
+    shared: &Shared,
+    params: &Params,
+    body: &Bytes,
+) -> Result<HttpResponse, HttpError> {
+    params.check_datacenter(&shared.datacenter)?;
+    let request: RegisterRequest = decode_json(body)?;
+    shared
+        .write(|store, touched| store.register(request, touched))
+        .map_err(catalog_error)?;
+    json(&true)
+}
+
+/// `PUT /v1/catalog/deregister` → `true`.
+pub(super) fn deregister(
+    shared: &Shared,
+    params: &Params,
+    body: &Bytes,
+) -> Result<HttpResponse, HttpError> {
+    params.check_datacenter(&shared.datacenter)?;
+    let request: DeregisterRequest = decode_json(body)?;
+    shared
+        .write(|store, touched| store.deregister(&request, touched))
+        .map_err(catalog_error)?;
+    json(&true)
+}
+
+/// `GET /v1/catalog/services` → `{"name": ["tag", …]}`, blocking.
+pub(super) async fn services(shared: &Shared, params: &Params) -> Result<HttpResponse, HttpError> {
+    let options = ReadOptions::parse(params, &shared.datacenter)?;
+    let (index, body) = blocking::run(
+        shared,
+        Topic::ServiceList,
+        options.blocking,
+        |store| store.services_index(),
+        |store| encode(&store.service_tags()),
+    )
+    .await;
+    Ok(with_read_meta(
+        json_bytes(body?),
+        index,
+        options.consistency,
+    ))
+}
+
+/// `GET /v1/catalog/service/:service`, with `?tag=` (repeatable), blocking.
+pub(super) async fn service(
+    shared: &Shared,
+    params: &Params,
+    name: &str,
+) -> Result<HttpResponse, HttpError> {
+    let options = ReadOptions::parse(params, &shared.datacenter)?;
+    if name.is_empty() {
+        return Err(HttpError::bad_request("Missing service name"));
+    }
+    let tags: Vec<String> = params.all("tag").map(str::to_lowercase).collect();
+    let (index, body) = blocking::run(
+        shared,
+        Topic::Service(name.to_lowercase()),
+        options.blocking,
+        |store| store.service_index(name),
+        |store| {
+            let entries: Vec<_> = store
+                .instances_of(name)
+                .filter(|(_, service)| render::has_tags(service, &tags))
+                .map(|(node, service)| render::catalog_entry(node, service))
+                .collect();
+            encode(&entries)
+        },
+    )
+    .await;
+    Ok(with_read_meta(
+        json_bytes(body?),
+        index,
+        options.consistency,
+    ))
+}
+
+/// `GET /v1/catalog/datacenters`: only this server's.
+pub(super) fn datacenters(shared: &Shared) -> Result<HttpResponse, HttpError> {
+    json(&[&shared.datacenter])
+}
+
+/// Consul reports failed RPCs as 500 with the error text.
+fn catalog_error(err: CatalogError) -> HttpError {
+    HttpError::internal(err.to_string())
+}
