@@ -69,6 +69,32 @@ impl fmt::Display for Frontend {
     }
 }
 
+/// One backend of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendSpec {
+    /// Where connects go.
+    pub addr: SocketAddr,
+    /// Relative share of connects for the `weighted` algorithm (1..=`MAX_WEIGHT`); other
+    /// algorithms ignore it.
+    pub weight: u16,
+}
+
+impl BackendSpec {
+    /// Largest accepted weight.
+    pub const MAX_WEIGHT: u16 = 1000;
+
+    /// A backend of weight 1.
+    pub const fn new(addr: SocketAddr) -> Self {
+        Self { addr, weight: 1 }
+    }
+}
+
+impl fmt::Display for BackendSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.weight == 1 { write!(f, "{}", self.addr) } else { write!(f, "{} (weight {})", self.addr, self.weight) }
+    }
+}
+
 /// One service frontend and the backends it spreads connects over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
@@ -78,9 +104,11 @@ pub struct Service {
     pub frontend: Frontend,
     /// How the kernel picks a backend.
     pub algorithm: Algorithm,
-    /// Distinct backend addresses, in a stable order. May be empty: connects are then
-    /// refused at once.
-    pub backends: Vec<SocketAddr>,
+    /// Client affinity window in seconds (0 = off): connects from one client cgroup go to
+    /// the same backend while it stays in the service and the client keeps connecting.
+    pub affinity_secs: u32,
+    /// Distinct backends, in a stable order. May be empty: connects are then refused at once.
+    pub backends: Vec<BackendSpec>,
 }
 
 /// The full desired state of one host: every service frontend it must serve.

@@ -14,12 +14,14 @@ mod backend;
 pub mod cgroup2;
 pub mod names;
 mod service;
+mod socket;
 mod stats;
 
 pub use address::Ip6;
 pub use backend::Backend;
 pub use service::{Algorithm, ServiceKey, ServiceName, ServiceValue};
-pub use stats::ServiceStats;
+pub use socket::{AffinityKey, AffinityValue, RevNatKey, RevNatValue, SocketState};
+pub use stats::{BackendStats, ServiceStats};
 
 /// IP protocol number of TCP, as in `bpf_sock_addr.protocol` and `ServiceKey::protocol`.
 pub const IPPROTO_TCP: u8 = 6;
@@ -37,6 +39,13 @@ pub mod limits {
     pub const MAX_SERVICE_SLOTS: u32 = 1_048_576;
     /// Backend slots a single service may use.
     pub const MAX_BACKENDS_PER_SERVICE: u16 = 1_024;
+    /// Entries of the `REV_NAT` LRU (unconnected UDP flows: socket x backend).
+    pub const MAX_REV_NAT: u32 = 262_144;
+    /// Entries of the `AFFINITY` LRU (client cgroup x service).
+    pub const MAX_AFFINITY: u32 = 65_536;
+    /// Slots `least_conn` compares per connect; larger services are scanned through a
+    /// window of this many slots from a random start.
+    pub const LEAST_CONN_SCAN: u32 = 64;
 }
 
 #[cfg(feature = "user")]
@@ -52,6 +61,12 @@ mod pod {
     unsafe impl aya::Pod for super::ServiceStats {}
     // SAFETY: as above (a byte array).
     unsafe impl aya::Pod for super::ServiceName {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BackendStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::AffinityKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::AffinityValue {}
 }
 
 #[cfg(test)]
@@ -65,9 +80,15 @@ mod layout_tests {
     fn map_types_have_the_documented_sizes() {
         assert_eq!(size_of::<Ip6>(), 16);
         assert_eq!(size_of::<ServiceKey>(), 24);
-        assert_eq!(size_of::<ServiceValue>(), 12);
+        assert_eq!(size_of::<ServiceValue>(), 16);
         assert_eq!(size_of::<Backend>(), 20);
         assert_eq!(size_of::<ServiceStats>(), 16);
         assert_eq!(size_of::<ServiceName>(), 64);
+        assert_eq!(size_of::<BackendStats>(), 8);
+        assert_eq!(size_of::<SocketState>(), 44);
+        assert_eq!(size_of::<RevNatKey>(), 32);
+        assert_eq!(size_of::<RevNatValue>(), 20);
+        assert_eq!(size_of::<AffinityKey>(), 16);
+        assert_eq!(size_of::<AffinityValue>(), 16);
     }
 }

@@ -13,5 +13,32 @@ pub const SERVICE_STATS: &str = "VIKING_SERVICE_STATS";
 /// `SERVICE_NAMES`: service id -> name (agent only).
 pub const SERVICE_NAMES: &str = "VIKING_SERVICE_NAMES";
 
-/// The `cgroup/connect4` program.
+/// `BACKEND_STATS`: backend id -> per-CPU counters.
+pub const BACKEND_STATS: &str = "VIKING_BACKEND_STATS";
+/// `BACKEND_ACTIVE`: backend id -> open connections of `least_conn` services.
+pub const BACKEND_ACTIVE: &str = "VIKING_BACKEND_ACTIVE";
+/// `SOCKETS`: socket storage, what connect did to each socket.
+pub const SOCKETS: &str = "VIKING_SOCKETS";
+/// `REV_NAT`: (socket, backend) -> VIP, for unconnected UDP replies.
+pub const REV_NAT: &str = "VIKING_REV_NAT";
+/// `AFFINITY`: (client cgroup, service) -> backend.
+pub const AFFINITY: &str = "VIKING_AFFINITY";
+
+/// `cgroup/connect4`: TCP and connected UDP on IPv4 sockets.
 pub const PROG_CONNECT4: &str = "viking_connect4";
+/// `cgroup/connect6`: the same on IPv6 sockets (v4-mapped VIPs included).
+pub const PROG_CONNECT6: &str = "viking_connect6";
+/// `cgroup/sendmsg4`: unconnected UDP `sendto(VIP)` on IPv4 sockets.
+pub const PROG_SENDMSG4: &str = "viking_sendmsg4";
+/// `cgroup/sendmsg6`: the same on IPv6 sockets.
+pub const PROG_SENDMSG6: &str = "viking_sendmsg6";
+/// `cgroup/recvmsg4`: UDP replies appear to come from the VIP.
+pub const PROG_RECVMSG4: &str = "viking_recvmsg4";
+/// `cgroup/recvmsg6`: the same on IPv6 sockets.
+pub const PROG_RECVMSG6: &str = "viking_recvmsg6";
+/// `cgroup/getpeername4`: a redirected socket's peer is the VIP.
+pub const PROG_GETPEERNAME4: &str = "viking_getpeername4";
+/// `cgroup/getpeername6`: the same on IPv6 sockets.
+pub const PROG_GETPEERNAME6: &str = "viking_getpeername6";
+/// `cgroup/sock_release`: uncounts `least_conn` connections.
+pub const PROG_SOCK_RELEASE: &str = "viking_sock_release";

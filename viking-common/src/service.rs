@@ -46,20 +46,31 @@ impl ServiceKey {
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
-    /// Next slot in turn, from a per-service cursor in the kernel.
+    /// Next slot in turn, from a per-service cursor in the kernel (atomic fetch-add).
     #[default]
     RoundRobin = 0,
     /// A uniformly random slot.
     Random = 1,
+    /// Round-robin over slots the agent laid out by weight (smooth weighted round-robin:
+    /// a backend of weight 3 holds 3 slots, interleaved with the others).
+    Weighted = 2,
+    /// The slot whose backend has the fewest open connections (counted in the kernel from
+    /// connect to socket release); ties broken from a random start.
+    LeastConn = 3,
 }
 
 impl Algorithm {
+    /// Every algorithm, for parsing and help texts.
+    pub const ALL: [Self; 4] = [Self::RoundRobin, Self::Random, Self::Weighted, Self::LeastConn];
+
     /// Decodes the byte stored in [`ServiceValue::algorithm`]; unknown values fall back
     /// to round-robin so that a newer agent's entry never breaks an older program.
     #[inline(always)]
     pub const fn from_u8(value: u8) -> Self {
         match value {
             1 => Self::Random,
+            2 => Self::Weighted,
+            3 => Self::LeastConn,
             _ => Self::RoundRobin,
         }
     }
@@ -69,15 +80,17 @@ impl Algorithm {
         match self {
             Self::RoundRobin => "round_robin",
             Self::Random => "random",
+            Self::Weighted => "weighted",
+            Self::LeastConn => "least_conn",
         }
     }
 }
 
 /// Value of the `SERVICES` map.
 ///
-/// In slot 0: `count`, `algorithm` and `service_id` describe the service (`backend_id` is
-/// 0). In slot `n >= 1`: `backend_id` names the backend (an index into `BACKENDS`) and
-/// `service_id` repeats the service's id.
+/// In slot 0: `count`, `algorithm`, `affinity_secs` and `service_id` describe the service
+/// (`backend_id` is 0). In slot `n >= 1`: `backend_id` names the backend (an index into
+/// `BACKENDS`) and `service_id` repeats the service's id.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ServiceValue {
@@ -91,6 +104,8 @@ pub struct ServiceValue {
     pub algorithm: u8,
     /// Explicit padding, always 0.
     pub _pad0: u8,
+    /// Slot 0: client affinity window in seconds (same client cgroup, same backend); 0 = off.
+    pub affinity_secs: u32,
 }
 
 /// Value of the `SERVICE_NAMES` map: a service's name, NUL-padded. Only the agent reads and

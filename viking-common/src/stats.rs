@@ -8,3 +8,11 @@ pub struct ServiceStats {
     /// Connects refused because the service had no backend.
     pub refused_no_backend: u64,
 }
+
+/// Value of the per-CPU `BACKEND_STATS` array, indexed by backend id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    /// Connects (and first unconnected sends of a socket) sent to this backend.
+    pub connects: u64,
+}

@@ -1,9 +1,15 @@
 //! Frontend lookup and backend choice, shared by every hook that redirects.
 
-use aya_ebpf::helpers::generated::bpf_get_prandom_u32;
-use viking_common::{Algorithm, Backend, ServiceKey, ServiceValue};
+use aya_ebpf::helpers::generated::{bpf_get_current_cgroup_id, bpf_get_prandom_u32, bpf_ktime_get_ns};
+use viking_common::{
+    AffinityKey, AffinityValue, Algorithm, Backend, ServiceKey, ServiceStats, ServiceValue,
+    limits::LEAST_CONN_SCAN,
+};
 
-use crate::maps::{BACKENDS, RR_CURSORS, SERVICE_STATS, SERVICES};
+use crate::{
+    atomic,
+    maps::{AFFINITY, BACKEND_ACTIVE, BACKEND_STATS, BACKENDS, RR_CURSORS, SERVICE_STATS, SERVICES},
+};
 
 /// Why a connect to a VIP is refused.
 #[derive(Clone, Copy)]
@@ -14,73 +20,187 @@ pub enum Refusal {
     FamilyMismatch,
 }
 
+/// How to pick among the slots.
+#[derive(Clone, Copy)]
+pub enum Pick {
+    /// The service's algorithm (a connect).
+    ByAlgorithm,
+    /// From the socket cookie: every datagram an unconnected UDP socket sends to the VIP
+    /// goes to the same backend (as long as the slots do not change).
+    Sticky(u64),
+}
+
+/// The backend chosen for one connect.
+pub struct Choice {
+    /// Where to send it.
+    pub backend: Backend,
+    /// Its id (index into the per-backend arrays).
+    pub backend_id: u32,
+    /// Whether the service counts open connections (`least_conn`).
+    pub counts_connections: bool,
+}
+
 /// Looks up `frontend` (slot 0) and picks one of its backends.
 ///
 /// `Ok(None)`: not a VIP, the connect is left alone. `Err`: a VIP that cannot be served;
 /// the caller refuses the connect at once.
 #[inline(always)]
-pub fn select_backend(frontend: &ServiceKey) -> Result<Option<Backend>, Refusal> {
+pub fn select(frontend: &ServiceKey, pick: Pick) -> Result<Option<Choice>, Refusal> {
     let Some(service) = SERVICES.get_ptr(frontend) else {
         return Ok(None);
     };
     // SAFETY: the pointer comes from a successful lookup and is read once, by value.
     let service: ServiceValue = unsafe { *service };
-    if service.count == 0 {
-        count(service.service_id, |s| s.refused_no_backend += 1);
+    let algorithm = Algorithm::from_u8(service.algorithm);
+    let chosen = if service.count == 0 { None } else { choose(frontend, &service, algorithm, pick) };
+    let Some((backend_id, backend)) = chosen else {
+        count_service(service.service_id, |s| s.refused_no_backend += 1);
         return Err(Refusal::NoBackend);
+    };
+    count_service(service.service_id, |s| s.redirected += 1);
+    if let Some(stats) = BACKEND_STATS.get_ptr_mut(backend_id) {
+        // SAFETY: this CPU's value of a live per-CPU array element.
+        unsafe { (*stats).connects += 1 };
     }
-    let slot = pick_slot(&service);
-    let Some(backend) = backend_in_slot(frontend, slot)
-        // The agent lowers the count before it deletes slots, but a reader may have read the
-        // old count just before: slot 1 exists whenever count >= 1.
-        .or_else(|| backend_in_slot(frontend, 1))
-    else {
-        count(service.service_id, |s| s.refused_no_backend += 1);
-        return Err(Refusal::NoBackend);
-    };
-    count(service.service_id, |s| s.redirected += 1);
-    Ok(Some(backend))
+    Ok(Some(Choice { backend, backend_id, counts_connections: algorithm == Algorithm::LeastConn }))
 }
 
-/// A slot in `1..=count` according to the service's algorithm.
+/// Picks a backend of a service with at least one slot.
 #[inline(always)]
-fn pick_slot(service: &ServiceValue) -> u16 {
+fn choose(frontend: &ServiceKey, service: &ServiceValue, algorithm: Algorithm, pick: Pick) -> Option<(u32, Backend)> {
+    let affinity = (service.affinity_secs > 0).then(|| AffinityKey {
+        // SAFETY: helper without arguments.
+        client_cgroup: unsafe { bpf_get_current_cgroup_id() },
+        service_id: service.service_id,
+        _pad: 0,
+    });
+    if let Some(key) = &affinity {
+        if let Some(kept) = affine_backend(key, service.affinity_secs) {
+            return Some(kept);
+        }
+    }
     let count = u32::from(service.count);
-    let turn = match Algorithm::from_u8(service.algorithm) {
-        Algorithm::RoundRobin => match RR_CURSORS.get_ptr_mut(service.service_id) {
-            // A plain read-increment-write, not an atomic fetch-add: stable Rust cannot emit
-            // BPF atomic instructions (the target has no `target_has_atomic`). One client
-            // gets exact alternation; two CPUs connecting at the same instant may both read
-            // the same turn, which skews nothing over time. See docs/design-notes.md.
-            Some(cursor) => {
-                // SAFETY: the pointer is to a live, aligned array element of this map.
-                let turn = unsafe { cursor.read_volatile() };
-                // SAFETY: as above.
-                unsafe { cursor.write_volatile(turn.wrapping_add(1)) };
-                turn
-            }
-            None => 0,
-        },
-        // SAFETY: a helper without arguments.
-        Algorithm::Random => unsafe { bpf_get_prandom_u32() },
+    let slot_backend = match (pick, algorithm) {
+        (Pick::ByAlgorithm, Algorithm::LeastConn) => least_loaded(frontend, count),
+        (Pick::ByAlgorithm, Algorithm::RoundRobin | Algorithm::Weighted) => {
+            let turn = match RR_CURSORS.get_ptr_mut(service.service_id) {
+                // SAFETY: a live, aligned element of the cursor array.
+                Some(cursor) => unsafe { atomic::fetch_add(cursor, 1) },
+                None => 0,
+            };
+            backend_in_slot(frontend, slot_of(turn, count))
+        }
+        // SAFETY: helper without arguments.
+        (Pick::ByAlgorithm, Algorithm::Random) => backend_in_slot(frontend, slot_of(u64::from(unsafe { bpf_get_prandom_u32() }), count)),
+        // A multiplicative hash spreads consecutive cookies over the slots.
+        (Pick::Sticky(cookie), _) => backend_in_slot(frontend, slot_of(cookie.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32, count)),
     };
+    // The agent lowers the count before it deletes slots, but a reader may have read the
+    // old count just before: slot 1 exists whenever count >= 1.
+    let chosen = slot_backend.or_else(|| backend_in_slot(frontend, 1))?;
+    if let Some(key) = &affinity {
+        // SAFETY: helper without arguments.
+        let value = AffinityValue { backend_id: chosen.0, _pad: 0, last_used_ns: unsafe { bpf_ktime_get_ns() } };
+        // A full LRU evicts; an error only means this client is not pinned this time.
+        let _ = AFFINITY.insert(key, value, 0);
+    }
+    Some(chosen)
+}
+
+/// A slot in `1..=count` from any number.
+#[inline(always)]
+fn slot_of(turn: u64, count: u32) -> u16 {
     // `count` is 1..=u16::MAX, so the result fits in u16.
-    (turn % count + 1) as u16
+    (turn % u64::from(count) + 1) as u16
+}
+
+/// The backend a client used recently, if it is still within the window and still set.
+#[inline(always)]
+fn affine_backend(key: &AffinityKey, window_secs: u32) -> Option<(u32, Backend)> {
+    let entry = AFFINITY.get_ptr_mut(key)?;
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: pointer from a successful lookup of this map.
+    let kept = unsafe { *entry };
+    if now.saturating_sub(kept.last_used_ns) > u64::from(window_secs) * 1_000_000_000 {
+        return None;
+    }
+    let backend = *BACKENDS.get(kept.backend_id)?;
+    if !backend.is_set() {
+        return None;
+    }
+    // SAFETY: as above; refreshing the window.
+    unsafe { (*entry).last_used_ns = now };
+    Some((kept.backend_id, backend))
+}
+
+/// The slot whose backend has the fewest open connections, comparing at most
+/// `LEAST_CONN_SCAN` consecutive slots from a random start (which also breaks ties at
+/// random). Written with plain scalars and no modulo in the loop: every branch multiplies
+/// the states the verifier walks through.
+#[inline(always)]
+fn least_loaded(frontend: &ServiceKey, count: u32) -> Option<(u32, Backend)> {
+    // SAFETY: helper without arguments.
+    let start = unsafe { bpf_get_prandom_u32() } % count;
+    let mut best_id = u32::MAX;
+    let mut fewest = u64::MAX;
+    for i in 0..LEAST_CONN_SCAN {
+        if i >= count {
+            break;
+        }
+        // start < count and i < count, so one subtraction wraps the index.
+        let mut index = start + i;
+        if index >= count {
+            index -= count;
+        }
+        let Some(entry) = SERVICES.get_ptr(frontend.with_slot(index as u16 + 1)) else {
+            continue;
+        };
+        // SAFETY: pointer from a successful lookup, read once.
+        let backend_id = unsafe { (*entry).backend_id };
+        let Some(active) = BACKEND_ACTIVE.get(backend_id) else {
+            continue;
+        };
+        if *active < fewest {
+            fewest = *active;
+            best_id = backend_id;
+        }
+    }
+    let backend = *BACKENDS.get(best_id)?;
+    backend.is_set().then_some((best_id, backend))
 }
 
 #[inline(always)]
-fn backend_in_slot(frontend: &ServiceKey, slot: u16) -> Option<Backend> {
+fn backend_in_slot(frontend: &ServiceKey, slot: u16) -> Option<(u32, Backend)> {
     let entry = SERVICES.get_ptr(frontend.with_slot(slot))?;
     // SAFETY: pointer from a successful lookup, read once by value.
     let backend_id = unsafe { (*entry).backend_id };
     let backend = *BACKENDS.get(backend_id)?;
-    backend.is_set().then_some(backend)
+    backend.is_set().then_some((backend_id, backend))
 }
 
 #[inline(always)]
-fn count(service_id: u32, bump: impl FnOnce(&mut viking_common::ServiceStats)) {
+fn count_service(service_id: u32, bump: impl FnOnce(&mut ServiceStats)) {
     if let Some(stats) = SERVICE_STATS.get_ptr_mut(service_id) {
         // SAFETY: per-CPU value of this CPU; programs do not migrate while running.
         bump(unsafe { &mut *stats });
+    }
+}
+
+/// Counts one more open connection on `backend_id` (`least_conn`).
+#[inline(always)]
+pub fn open_connection(backend_id: u32) {
+    if let Some(active) = BACKEND_ACTIVE.get_ptr_mut(backend_id) {
+        // SAFETY: a live, aligned element of the array.
+        unsafe { atomic::add(active, 1) };
+    }
+}
+
+/// Counts one less open connection on `backend_id`.
+#[inline(always)]
+pub fn close_connection(backend_id: u32) {
+    if let Some(active) = BACKEND_ACTIVE.get_ptr_mut(backend_id) {
+        // SAFETY: a live, aligned element of the array; adding u64::MAX subtracts one.
+        unsafe { atomic::add(active, u64::MAX) };
     }
 }

@@ -5,13 +5,20 @@
 //! error path is explicit; nothing here can panic.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// Inline asm on the BPF target (for BPF atomics, see `atomic.rs`) is unstable; the eBPF
+// build enables unstable features for its own crates only (viking-agent/.cargo/config.toml).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
+#[cfg(target_arch = "bpf")]
+mod atomic;
 #[cfg(target_arch = "bpf")]
 mod balancer;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod programs;
+#[cfg(target_arch = "bpf")]
+mod sockaddr;
 
 /// A host build of this crate is empty: the programs only exist for `bpfel-unknown-none`.
 #[cfg(not(target_arch = "bpf"))]

@@ -6,16 +6,19 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, HashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, SkStorage},
     macros::btf_map,
 };
-use viking_common::{Backend, ServiceKey, ServiceName, ServiceStats, ServiceValue, limits};
+use viking_common::{
+    AffinityKey, AffinityValue, Backend, BackendStats, RevNatKey, RevNatValue, ServiceKey, ServiceName,
+    ServiceStats, ServiceValue, SocketState, limits,
+};
 
 /// Frontends and their backend slots.
 /// - key: [`ServiceKey`] (`vip`, `port`, `protocol`, `slot`)
 /// - value: [`ServiceValue`]; slot 0 = service entry (count, algorithm, id), slot n = backend id
 /// - writer: agent reconciler (backends before count; count before deletions)
-/// - reader: `connect4`
+/// - reader: connect4/6, sendmsg4/6
 /// - size: `limits.max_service_slots` (one entry per service + one per backend slot);
 ///   allocated on demand (`BPF_F_NO_PREALLOC`), so a large limit costs no memory up front.
 #[btf_map(name = "VIKING_SERVICES")]
@@ -29,27 +32,66 @@ pub static SERVICES: HashMap<
 /// Backend addresses.
 /// - key: backend id (`u32`); value: [`Backend`] (all zero = unused id)
 /// - writer: agent reconciler (written before any slot names it, cleared after none does)
-/// - reader: `connect4`
+/// - reader: connect4/6, sendmsg4/6
 /// - size: `limits.max_backends` distinct backends; an array, so lookups are a bounds check
 #[btf_map(name = "VIKING_BACKENDS")]
 pub static BACKENDS: Array<Backend, { limits::MAX_BACKENDS as usize }> = Array::new();
 
 /// Round-robin cursor per service.
-/// - key: service id; value: next turn (`u32`, wraps)
-/// - writer: `connect4` (read-increment-write); the agent never writes it
-/// - reader: `connect4`
+/// - key: service id; value: next turn (`u64`, atomic fetch-add, wraps)
+/// - writer and reader: connect4/6 (round_robin and weighted services); never the agent
 /// - size: `limits.max_services`
 #[btf_map(name = "VIKING_RR_CURSORS")]
-pub static RR_CURSORS: Array<u32, { limits::MAX_SERVICES as usize }> = Array::new();
+pub static RR_CURSORS: Array<u64, { limits::MAX_SERVICES as usize }> = Array::new();
 
 /// Per-service counters, per CPU (no atomics on the hot path).
 /// - key: service id; value: [`ServiceStats`]
-/// - writer: `connect4`; reader: agent (`maps dump` sums over CPUs); the agent zeroes an id
-///   when it assigns it to a new service
+/// - writer: connect4/6, sendmsg4/6; reader: agent (`maps dump` sums over CPUs); the agent
+///   zeroes an id when it assigns it to a new service
 /// - size: `limits.max_services`
 #[btf_map(name = "VIKING_SERVICE_STATS")]
 pub static SERVICE_STATS: PerCpuArray<ServiceStats, { limits::MAX_SERVICES as usize }> =
     PerCpuArray::new();
+
+/// Per-backend counters, per CPU.
+/// - key: backend id; value: [`BackendStats`]
+/// - writer: connect4/6, sendmsg4/6; reader: agent; zeroed by the agent when it assigns the id
+/// - size: `limits.max_backends`
+#[btf_map(name = "VIKING_BACKEND_STATS")]
+pub static BACKEND_STATS: PerCpuArray<BackendStats, { limits::MAX_BACKENDS as usize }> =
+    PerCpuArray::new();
+
+/// Open connections per backend, counted for `least_conn` services.
+/// - key: backend id; value: `u64` (atomic add on connect, atomic subtract on release)
+/// - writer: connect4/6 (+1), sock_release (-1); reader: connect4/6 (least_conn), agent
+/// - size: `limits.max_backends`
+#[btf_map(name = "VIKING_BACKEND_ACTIVE")]
+pub static BACKEND_ACTIVE: Array<u64, { limits::MAX_BACKENDS as usize }> = Array::new();
+
+/// What connect did to each socket, for getpeername, connected-UDP replies and release.
+/// - key: the socket; value: [`SocketState`]
+/// - writer: connect4/6; reader: getpeername4/6, recvmsg4/6, sock_release
+/// - size: one entry per redirected socket, freed by the kernel with the socket
+#[btf_map(name = "VIKING_SOCKETS")]
+pub static SOCKETS: SkStorage<SocketState> = SkStorage::new();
+
+/// Reverse translation for unconnected UDP: replies from a backend to a socket that sent
+/// to a VIP appear to come from the VIP.
+/// - key: [`RevNatKey`] (socket cookie, backend); value: [`RevNatValue`] (VIP)
+/// - writer: sendmsg4/6; reader: recvmsg4/6
+/// - size: `limits.max_rev_nat`, least recently used entries are evicted
+#[btf_map(name = "VIKING_REV_NAT")]
+pub static REV_NAT: LruHashMap<RevNatKey, RevNatValue, { limits::MAX_REV_NAT as usize }> =
+    LruHashMap::new();
+
+/// Client affinity: the backend a client cgroup last used for a service.
+/// - key: [`AffinityKey`]; value: [`AffinityValue`]
+/// - writer: connect4/6, sendmsg4/6 (services with `affinity_secs > 0`); the agent deletes
+///   entries naming a backend that left the service
+/// - size: `limits.max_affinity`, least recently used entries are evicted
+#[btf_map(name = "VIKING_AFFINITY")]
+pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue, { limits::MAX_AFFINITY as usize }> =
+    LruHashMap::new();
 
 /// Service names, for `maps dump` when no agent runs. No program reads it; it is declared
 /// here so that it is created, sized and pinned with the others.

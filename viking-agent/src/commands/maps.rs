@@ -26,10 +26,29 @@ pub struct DumpedService {
     pub algorithm: String,
     /// Index into the per-service arrays.
     pub service_id: u32,
-    /// Backends in slot order.
+    /// Client affinity window in seconds (0 = off).
+    pub affinity_seconds: u32,
+    /// Distinct backends, in order of their first slot.
     pub backends: Vec<String>,
+    /// Backend slots (more than `backends` when weighted).
+    pub slots: usize,
+    /// Per backend: weight (slots held) and counters.
+    pub backend_stats: Vec<DumpedBackend>,
     /// Counters summed over CPUs.
     pub stats: DumpedStats,
+}
+
+/// One backend of a service in the dump.
+#[derive(Debug, Serialize)]
+pub struct DumpedBackend {
+    /// `ip:port`.
+    pub address: String,
+    /// Slots it holds in this service.
+    pub weight: u16,
+    /// Connects sent to it (by every service it belongs to).
+    pub connects: u64,
+    /// Open connections, counted for `least_conn` services.
+    pub active: u64,
 }
 
 /// Per-service counters.
@@ -56,6 +75,22 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
     let mut services = Vec::new();
     for (key, service) in &snapshot.services {
         let stats = tables.stats(service.entry.service_id)?;
+        let mut backend_stats: Vec<DumpedBackend> = Vec::new();
+        for slot in &service.slots {
+            let address = match slot.and_then(|id| snapshot.backends.get(&id)) {
+                Some(addr) => addr.to_string(),
+                None => "(missing)".into(),
+            };
+            if let Some(seen) = backend_stats.iter_mut().find(|b| b.address == address) {
+                seen.weight += 1;
+                continue;
+            }
+            let (connects, active) = match slot {
+                Some(id) => tables.backend_stats(*id)?,
+                None => (0, 0),
+            };
+            backend_stats.push(DumpedBackend { address, weight: 1, connects, active });
+        }
         services.push(DumpedService {
             name: service.name.clone(),
             vip: key.vip.to_ip().to_string(),
@@ -63,14 +98,10 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
             protocol: Protocol::from_number(key.protocol).map_or_else(|| key.protocol.to_string(), |p| p.name().into()),
             algorithm: viking_common::Algorithm::from_u8(service.entry.algorithm).name().into(),
             service_id: service.entry.service_id,
-            backends: service
-                .slots
-                .iter()
-                .map(|slot| match slot.and_then(|id| snapshot.backends.get(&id)) {
-                    Some(addr) => addr.to_string(),
-                    None => "(missing)".into(),
-                })
-                .collect(),
+            affinity_seconds: service.entry.affinity_secs,
+            backends: backend_stats.iter().map(|b| b.address.clone()).collect(),
+            slots: service.slots.len(),
+            backend_stats,
             stats: DumpedStats { redirected: stats.redirected, refused_no_backend: stats.refused_no_backend },
         });
     }
@@ -94,7 +125,12 @@ pub fn dump(pin_dir: &Path, json: bool) -> anyhow::Result<()> {
             s.name.clone(),
             format!("{}/{}", vip.unwrap_or_else(|_| s.vip.clone()), s.protocol),
             s.algorithm.clone(),
-            if s.backends.is_empty() { "(none: connects refused)".into() } else { s.backends.join(" ") },
+            if s.backends.is_empty() {
+                "(none: connects refused)".into()
+            } else {
+                let shown: Vec<String> = s.backend_stats.iter().map(describe_backend).collect();
+                shown.join(" ")
+            },
             s.stats.redirected.to_string(),
             s.stats.refused_no_backend.to_string(),
         ]);
@@ -102,4 +138,16 @@ pub fn dump(pin_dir: &Path, json: bool) -> anyhow::Result<()> {
     println!("{table}");
     println!("{} service(s) pinned at {}", dump.services.len(), pin_dir.display());
     Ok(())
+}
+
+/// `ip:port`, with its weight when above 1 and its open connections when counted.
+fn describe_backend(backend: &DumpedBackend) -> String {
+    let mut text = backend.address.clone();
+    if backend.weight > 1 {
+        text.push_str(&format!(" x{}", backend.weight));
+    }
+    if backend.active > 0 {
+        text.push_str(&format!(" ({} open)", backend.active));
+    }
+    text
 }

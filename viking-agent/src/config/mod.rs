@@ -74,6 +74,10 @@ pub struct Limits {
     pub max_backends_per_service: u16,
     /// Entries of the service hash: one per service plus one per backend slot.
     pub max_service_slots: u32,
+    /// Unconnected UDP flows (socket x backend) whose replies are translated back to the VIP.
+    pub max_rev_nat: u32,
+    /// Client affinity entries (client cgroup x service).
+    pub max_affinity: u32,
 }
 
 impl Default for Limits {
@@ -83,6 +87,8 @@ impl Default for Limits {
             max_backends: limits::MAX_BACKENDS,
             max_backends_per_service: limits::MAX_BACKENDS_PER_SERVICE,
             max_service_slots: limits::MAX_SERVICE_SLOTS,
+            max_rev_nat: limits::MAX_REV_NAT,
+            max_affinity: limits::MAX_AFFINITY,
         }
     }
 }
@@ -161,11 +167,13 @@ impl Config {
 }
 
 fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
-    let checks: [(&'static str, u64, u64, u64); 4] = [
+    let checks: [(&'static str, u64, u64, u64); 6] = [
         ("limits.max_services", limits.max_services.into(), 1, 1 << 24),
         ("limits.max_backends", limits.max_backends.into(), 1, 1 << 24),
         ("limits.max_backends_per_service", limits.max_backends_per_service.into(), 1, u16::MAX.into()),
         ("limits.max_service_slots", limits.max_service_slots.into(), 2, 1 << 26),
+        ("limits.max_rev_nat", limits.max_rev_nat.into(), 1, 1 << 26),
+        ("limits.max_affinity", limits.max_affinity.into(), 1, 1 << 24),
     ];
     for (field, value, min, max) in checks {
         if !(min..=max).contains(&value) {
@@ -183,8 +191,13 @@ impl fmt::Display for Limits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "max_services={} max_backends={} max_backends_per_service={} max_service_slots={}",
-            self.max_services, self.max_backends, self.max_backends_per_service, self.max_service_slots
+            "max_services={} max_backends={} max_backends_per_service={} max_service_slots={} max_rev_nat={} max_affinity={}",
+            self.max_services,
+            self.max_backends,
+            self.max_backends_per_service,
+            self.max_service_slots,
+            self.max_rev_nat,
+            self.max_affinity
         )
     }
 }

@@ -9,7 +9,7 @@ use std::{
 use viking_common::Algorithm;
 
 use super::{AgentSettings, Limits};
-use crate::model::{DesiredState, Frontend, Protocol, Service};
+use crate::model::{BackendSpec, DesiredState, Frontend, Protocol, Service};
 
 /// A service (or one of its backends) that was left out, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,10 +46,20 @@ struct RawService {
     port: i64,
     protocol: Option<String>,
     algorithm: Option<String>,
-    backends: Vec<String>,
+    affinity_seconds: Option<i64>,
+    backends: Vec<RawBackend>,
 }
 
-const SERVICE_KEYS: [&str; 6] = ["name", "vip", "port", "protocol", "algorithm", "backends"];
+/// A `backends` entry: `"ip:port"` or `{ address = "ip:port", weight = 3 }`.
+struct RawBackend {
+    address: String,
+    weight: Option<i64>,
+}
+
+const SERVICE_KEYS: [&str; 7] = ["name", "vip", "port", "protocol", "algorithm", "affinity_seconds", "backends"];
+const BACKEND_KEYS: [&str; 2] = ["address", "weight"];
+/// Longest client affinity window accepted (a day).
+const MAX_AFFINITY_SECONDS: i64 = 86_400;
 
 impl RawService {
     /// Reads the table by hand (rather than through serde) so that every error names the
@@ -70,31 +80,56 @@ impl RawService {
                 Some(other) => Err((key.into(), other.to_string(), "must be a string".into())),
             }
         };
-        let port = match table.get("port") {
-            None => return Err(("port".into(), "(missing)".into(), "required".into())),
-            Some(toml::Value::Integer(port)) => *port,
-            Some(other) => return Err(("port".into(), other.to_string(), "must be an integer".into())),
+        let integer = |key: &str, required: bool| -> Result<Option<i64>, (String, String, String)> {
+            match table.get(key) {
+                None if required => Err((key.into(), "(missing)".into(), "required".into())),
+                None => Ok(None),
+                Some(toml::Value::Integer(n)) => Ok(Some(*n)),
+                Some(other) => Err((key.into(), other.to_string(), "must be an integer".into())),
+            }
         };
         let backends = match table.get("backends") {
             None => Vec::new(),
-            Some(toml::Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| match item {
-                    toml::Value::String(s) => Ok(s.clone()),
-                    other => Err((format!("backends[{i}]"), other.to_string(), "must be a string \"ip:port\"".into())),
-                })
-                .collect::<Result<_, _>>()?,
+            Some(toml::Value::Array(items)) => {
+                items.iter().enumerate().map(|(i, item)| RawBackend::from_value(i, item)).collect::<Result<_, _>>()?
+            }
             Some(other) => return Err(("backends".into(), other.to_string(), "must be an array".into())),
         };
         Ok(Self {
             name: string("name", true)?.unwrap_or_default(),
             vip: string("vip", true)?.unwrap_or_default(),
-            port,
+            port: integer("port", true)?.unwrap_or_default(),
             protocol: string("protocol", false)?,
             algorithm: string("algorithm", false)?,
+            affinity_seconds: integer("affinity_seconds", false)?,
             backends,
         })
+    }
+}
+
+impl RawBackend {
+    fn from_value(index: usize, item: &toml::Value) -> Result<Self, (String, String, String)> {
+        let field = format!("backends[{index}]");
+        match item {
+            toml::Value::String(address) => Ok(Self { address: address.clone(), weight: None }),
+            toml::Value::Table(table) => {
+                if let Some((key, value)) = table.iter().find(|(k, _)| !BACKEND_KEYS.contains(&k.as_str())) {
+                    return Err((format!("{field}.{key}"), value.to_string(), "unknown key; known keys: address, weight".into()));
+                }
+                let address = match table.get("address") {
+                    Some(toml::Value::String(address)) => address.clone(),
+                    Some(other) => return Err((format!("{field}.address"), other.to_string(), "must be a string".into())),
+                    None => return Err((format!("{field}.address"), "(missing)".into(), "required".into())),
+                };
+                let weight = match table.get("weight") {
+                    None => None,
+                    Some(toml::Value::Integer(weight)) => Some(*weight),
+                    Some(other) => return Err((format!("{field}.weight"), other.to_string(), "must be an integer".into())),
+                };
+                Ok(Self { address, weight })
+            }
+            other => Err((field, other.to_string(), "must be \"ip:port\" or { address = \"ip:port\", weight = N }".into())),
+        }
     }
 }
 
@@ -207,26 +242,37 @@ fn check_service(
         }
     };
     let algorithm = match raw.algorithm.as_deref() {
-        None | Some("round_robin") => Algorithm::RoundRobin,
-        Some("random") => Algorithm::Random,
-        Some(other) => {
-            return Err(fail(
-                "algorithm",
-                format!("{other:?}"),
-                "must be \"round_robin\" or \"random\"".into(),
-            ));
+        None => Algorithm::RoundRobin,
+        Some(name) => Algorithm::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
+            let names: Vec<String> = Algorithm::ALL.iter().map(|a| format!("{:?}", a.name())).collect();
+            fail("algorithm", format!("{name:?}"), format!("must be one of {}", names.join(", ")))
+        })?,
+    };
+    let affinity_secs = match raw.affinity_seconds {
+        None => 0,
+        Some(secs) if (0..=MAX_AFFINITY_SECONDS).contains(&secs) => secs as u32,
+        Some(secs) => {
+            return Err(fail("affinity_seconds", secs.to_string(), format!("must be 0..={MAX_AFFINITY_SECONDS}")));
         }
     };
 
-    let mut backends: Vec<SocketAddr> = Vec::new();
+    let mut backends: Vec<BackendSpec> = Vec::new();
     let mut backend_errors = Vec::new();
-    for (i, text) in raw.backends.iter().enumerate() {
-        match check_backend(text, vip, agent) {
-            Ok(addr) if backends.contains(&addr) => backend_errors.push(ServiceError {
-                backend_only: true,
-                ..fail(&format!("backends[{i}]"), format!("{text:?}"), "listed twice".into())
-            }),
-            Ok(addr) => backends.push(addr),
+    for (i, raw_backend) in raw.backends.iter().enumerate() {
+        let text = &raw_backend.address;
+        let checked = check_backend(text, vip, agent).and_then(|addr| {
+            if backends.iter().any(|b| b.addr == addr) {
+                return Err("listed twice".to_owned());
+            }
+            let weight = match raw_backend.weight {
+                None => 1,
+                Some(w) if (1..=i64::from(BackendSpec::MAX_WEIGHT)).contains(&w) => w as u16,
+                Some(w) => return Err(format!("weight {w} must be 1..={}", BackendSpec::MAX_WEIGHT)),
+            };
+            Ok(BackendSpec { addr, weight })
+        });
+        match checked {
+            Ok(backend) => backends.push(backend),
             Err(reason) => backend_errors.push(ServiceError {
                 backend_only: true,
                 ..fail(&format!("backends[{i}]"), format!("{text:?}"), reason)
@@ -247,6 +293,7 @@ fn check_service(
         name: raw.name,
         frontend: Frontend { vip, port, protocol },
         algorithm,
+        affinity_secs,
         backends,
     };
     Ok((service, backend_errors))

@@ -3,8 +3,10 @@
 
 use std::mem::size_of;
 
-use aya::programs::CgroupSockAddrAttachType;
-use viking_common::{Backend, ServiceKey, ServiceName, ServiceStats, ServiceValue, names};
+use viking_common::{
+    AffinityKey, AffinityValue, Backend, BackendStats, RevNatKey, RevNatValue, ServiceKey, ServiceName, ServiceStats,
+    ServiceValue, SocketState, names,
+};
 
 use crate::config::Limits;
 
@@ -17,53 +19,64 @@ pub struct PinnedMapSpec {
     pub key_size: u32,
     /// Expected value size.
     pub value_size: u32,
-    /// Entries, from the configured limits.
-    pub max_entries: fn(&Limits) -> u32,
+    /// Entries, from the configured limits; `None` for maps whose size the kernel decides
+    /// (socket storage).
+    pub max_entries: Option<fn(&Limits) -> u32>,
+}
+
+const fn spec<K, V>(name: &'static str, max_entries: Option<fn(&Limits) -> u32>) -> PinnedMapSpec {
+    PinnedMapSpec { name, key_size: size_of::<K>() as u32, value_size: size_of::<V>() as u32, max_entries }
 }
 
 /// Every pinned map. (The log ring buffer is per program instance and not pinned.)
-pub const PINNED_MAPS: [PinnedMapSpec; 5] = [
-    PinnedMapSpec {
-        name: names::SERVICES,
-        key_size: size_of::<ServiceKey>() as u32,
-        value_size: size_of::<ServiceValue>() as u32,
-        max_entries: |l| l.max_service_slots,
-    },
-    PinnedMapSpec {
-        name: names::BACKENDS,
-        key_size: size_of::<u32>() as u32,
-        value_size: size_of::<Backend>() as u32,
-        max_entries: |l| l.max_backends,
-    },
-    PinnedMapSpec {
-        name: names::RR_CURSORS,
-        key_size: size_of::<u32>() as u32,
-        value_size: size_of::<u32>() as u32,
-        max_entries: |l| l.max_services,
-    },
-    PinnedMapSpec {
-        name: names::SERVICE_STATS,
-        key_size: size_of::<u32>() as u32,
-        value_size: size_of::<ServiceStats>() as u32,
-        max_entries: |l| l.max_services,
-    },
-    PinnedMapSpec {
-        name: names::SERVICE_NAMES,
-        key_size: size_of::<u32>() as u32,
-        value_size: size_of::<ServiceName>() as u32,
-        max_entries: |l| l.max_services,
-    },
+pub const PINNED_MAPS: [PinnedMapSpec; 10] = [
+    spec::<ServiceKey, ServiceValue>(names::SERVICES, Some(|l| l.max_service_slots)),
+    spec::<u32, Backend>(names::BACKENDS, Some(|l| l.max_backends)),
+    spec::<u32, u64>(names::RR_CURSORS, Some(|l| l.max_services)),
+    spec::<u32, ServiceStats>(names::SERVICE_STATS, Some(|l| l.max_services)),
+    spec::<u32, ServiceName>(names::SERVICE_NAMES, Some(|l| l.max_services)),
+    spec::<u32, BackendStats>(names::BACKEND_STATS, Some(|l| l.max_backends)),
+    spec::<u32, u64>(names::BACKEND_ACTIVE, Some(|l| l.max_backends)),
+    // Socket storage: key is the socket fd (an int); entries live and die with sockets.
+    spec::<i32, SocketState>(names::SOCKETS, None),
+    spec::<RevNatKey, RevNatValue>(names::REV_NAT, Some(|l| l.max_rev_nat)),
+    spec::<AffinityKey, AffinityValue>(names::AFFINITY, Some(|l| l.max_affinity)),
 ];
 
-/// A program and the cgroup hook it attaches to.
+/// The program type of a cgroup hook. (The exact attach point, e.g. `connect4`, comes
+/// from the program's ELF section.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookKind {
+    /// `cgroup/<connect|sendmsg|recvmsg|getpeername><4|6>`: socket address hooks.
+    SockAddr,
+    /// `cgroup/sock_release`: socket hooks.
+    Sock,
+}
+
+/// A program and the kind of cgroup hook it attaches to.
 #[derive(Debug)]
 pub struct Hook {
     /// Program name in the object and file name under `<pin-dir>/links/`.
     pub program: &'static str,
-    /// The `cgroup/sock_addr` attach point.
-    pub attach_type: CgroupSockAddrAttachType,
+    /// Its program type.
+    pub kind: HookKind,
 }
 
-/// Every program, in attach order.
-pub const HOOKS: [Hook; 1] =
-    [Hook { program: names::PROG_CONNECT4, attach_type: CgroupSockAddrAttachType::Connect4 }];
+const fn sock_addr(program: &'static str) -> Hook {
+    Hook { program, kind: HookKind::SockAddr }
+}
+
+/// Every program, in attach order: the release hook first, so no counted connection can
+/// be released unseen; then the translations back (replies, peer names) before the
+/// translations forward, so every redirected socket finds its reverse path in place.
+pub const HOOKS: [Hook; 9] = [
+    Hook { program: names::PROG_SOCK_RELEASE, kind: HookKind::Sock },
+    sock_addr(names::PROG_GETPEERNAME4),
+    sock_addr(names::PROG_GETPEERNAME6),
+    sock_addr(names::PROG_RECVMSG4),
+    sock_addr(names::PROG_RECVMSG6),
+    sock_addr(names::PROG_SENDMSG4),
+    sock_addr(names::PROG_SENDMSG6),
+    sock_addr(names::PROG_CONNECT4),
+    sock_addr(names::PROG_CONNECT6),
+];

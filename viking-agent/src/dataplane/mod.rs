@@ -11,7 +11,7 @@ pub mod tables;
 use std::{
     fs::File,
     os::{
-        fd::{AsFd, OwnedFd},
+        fd::{AsFd, BorrowedFd, OwnedFd},
         unix::fs::MetadataExt,
     },
     path::{Path, PathBuf},
@@ -20,7 +20,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::MapInfo,
-    programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
+    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, Program, links::FdLink},
 };
 pub use layout::{HOOKS, PINNED_MAPS};
 use pins::PinDir;
@@ -95,9 +95,9 @@ impl Dataplane {
     /// (`BPF_LINK_UPDATE`), so connects never see a moment without a program.
     pub fn install(pins: &PinDir, cgroup: &Path, limits: &Limits) -> Result<Self, DataplaneError> {
         pins.create().map_err(|source| DataplaneError::PinDir { path: pins.root().into(), source })?;
-        let map_paths: Vec<(&'static str, PathBuf, u32)> = PINNED_MAPS
+        let map_paths: Vec<(&'static str, PathBuf, Option<u32>)> = PINNED_MAPS
             .iter()
-            .map(|spec| (spec.name, pins.map(spec.name), (spec.max_entries)(limits)))
+            .map(|spec| (spec.name, pins.map(spec.name), spec.max_entries.map(|f| f(limits))))
             .collect();
         let mut adopted = false;
         for spec in &PINNED_MAPS {
@@ -105,7 +105,10 @@ impl Dataplane {
         }
         let mut loader = EbpfLoader::new();
         for (name, path, max_entries) in &map_paths {
-            loader.map_pin_path(name, path.as_path()).map_max_entries(name, *max_entries);
+            loader.map_pin_path(name, path.as_path());
+            if let Some(max_entries) = max_entries {
+                loader.map_max_entries(name, *max_entries);
+            }
         }
         let mut ebpf = loader.load(object::BYTES)?;
 
@@ -139,7 +142,7 @@ fn check_pinned_map(path: &Path, spec: &layout::PinnedMapSpec, limits: &Limits) 
     if info.value_size() != spec.value_size {
         return Err(mismatch("value size", info.value_size(), spec.value_size));
     }
-    let wanted = (spec.max_entries)(limits);
+    let wanted = spec.max_entries.map_or(info.max_entries(), |f| f(limits));
     if info.max_entries() != wanted {
         tracing::warn!(
             map = spec.name,
@@ -152,13 +155,9 @@ fn check_pinned_map(path: &Path, spec: &layout::PinnedMapSpec, limits: &Limits) 
 }
 
 fn attach(ebpf: &mut Ebpf, hook: &layout::Hook, pins: &PinDir, cgroup: &File, cgroup_id: u64) -> Result<(), DataplaneError> {
-    let fail = |source: Box<dyn std::error::Error + Send + Sync>| DataplaneError::Program { program: hook.program, source };
-    let program: &mut CgroupSockAddr = ebpf
-        .program_mut(hook.program)
-        .ok_or_else(|| fail("not in the eBPF object".into()))?
-        .try_into()
-        .map_err(|err| fail(Box::new(err)))?;
-    program.load().map_err(|err| fail(Box::new(err)))?;
+    let fail = |source: BoxError| DataplaneError::Program { program: hook.program, source };
+    let program = ebpf.program_mut(hook.program).ok_or_else(|| fail("not in the eBPF object".into()))?;
+    let mut program = LoadedHook::load(program, hook.kind).map_err(fail)?;
 
     let link_path = pins.link(hook.program);
     let old_link = match bpf_sys::obj_get(&link_path) {
@@ -169,19 +168,14 @@ fn attach(ebpf: &mut Ebpf, hook: &layout::Hook, pins: &PinDir, cgroup: &File, cg
     if let Some(old) = &old_link {
         let target = bpf_sys::cgroup_link_target(old.as_fd()).map_err(|err| fail(Box::new(err)))?;
         if target == Some(cgroup_id) {
-            let prog_fd = program.fd().map_err(|err| fail(Box::new(err)))?;
-            bpf_sys::link_update(old.as_fd(), prog_fd.as_fd()).map_err(|err| fail(Box::new(err)))?;
+            let prog_fd = program.fd().map_err(fail)?;
+            bpf_sys::link_update(old.as_fd(), prog_fd).map_err(|err| fail(Box::new(err)))?;
             tracing::info!(program = hook.program, "replaced the program in the pinned link");
             return Ok(());
         }
     }
     // New attachment first, old one removed after: the cgroup is never without a program.
-    let link_id = program.attach(cgroup, CgroupAttachMode::Single).map_err(|err| fail(Box::new(err)))?;
-    let link: FdLink = program
-        .take_link(link_id)
-        .map_err(|err| fail(Box::new(err)))?
-        .try_into()
-        .map_err(|err: aya::programs::links::LinkError| fail(Box::new(err)))?;
+    let link = program.attach(cgroup).map_err(fail)?;
     // bpffs refuses names with a dot.
     let staging = link_path.with_file_name(format!("{}-new", hook.program));
     let _ = std::fs::remove_file(&staging);
@@ -203,6 +197,53 @@ fn detach_pinned(path: &Path, link: OwnedFd) -> std::io::Result<()> {
         other => other?,
     }
     std::fs::remove_file(path)
+}
+
+/// A loaded program of either cgroup hook type.
+enum LoadedHook<'a> {
+    SockAddr(&'a mut CgroupSockAddr),
+    Sock(&'a mut CgroupSock),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<'a> LoadedHook<'a> {
+    /// Loads `program` (through the verifier) as the type `kind` names.
+    fn load(program: &'a mut Program, kind: layout::HookKind) -> Result<Self, BoxError> {
+        Ok(match kind {
+            layout::HookKind::SockAddr => {
+                let program: &mut CgroupSockAddr = program.try_into()?;
+                program.load()?;
+                Self::SockAddr(program)
+            }
+            layout::HookKind::Sock => {
+                let program: &mut CgroupSock = program.try_into()?;
+                program.load()?;
+                Self::Sock(program)
+            }
+        })
+    }
+
+    fn fd(&self) -> Result<BorrowedFd<'_>, BoxError> {
+        Ok(match self {
+            Self::SockAddr(program) => program.fd()?.as_fd(),
+            Self::Sock(program) => program.fd()?.as_fd(),
+        })
+    }
+
+    /// Attaches to `cgroup` with a BPF link (always multi-attach for links) and returns it.
+    fn attach(&mut self, cgroup: &File) -> Result<FdLink, BoxError> {
+        Ok(match self {
+            Self::SockAddr(program) => {
+                let id = program.attach(cgroup, CgroupAttachMode::Single)?;
+                program.take_link(id)?.try_into()?
+            }
+            Self::Sock(program) => {
+                let id = program.attach(cgroup, CgroupAttachMode::Single)?;
+                program.take_link(id)?.try_into()?
+            }
+        })
+    }
 }
 
 /// What `uninstall` removed.

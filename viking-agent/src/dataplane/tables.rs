@@ -1,15 +1,17 @@
 //! Typed access to the pinned maps: the only place that reads or writes kernel entries.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     net::SocketAddr,
 };
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
 };
-use viking_common::{Backend, Ip6, ServiceKey, ServiceName, ServiceStats, ServiceValue, names};
+use viking_common::{
+    AffinityKey, AffinityValue, Backend, BackendStats, Ip6, ServiceKey, ServiceName, ServiceStats, ServiceValue, names,
+};
 
 use super::pins::PinDir;
 
@@ -19,6 +21,9 @@ pub struct KernelTables {
     backends: Array<MapData, Backend>,
     stats: PerCpuArray<MapData, ServiceStats>,
     names: HashMap<MapData, u32, ServiceName>,
+    backend_stats: PerCpuArray<MapData, BackendStats>,
+    backend_active: Array<MapData, u64>,
+    affinity: HashMap<MapData, AffinityKey, AffinityValue>,
 }
 
 impl std::fmt::Debug for KernelTables {
@@ -78,42 +83,37 @@ pub struct KernelSnapshot {
 impl KernelTables {
     /// Takes the maps out of a freshly loaded object.
     pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self, TableError> {
-        let mut take = |name: &'static str| {
-            ebpf.take_map(name)
-                .ok_or_else(|| TableError::Missing { name, detail: "not in the eBPF object".into() })
-        };
-        Self::from_maps(
-            take(names::SERVICES)?,
-            take(names::BACKENDS)?,
-            take(names::SERVICE_STATS)?,
-            take(names::SERVICE_NAMES)?,
-        )
+        Self::from_maps(|name| {
+            ebpf.take_map(name).ok_or_else(|| TableError::Missing { name, detail: "not in the eBPF object".into() })
+        })
     }
 
     /// Opens the pinned maps of an installation (no programs are loaded).
     pub fn open_pinned(pins: &PinDir) -> Result<Self, TableError> {
-        let open = |name: &'static str| {
+        Self::from_maps(|name| {
             let path = pins.map(name);
             let data = MapData::from_pin(&path).map_err(|err| TableError::Missing {
                 name,
                 detail: format!("{}: {err}", path.display()),
             })?;
             Map::from_map_data(data).map_err(map_err(name))
-        };
-        Self::from_maps(
-            open(names::SERVICES)?,
-            open(names::BACKENDS)?,
-            open(names::SERVICE_STATS)?,
-            open(names::SERVICE_NAMES)?,
-        )
+        })
     }
 
-    fn from_maps(services: Map, backends: Map, stats: Map, names_map: Map) -> Result<Self, TableError> {
+    fn from_maps(mut take: impl FnMut(&'static str) -> Result<Map, TableError>) -> Result<Self, TableError> {
+        macro_rules! typed {
+            ($name:expr) => {
+                take($name)?.try_into().map_err(map_err($name))?
+            };
+        }
         Ok(Self {
-            services: services.try_into().map_err(map_err(names::SERVICES))?,
-            backends: backends.try_into().map_err(map_err(names::BACKENDS))?,
-            stats: stats.try_into().map_err(map_err(names::SERVICE_STATS))?,
-            names: names_map.try_into().map_err(map_err(names::SERVICE_NAMES))?,
+            services: typed!(names::SERVICES),
+            backends: typed!(names::BACKENDS),
+            stats: typed!(names::SERVICE_STATS),
+            names: typed!(names::SERVICE_NAMES),
+            backend_stats: typed!(names::BACKEND_STATS),
+            backend_active: typed!(names::BACKEND_ACTIVE),
+            affinity: map_as_hash(take(names::AFFINITY)?, names::AFFINITY)?,
         })
     }
 
@@ -159,6 +159,15 @@ impl KernelTables {
         }))
     }
 
+    /// Connects sent to a backend (summed over CPUs) and its open connections (counted for
+    /// `least_conn` services).
+    pub fn backend_stats(&self, backend_id: u32) -> Result<(u64, u64), TableError> {
+        let per_cpu = self.backend_stats.get(&backend_id, 0).map_err(map_err(names::BACKEND_STATS))?;
+        let connects = per_cpu.iter().map(|s| s.connects).sum();
+        let active = self.backend_active.get(&backend_id, 0).map_err(map_err(names::BACKEND_ACTIVE))?;
+        Ok((connects, active))
+    }
+
     /// Writes one `SERVICES` entry (a service entry or a backend slot).
     pub fn set_slot(&mut self, key: ServiceKey, value: ServiceValue) -> Result<(), TableError> {
         self.services.insert(key, value, 0).map_err(map_err(names::SERVICES))
@@ -172,8 +181,12 @@ impl KernelTables {
         }
     }
 
-    /// Writes a backend address under `id`.
+    /// Writes the address of a newly assigned backend id and zeroes its connect counter.
+    /// (Its open-connection count is left alone: sockets of the id's previous backend
+    /// still hold it and release it as they close.)
     pub fn set_backend(&mut self, id: u32, addr: SocketAddr) -> Result<(), TableError> {
+        let zero = zeroed_per_cpu::<BackendStats>().map_err(map_err(names::BACKEND_STATS))?;
+        self.backend_stats.set(id, zero, 0).map_err(map_err(names::BACKEND_STATS))?;
         let backend = Backend { address: Ip6::from_ip(addr.ip()), port_be: addr.port().to_be(), _pad0: 0 };
         self.backends.set(id, backend, 0).map_err(map_err(names::BACKENDS))
     }
@@ -185,14 +198,33 @@ impl KernelTables {
 
     /// Starts a new service id: zero counters, record its name.
     pub fn begin_service(&mut self, service_id: u32, name: &str) -> Result<(), TableError> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, err)| TableError::Map {
-            name: names::SERVICE_STATS,
-            source: MapError::IoError(err),
-        })?;
-        let zero = aya::maps::PerCpuValues::try_from(vec![ServiceStats::default(); cpus])
-            .map_err(|err| map_err(names::SERVICE_STATS)(MapError::IoError(err)))?;
+        let zero = zeroed_per_cpu::<ServiceStats>().map_err(map_err(names::SERVICE_STATS))?;
         self.stats.set(service_id, zero, 0).map_err(map_err(names::SERVICE_STATS))?;
         self.set_name(service_id, name)
+    }
+
+    /// Deletes the affinity entries of `service_id` whose backend is not in `keep`, so that
+    /// no client stays pinned to a backend that left the service.
+    pub fn forget_affinity(&mut self, service_id: u32, keep: &HashSet<u32>) -> Result<(), TableError> {
+        let mut stale = Vec::new();
+        for item in self.affinity.iter() {
+            let (key, value) = match item {
+                Ok(entry) => entry,
+                // An LRU entry evicted while iterating: nothing to forget.
+                Err(MapError::KeyNotFound) => continue,
+                Err(err) => return Err(map_err(names::AFFINITY)(err)),
+            };
+            if key.service_id == service_id && !keep.contains(&value.backend_id) {
+                stale.push(key);
+            }
+        }
+        for key in stale {
+            match self.affinity.remove(&key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(err) => return Err(map_err(names::AFFINITY)(err)),
+            }
+        }
+        Ok(())
     }
 
     /// Records the name of a service id.
@@ -207,4 +239,15 @@ impl KernelTables {
             other => other.map_err(map_err(names::SERVICE_NAMES)),
         }
     }
+}
+
+/// One zeroed value per possible CPU, to reset a per-CPU array element.
+fn zeroed_per_cpu<T: aya::Pod + Default + Clone>() -> Result<PerCpuValues<T>, MapError> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, err)| MapError::IoError(err))?;
+    PerCpuValues::try_from(vec![T::default(); cpus]).map_err(MapError::IoError)
+}
+
+/// aya types an LRU hash map as `Map::LruHashMap`; its typed `HashMap` view accepts both.
+fn map_as_hash<K: aya::Pod, V: aya::Pod>(map: Map, name: &'static str) -> Result<HashMap<MapData, K, V>, TableError> {
+    HashMap::try_from(map).map_err(map_err(name))
 }

@@ -10,9 +10,10 @@
 //! Only changed entries are written; an unchanged service costs no syscall.
 
 mod ids;
+mod slots;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     net::SocketAddr,
 };
 
@@ -32,7 +33,7 @@ pub trait KernelWriter {
     fn set_slot(&mut self, key: ServiceKey, value: ServiceValue) -> Result<(), TableError>;
     /// Deletes a `SERVICES` entry (missing is fine).
     fn delete_slot(&mut self, key: &ServiceKey) -> Result<(), TableError>;
-    /// Writes a backend address.
+    /// Writes the address of a newly assigned backend id (and zeroes its counters).
     fn set_backend(&mut self, id: u32, addr: SocketAddr) -> Result<(), TableError>;
     /// Clears a backend id.
     fn clear_backend(&mut self, id: u32) -> Result<(), TableError>;
@@ -42,6 +43,8 @@ pub trait KernelWriter {
     fn set_name(&mut self, service_id: u32, name: &str) -> Result<(), TableError>;
     /// Forgets a released service id's name.
     fn delete_name(&mut self, service_id: u32) -> Result<(), TableError>;
+    /// Drops client affinity entries of `service_id` whose backend is not in `keep`.
+    fn forget_affinity(&mut self, service_id: u32, keep: &HashSet<u32>) -> Result<(), TableError>;
 }
 
 impl KernelWriter for KernelTables {
@@ -66,6 +69,9 @@ impl KernelWriter for KernelTables {
     fn delete_name(&mut self, service_id: u32) -> Result<(), TableError> {
         KernelTables::delete_name(self, service_id)
     }
+    fn forget_affinity(&mut self, service_id: u32, keep: &HashSet<u32>) -> Result<(), TableError> {
+        KernelTables::forget_affinity(self, service_id, keep)
+    }
 }
 
 /// A service as installed in the kernel.
@@ -73,6 +79,7 @@ impl KernelWriter for KernelTables {
 struct Installed {
     service_id: u32,
     algorithm: Algorithm,
+    affinity_secs: u32,
     name: String,
     /// Backend id per slot `1..=n`; `None` marks a slot found missing at adoption.
     slots: Vec<Option<u32>>,
@@ -169,6 +176,7 @@ impl<K: KernelWriter> Reconciler<K> {
                 Installed {
                     service_id: service.entry.service_id,
                     algorithm: Algorithm::from_u8(service.entry.algorithm),
+                    affinity_secs: service.entry.affinity_secs,
                     name: service.name,
                     slots,
                 },
@@ -198,7 +206,7 @@ impl<K: KernelWriter> Reconciler<K> {
             .installed
             .iter()
             .map(|(frontend, installed)| {
-                let backends = installed
+                let slot_addrs: Vec<SocketAddr> = installed
                     .slots
                     .iter()
                     .filter_map(|slot| self.backends.addr_of.get(&(*slot)?).copied())
@@ -207,7 +215,8 @@ impl<K: KernelWriter> Reconciler<K> {
                     name: installed.name.clone(),
                     frontend: *frontend,
                     algorithm: installed.algorithm,
-                    backends,
+                    affinity_secs: installed.affinity_secs,
+                    backends: slots::backends_of(&slot_addrs),
                 };
                 (*frontend, service)
             })
@@ -248,12 +257,14 @@ impl<K: KernelWriter> Reconciler<K> {
 
     /// Writes one service; returns whether anything changed.
     fn upsert(&mut self, service: &Service, report: &mut ApplyReport) -> Result<bool, ApplyError> {
+        let layout = slots::layout(service, self.limits.max_backends_per_service);
         let old = self.installed.get(&service.frontend).cloned();
         if let Some(old) = &old {
             let unchanged = old.algorithm == service.algorithm
+                && old.affinity_secs == service.affinity_secs
                 && old.name == service.name
-                && old.slots.len() == service.backends.len()
-                && old.slots.iter().zip(&service.backends).all(|(slot, addr)| {
+                && old.slots.len() == layout.len()
+                && old.slots.iter().zip(&layout).all(|(slot, addr)| {
                     slot.and_then(|id| self.backends.addr_of.get(&id)) == Some(addr)
                 });
             if unchanged {
@@ -261,7 +272,7 @@ impl<K: KernelWriter> Reconciler<K> {
             }
         }
         let old_len = old.as_ref().map_or(0, |o| o.slots.len());
-        let growth = service.backends.len().saturating_sub(old_len) as u64 + u64::from(old.is_none());
+        let growth = layout.len().saturating_sub(old_len) as u64 + u64::from(old.is_none());
         if self.slots_used + growth > u64::from(self.limits.max_service_slots) {
             return Err(ApplyError::Limit(format!(
                 "limits.max_service_slots = {} (in use: {})",
@@ -274,7 +285,7 @@ impl<K: KernelWriter> Reconciler<K> {
                 ApplyError::Limit(format!("limits.max_services = {}", self.limits.max_services))
             })?,
         };
-        let new_ids = match self.acquire_backends(&service.backends, report) {
+        let new_ids = match self.acquire_backends(&layout, report) {
             Ok(ids) => ids,
             Err(err) => {
                 if old.is_none() {
@@ -286,13 +297,24 @@ impl<K: KernelWriter> Reconciler<K> {
         let result = self.write_service(service, service_id, old.as_ref(), &new_ids, report);
         match result {
             Ok(()) => {
+                if let Some(old) = &old {
+                    if old.affinity_secs > 0 {
+                        let keep: HashSet<u32> = new_ids.iter().copied().collect();
+                        self.kernel.forget_affinity(service_id, &keep)?;
+                    }
+                }
                 for id in old.iter().flat_map(|o| o.slots.iter().flatten()) {
                     self.release_backend(*id, report)?;
                 }
                 self.slots_used += growth;
-                self.slots_used -= old_len.saturating_sub(service.backends.len()) as u64;
-                let slots = new_ids.into_iter().map(Some).collect();
-                let installed = Installed { service_id, algorithm: service.algorithm, name: service.name.clone(), slots };
+                self.slots_used -= old_len.saturating_sub(layout.len()) as u64;
+                let installed = Installed {
+                    service_id,
+                    algorithm: service.algorithm,
+                    affinity_secs: service.affinity_secs,
+                    name: service.name.clone(),
+                    slots: new_ids.into_iter().map(Some).collect(),
+                };
                 self.installed.insert(service.frontend, installed);
                 Ok(true)
             }
@@ -331,9 +353,19 @@ impl<K: KernelWriter> Reconciler<K> {
                 report.writes += 1;
             }
         }
-        let entry = ServiceValue { backend_id: 0, service_id, count, algorithm: service.algorithm as u8, _pad0: 0 };
+        let entry = ServiceValue {
+            backend_id: 0,
+            service_id,
+            count,
+            algorithm: service.algorithm as u8,
+            _pad0: 0,
+            affinity_secs: service.affinity_secs,
+        };
         let old_count = old.map(|o| o.slots.len());
-        if old.is_none_or(|o| o.slots.len() != new_ids.len() || o.algorithm != service.algorithm) {
+        let entry_changed = |o: &Installed| {
+            o.slots.len() != new_ids.len() || o.algorithm != service.algorithm || o.affinity_secs != service.affinity_secs
+        };
+        if old.is_none_or(entry_changed) {
             self.kernel.set_slot(key, entry)?;
             report.writes += 1;
         }
@@ -356,6 +388,9 @@ impl<K: KernelWriter> Reconciler<K> {
             self.kernel.delete_slot(&key.with_slot(slot as u16))?;
         }
         self.kernel.delete_name(old.service_id)?;
+        if old.affinity_secs > 0 {
+            self.kernel.forget_affinity(old.service_id, &HashSet::new())?;
+        }
         report.writes += 2 + old.slots.len();
         self.installed.remove(frontend);
         self.service_ids.release(old.service_id);
@@ -366,7 +401,8 @@ impl<K: KernelWriter> Reconciler<K> {
         Ok(old.name)
     }
 
-    /// Ids for `addrs`, each with one more reference; new addresses are written first.
+    /// Ids for the slots' addresses, one more reference per slot; new addresses are
+    /// written first.
     fn acquire_backends(&mut self, addrs: &[SocketAddr], report: &mut ApplyReport) -> Result<Vec<u32>, ApplyError> {
         let mut ids = Vec::with_capacity(addrs.len());
         for addr in addrs {
@@ -433,7 +469,17 @@ fn frontend_of(key: &ServiceKey) -> Option<Frontend> {
 }
 
 fn describe(service: &Service) -> String {
-    format!("{} {} -> {} backend(s), {}", service.name, service.frontend, service.backends.len(), service.algorithm.name())
+    let mut text = format!(
+        "{} {} -> {} backend(s), {}",
+        service.name,
+        service.frontend,
+        service.backends.len(),
+        service.algorithm.name()
+    );
+    if service.affinity_secs > 0 {
+        text.push_str(&format!(", affinity {} s", service.affinity_secs));
+    }
+    text
 }
 
 #[cfg(test)]

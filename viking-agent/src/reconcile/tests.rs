@@ -88,6 +88,9 @@ impl KernelWriter for ModelKernel {
         self.names.remove(&service_id);
         Ok(())
     }
+    fn forget_affinity(&mut self, _service_id: u32, _keep: &std::collections::HashSet<u32>) -> Result<(), TableError> {
+        Ok(())
+    }
 }
 
 fn service(name: &str, vip: &str, port: u16, backends: &[&str]) -> Service {
@@ -95,7 +98,8 @@ fn service(name: &str, vip: &str, port: u16, backends: &[&str]) -> Service {
         name: name.into(),
         frontend: Frontend { vip: vip.parse().unwrap(), port, protocol: Protocol::Tcp },
         algorithm: Algorithm::RoundRobin,
-        backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+        affinity_secs: 0,
+        backends: backends.iter().map(|b| crate::model::BackendSpec::new(b.parse().unwrap())).collect(),
     }
 }
 
@@ -104,7 +108,7 @@ fn state(services: &[Service]) -> DesiredState {
 }
 
 fn expected(desired: &DesiredState) -> BTreeMap<Frontend, Vec<SocketAddr>> {
-    desired.services.values().map(|s| (s.frontend, s.backends.clone())).collect()
+    desired.services.values().map(|s| (s.frontend, slots::layout(s, 1024))).collect()
 }
 
 fn reconciler(limits: Limits) -> Reconciler<ModelKernel> {
@@ -251,4 +255,23 @@ fn an_adopting_reconciler_keeps_the_kernel_state_and_ids() {
     let ids: std::collections::HashSet<u32> =
         second.kernel().slots.iter().filter(|(k, _)| k.slot == 0).map(|(_, v)| v.service_id).collect();
     assert_eq!(ids.len(), 3);
+}
+
+#[test]
+fn weighted_services_hold_one_slot_per_unit_of_weight() {
+    let mut r = reconciler(Limits::default());
+    let mut web = service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9002"]);
+    web.algorithm = Algorithm::Weighted;
+    web.backends[0].weight = 3;
+    let desired = state(&[web.clone()]);
+    r.apply(&desired);
+    assert_eq!(r.kernel().served()[&web.frontend].len(), 4);
+    assert_eq!(r.kernel().backends.len(), 2, "a backend with several slots is stored once");
+    assert_eq!(r.installed_state().services[&web.frontend].backends, web.backends, "weights read back");
+
+    // Lowering the weight frees the extra slots and keeps the backends.
+    web.backends[0].weight = 1;
+    r.apply(&state(&[web.clone()]));
+    assert_eq!(r.kernel().served()[&web.frontend].len(), 2);
+    assert_eq!(r.kernel().backends.len(), 2);
 }
