@@ -23,7 +23,7 @@ fn a_valid_file_parses_with_defaults() {
     let service = parsed.config.services.services.values().next().unwrap();
     assert_eq!(service.frontend.protocol, crate::model::Protocol::Tcp);
     assert_eq!(service.algorithm, viking_common::Algorithm::RoundRobin);
-    assert_eq!(service.backends, ["127.0.0.1:9001".parse().unwrap()]);
+    assert_eq!(service.backends, [crate::model::BackendSpec::new("127.0.0.1:9001".parse().unwrap())]);
     assert_eq!(parsed.config.limits, Limits::default());
     assert_eq!(parsed.config.agent.vip_ranges, [default_vip_range()]);
 }
@@ -65,7 +65,7 @@ fn backend_with_port_zero_or_bad_address_is_skipped() {
     assert!(error_of(&one_service(&format!("{WEB}backends = [\"nonsense\"]"))).contains("not an `ip:port` address"));
     assert!(error_of(&one_service(&format!("{WEB}backends = [\"224.0.0.1:80\"]"))).contains("not a unicast address"));
     assert!(error_of(&one_service(&format!("{WEB}backends = [\"0.0.0.0:80\"]"))).contains("not a unicast address"));
-    assert!(error_of(&one_service(&format!("{WEB}backends = [80]"))).contains("`backends[0]` = 80: must be a string"));
+    assert!(error_of(&one_service(&format!("{WEB}backends = [80]"))).contains("`backends[0]` = 80: must be \"ip:port\" or"));
 }
 
 #[test]
@@ -148,4 +148,29 @@ fn bad_limits_reject_the_file() {
 fn toml_syntax_errors_name_the_line() {
     let err = Config::parse("[[service]]\nname = \n").unwrap_err().to_string();
     assert!(err.starts_with("invalid config: TOML parse error at line 2"), "{err}");
+}
+
+#[test]
+fn backends_take_weights_and_algorithms_are_checked() {
+    let text = one_service(&format!(
+        "{WEB}algorithm = \"weighted\"\naffinity_seconds = 30\nbackends = [{{ address = \"127.0.0.1:1\", weight = 3 }}, \"127.0.0.1:2\"]"
+    ));
+    let parsed = Config::parse(&text).unwrap();
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let service = parsed.config.services.services.values().next().unwrap();
+    assert_eq!(service.algorithm, viking_common::Algorithm::Weighted);
+    assert_eq!(service.affinity_secs, 30);
+    assert_eq!(service.backends.iter().map(|b| b.weight).collect::<Vec<_>>(), [3, 1]);
+}
+
+#[test]
+fn bad_weights_and_affinity_are_named() {
+    let err = error_of(&one_service(&format!("{WEB}backends = [{{ address = \"127.0.0.1:1\", weight = 0 }}]")));
+    assert!(err.contains("`backends[0]` = \"127.0.0.1:1\": weight 0 must be 1..=1000"), "{err}");
+    let err = error_of(&one_service(&format!("{WEB}backends = [{{ addr = \"127.0.0.1:1\" }}]")));
+    assert!(err.contains("`backends[0].addr`"), "{err}");
+    let err = error_of(&one_service(&format!("{WEB}affinity_seconds = -1")));
+    assert!(err.contains("`affinity_seconds` = -1: must be 0..=86400"), "{err}");
+    let err = error_of(&one_service(&format!("{WEB}algorithm = \"fastest\"")));
+    assert!(err.contains(r#"must be one of "round_robin", "random", "weighted", "least_conn""#), "{err}");
 }

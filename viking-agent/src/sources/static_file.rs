@@ -168,7 +168,7 @@ backends = ["127.0.0.1:9003"]
         let state = source.accept(edited, parsed);
         assert_eq!(names(&state), [("web".to_owned(), 2), ("db".to_owned(), 1)]);
         let db = state.services.values().find(|s| s.name == "db").unwrap();
-        assert_eq!(db.backends[0].port(), 9004, "the valid edit is applied");
+        assert_eq!(db.backends[0].addr.port(), 9004, "the valid edit is applied");
     }
 
     #[test]
