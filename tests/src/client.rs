@@ -24,7 +24,7 @@ pub struct Attempt {
     pub elapsed_us: u64,
 }
 
-/// Options for a client run.
+/// Options for a `connect` run.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientOptions {
     /// Attempts (each a new socket).
@@ -33,43 +33,70 @@ pub struct ClientOptions {
     pub udp: bool,
     /// Pause between attempts.
     pub interval_ms: u64,
+    /// Keep the sockets open this long after the last attempt.
+    pub hold_ms: u64,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { count: 1, udp: false, interval_ms: 0 }
+        Self { count: 1, udp: false, interval_ms: 0, hold_ms: 0 }
     }
 }
 
-fn command(to: SocketAddr, options: ClientOptions) -> Command {
+/// What the client does.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// New sockets, `connect()` each (TCP or connected UDP).
+    Connect(ClientOptions),
+    /// One unconnected UDP socket, `sendto`/`recvfrom` `count` times.
+    Sendto {
+        /// Datagrams.
+        count: u32,
+    },
+    /// One connected UDP socket for a while, reconnecting when it fails.
+    UdpSession {
+        /// Run time.
+        duration_ms: u64,
+    },
+}
+
+fn command(to: SocketAddr, mode: Mode) -> Command {
     let mut command = Command::new(crate::binary("viking-testkit"));
-    command.args([
-        "connect",
-        "--to",
-        &to.to_string(),
-        "--count",
-        &options.count.to_string(),
-        "--interval-ms",
-        &options.interval_ms.to_string(),
-        "--timeout-ms",
-        "2000",
-    ]);
-    if options.udp {
-        command.arg("--udp");
+    let to = to.to_string();
+    match mode {
+        Mode::Connect(options) => {
+            command.args(["connect", "--to", &to, "--timeout-ms", "2000"]);
+            command.args(["--count", &options.count.to_string(), "--interval-ms", &options.interval_ms.to_string()]);
+            command.args(["--hold-ms", &options.hold_ms.to_string()]);
+            if options.udp {
+                command.arg("--udp");
+            }
+        }
+        Mode::Sendto { count } => {
+            command.args(["sendto", "--to", &to, "--count", &count.to_string()]);
+        }
+        Mode::UdpSession { duration_ms } => {
+            command.args(["udp-session", "--to", &to, "--duration-ms", &duration_ms.to_string()]);
+        }
     }
     command
 }
 
-/// Runs the client in `cgroup` + `netns` (or only `netns` when `cgroup` is `None`) and
+/// Runs `connect` in `cgroup` + `netns` (or only `netns` when `cgroup` is `None`) and
 /// returns every attempt.
 pub fn connect(cgroup: Option<&Cgroup>, netns: &Netns, to: SocketAddr, options: ClientOptions) -> Vec<Attempt> {
-    let child = spawn(cgroup, netns, to, options);
-    collect(child)
+    collect(spawn(cgroup, netns, to, Mode::Connect(options)))
 }
 
-/// Starts the client without waiting for it (for traffic during an agent restart).
-pub fn spawn(cgroup: Option<&Cgroup>, netns: &Netns, to: SocketAddr, options: ClientOptions) -> Child {
-    let mut command = command(to, options);
+/// Runs the client in any mode and returns every attempt.
+pub fn run(cgroup: &Cgroup, netns: &Netns, to: SocketAddr, mode: Mode) -> Vec<Attempt> {
+    collect(spawn(Some(cgroup), netns, to, mode))
+}
+
+/// Starts the client without waiting for it (traffic during an agent restart, held
+/// connections).
+pub fn spawn(cgroup: Option<&Cgroup>, netns: &Netns, to: SocketAddr, mode: Mode) -> Child {
+    let mut command = command(to, mode);
     match cgroup {
         Some(cgroup) => process::place(&mut command, cgroup, netns).expect("place client"),
         None => process::place_netns_only(&mut command, netns).expect("place client"),

@@ -24,7 +24,12 @@ fn connects_keep_working_while_the_agent_is_killed_and_restarted() {
 
     // A client connects every 10 ms (300 attempts, bounded to a few seconds) while the
     // agent is killed, stays down, and a new one starts and adopts the pins.
-    let traffic = client::spawn(Some(&cgroup), &netns, web.frontend(), ClientOptions { count: 300, interval_ms: 10, ..Default::default() });
+    let traffic = client::spawn(
+        Some(&cgroup),
+        &netns,
+        web.frontend(),
+        client::Mode::Connect(ClientOptions { count: 300, interval_ms: 10, ..Default::default() }),
+    );
     std::thread::sleep(Duration::from_millis(300));
     agent.kill();
     std::thread::sleep(Duration::from_millis(500));

@@ -32,6 +32,14 @@ impl Cgroup {
         Ok(Self { path })
     }
 
+    /// A child cgroup `name` of this one: processes in it are under this cgroup's programs
+    /// but have their own cgroup id (a second "container").
+    pub fn child(&self, name: &str) -> io::Result<Self> {
+        let path = self.path.join(name);
+        std::fs::create_dir(&path)?;
+        Ok(Self { path })
+    }
+
     /// The cgroup directory.
     pub fn path(&self) -> &Path {
         &self.path

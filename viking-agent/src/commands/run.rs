@@ -2,7 +2,7 @@
 //! until SIGINT/SIGTERM. Stopping leaves programs and maps pinned: connects keep working
 //! while no agent runs, and the next agent adopts them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tokio::{
@@ -13,7 +13,7 @@ use tokio::{
 
 use crate::{
     config::Config,
-    dataplane::{Dataplane, pins::PinDir},
+    dataplane::{Dataplane, pins::PinDir, sock_destroy},
     reconcile::{KernelWriter, Reconciler},
     sources::{SourceId, SourceSet, Snapshot, static_file::StaticFileSource},
 };
@@ -62,7 +62,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let mut source = StaticFileSource::new(options.config.clone(), limits, &reconciler.installed_state());
     let mut sources = SourceSet::default();
     sources.update(Snapshot { source: SourceId::StaticFile, state: source.first(text, parsed) });
-    apply(&mut reconciler, &sources);
+    apply(&mut reconciler, &sources, &cgroup);
     tracing::info!(services = reconciler.service_count(), "ready");
 
     let (tx, mut rx) = mpsc::channel(16);
@@ -72,7 +72,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tokio::select! {
             Some(snapshot) = rx.recv() => {
                 sources.update(snapshot);
-                apply(&mut reconciler, &sources);
+                apply(&mut reconciler, &sources, &cgroup);
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
@@ -86,7 +86,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apply<K: KernelWriter>(reconciler: &mut Reconciler<K>, sources: &SourceSet) {
+/// Applies the merged sources and logs what changed. UDP sockets still connected to a
+/// backend that left every service are destroyed in the background, so their applications
+/// reconnect to a live backend (see `dataplane::sock_destroy`).
+fn apply<K: KernelWriter>(reconciler: &mut Reconciler<K>, sources: &SourceSet, cgroup: &Path) {
     let (desired, conflicts) = sources.merged();
     for conflict in conflicts {
         tracing::error!("{conflict}");
@@ -106,6 +109,14 @@ fn apply<K: KernelWriter>(reconciler: &mut Reconciler<K>, sources: &SourceSet) {
     }
     if !report.is_noop() {
         tracing::info!(writes = report.writes, services = reconciler.service_count(), "kernel maps updated");
+    }
+    if !report.released_backends.is_empty() {
+        let (cgroup, gone) = (cgroup.to_path_buf(), report.released_backends);
+        tokio::task::spawn_blocking(move || match sock_destroy::destroy_udp_connected_to(&cgroup, &gone) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("closed {n} UDP socket(s) connected to removed backends"),
+            Err(err) => tracing::warn!("closing UDP sockets connected to removed backends: {err}"),
+        });
     }
 }
 

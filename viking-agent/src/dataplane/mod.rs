@@ -6,6 +6,7 @@ mod bpf_sys;
 mod layout;
 pub mod object;
 pub mod pins;
+pub mod sock_destroy;
 pub mod tables;
 
 use std::{

@@ -105,6 +105,8 @@ pub struct ApplyReport {
     pub removed: Vec<String>,
     /// Services that could not be written, with the reason (naming the limit hit).
     pub failed: Vec<String>,
+    /// Backend addresses that left every service (their ids were cleared).
+    pub released_backends: Vec<SocketAddr>,
     /// Number of map writes and deletes.
     pub writes: usize,
 }
@@ -454,6 +456,7 @@ impl<K: KernelWriter> Reconciler<K> {
         report.writes += 1;
         if let Some(addr) = self.backends.addr_of.remove(&id) {
             self.backends.by_addr.remove(&addr);
+            report.released_backends.push(addr);
         }
         self.backends.pool.release(id);
         Ok(())
