@@ -19,6 +19,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("libzstd-dev", "bpf-linker's LLVM link dependency"),
     ("zlib1g-dev", "bpf-linker's LLVM link dependency"),
     ("curl", "`cargo xtask exec -- curl …` against the demo"),
+    ("iproute2", "`ip addr` inside test network namespaces"),
+    ("python3", "tests with a dual-stack (AF_INET6) client"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -61,6 +61,20 @@ impl Netns {
         .map_err(|_| io::Error::other("netns thread panicked"))?
     }
 
+    /// Adds an address (e.g. `10.200.0.1/32`) to the namespace's `lo`, so servers can listen
+    /// on a non-loopback address that still never leaves the namespace (`ip addr add`,
+    /// run inside it).
+    pub fn add_address(&self, cidr: &str) -> io::Result<()> {
+        let mut command = std::process::Command::new("ip");
+        command.args(["addr", "add", cidr, "dev", "lo"]);
+        crate::process::place_netns_only(&mut command, self)?;
+        let output = command.output()?;
+        if !output.status.success() {
+            return Err(io::Error::other(format!("ip addr add {cidr}: {}", String::from_utf8_lossy(&output.stderr).trim())));
+        }
+        Ok(())
+    }
+
     /// Runs `f` on a thread that has entered the namespace: sockets it creates (listeners,
     /// clients) belong to the namespace for their whole life, whichever thread uses them.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {

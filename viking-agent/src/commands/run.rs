@@ -15,7 +15,7 @@ use crate::{
     config::Config,
     dataplane::{Dataplane, pins::PinDir, sock_destroy},
     reconcile::{KernelWriter, Reconciler},
-    sources::{SourceId, SourceSet, Snapshot, static_file::StaticFileSource},
+    sources::{SourceId, SourceSet, Snapshot, consul::ConsulSource, static_file::StaticFileSource},
 };
 
 /// Options of `run`.
@@ -31,6 +31,7 @@ pub struct RunOptions {
 
 /// Runs the agent until a termination signal.
 pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let text = std::fs::read_to_string(&options.config)
         .with_context(|| format!("reading config {}", options.config.display()))?;
     let parsed = Config::parse(&text).with_context(|| format!("config {}", options.config.display()))?;
@@ -59,20 +60,39 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         if adopted { "adopted from pins" } else { "installed" }
     );
 
-    let mut source = StaticFileSource::new(options.config.clone(), limits, &reconciler.installed_state());
+    let consul = match &parsed.config.consul {
+        Some(settings) => {
+            let source = ConsulSource::new(settings.clone(), parsed.config.agent.clone(), &limits)
+                .context("setting up the Consul client")?;
+            tracing::info!(url = %settings.url, "consul source enabled");
+            Some(source)
+        }
+        None => None,
+    };
+    let mut expected = vec![SourceId::StaticFile];
+    expected.extend(consul.is_some().then_some(SourceId::Consul));
+
+    let mut source = StaticFileSource::new(options.config.clone(), &parsed.config, &reconciler.installed_state());
     let mut sources = SourceSet::default();
     sources.update(Snapshot { source: SourceId::StaticFile, state: source.first(text, parsed) });
-    apply(&mut reconciler, &sources, &cgroup);
+    apply(&mut reconciler, &sources, &expected, &cgroup);
     tracing::info!(services = reconciler.service_count(), "ready");
 
     let (tx, mut rx) = mpsc::channel(16);
+    if let Some(consul) = consul {
+        tokio::spawn(consul.run(tx.clone()));
+    }
     tokio::spawn(source.watch(tx));
     let mut sigterm = signal(SignalKind::terminate())?;
     loop {
         tokio::select! {
             Some(snapshot) = rx.recv() => {
                 sources.update(snapshot);
-                apply(&mut reconciler, &sources, &cgroup);
+                // Apply only the latest of a burst of snapshots.
+                while let Ok(more) = rx.try_recv() {
+                    sources.update(more);
+                }
+                apply(&mut reconciler, &sources, &expected, &cgroup);
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
@@ -86,11 +106,18 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies the merged sources and logs what changed. UDP sockets still connected to a
-/// backend that left every service are destroyed in the background, so their applications
-/// reconnect to a live backend (see `dataplane::sock_destroy`).
-fn apply<K: KernelWriter>(reconciler: &mut Reconciler<K>, sources: &SourceSet, cgroup: &Path) {
-    let (desired, conflicts) = sources.merged();
+/// Applies the merged sources and logs what changed. Until every source in `expected` has
+/// reported once, nothing the kernel serves is removed: a restarted agent must not flush
+/// services whose source (e.g. Consul) has not answered yet. UDP sockets still connected
+/// to a backend that left every service are destroyed in the background, so their
+/// applications reconnect to a live backend (see `dataplane::sock_destroy`).
+fn apply<K: KernelWriter>(reconciler: &mut Reconciler<K>, sources: &SourceSet, expected: &[SourceId], cgroup: &Path) {
+    let (mut desired, conflicts) = sources.merged();
+    if !sources.has_all(expected) {
+        for (frontend, service) in reconciler.installed_state().services {
+            desired.services.entry(frontend).or_insert(service);
+        }
+    }
     for conflict in conflicts {
         tracing::error!("{conflict}");
     }
@@ -138,5 +165,18 @@ async fn forward_kernel_logs(logger: aya_log::EbpfLogger<&'static dyn log::Log>)
         };
         guard.get_inner_mut().flush();
         guard.clear_ready();
+    }
+}
+
+/// Each watched Consul service holds one HTTP connection (a blocking query); a host with
+/// thousands of services needs more than the usual 1024 descriptors.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! checked on its own. A bad service is reported (naming the field and value) and left
 //! out; a bad backend entry is reported and left out of its service.
 
+mod consul;
 mod service;
 
 use std::{fmt, net::IpAddr, path::Path};
@@ -14,6 +15,8 @@ use serde::Deserialize;
 use viking_common::limits;
 
 use crate::model::DesiredState;
+pub use consul::{ConsulSettings, default_consul_vip_range};
+pub(crate) use service::{check_backend_addr, check_name};
 pub use service::ServiceError;
 
 /// A parsed configuration file.
@@ -23,6 +26,8 @@ pub struct Config {
     pub agent: AgentSettings,
     /// Map sizes.
     pub limits: Limits,
+    /// Consul, when a `[consul]` section is present.
+    pub consul: Option<ConsulSettings>,
     /// The valid services of the file.
     pub services: DesiredState,
 }
@@ -117,7 +122,7 @@ pub enum ConfigError {
         /// Its value as written.
         value: String,
         /// What is wrong.
-        reason: &'static str,
+        reason: String,
     },
 }
 
@@ -138,6 +143,7 @@ struct RawConfig {
     agent: AgentSettings,
     #[serde(default)]
     limits: Limits,
+    consul: Option<consul::ConsulSection>,
     #[serde(default)]
     service: Vec<toml::Table>,
 }
@@ -158,11 +164,27 @@ impl Config {
             return Err(ConfigError::Value {
                 field: "agent.vip_ranges",
                 value: "[]".into(),
-                reason: "at least one range is needed",
+                reason: "at least one range is needed".into(),
             });
         }
+        let consul = match &raw.consul {
+            None => None,
+            Some(section) => {
+                let settings = section
+                    .resolve(|key| std::env::var(key).ok())
+                    .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
+                if !raw.agent.vip_ranges.iter().any(|range| range.contains(&settings.vip_range)) {
+                    return Err(ConfigError::Value {
+                        field: "consul.vip_range",
+                        value: settings.vip_range.to_string(),
+                        reason: format!("must lie inside agent.vip_ranges ({})", raw.agent.ranges_text()),
+                    });
+                }
+                Some(settings)
+            }
+        };
         let (services, errors) = service::parse_services(raw.service, &raw.agent, &raw.limits);
-        Ok(Parsed { config: Config { agent: raw.agent, limits: raw.limits, services }, errors })
+        Ok(Parsed { config: Config { agent: raw.agent, limits: raw.limits, consul, services }, errors })
     }
 }
 
@@ -180,7 +202,7 @@ fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
             return Err(ConfigError::Value {
                 field,
                 value: value.to_string(),
-                reason: "out of range",
+                reason: "out of range".into(),
             });
         }
     }

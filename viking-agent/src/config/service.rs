@@ -300,7 +300,7 @@ fn check_service(
 }
 
 /// Service names are DNS labels: they become `<name>.service.viking` and env var prefixes.
-fn check_name(name: &str) -> Result<(), &'static str> {
+pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 63 {
         return Err("must be 1 to 63 characters");
     }

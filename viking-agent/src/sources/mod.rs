@@ -1,9 +1,13 @@
 //! Sources of desired state. Each source sends full snapshots of the services it knows;
 //! the run loop keeps the latest snapshot per source and merges them.
 
+pub mod consul;
 pub mod static_file;
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
 
 use crate::model::DesiredState;
 
@@ -13,6 +17,8 @@ use crate::model::DesiredState;
 pub enum SourceId {
     /// The `--config` file.
     StaticFile,
+    /// Consul's catalog and health (`[consul]`).
+    Consul,
 }
 
 /// A full snapshot from one source.
@@ -42,19 +48,27 @@ impl SourceSet {
         expected.iter().all(|source| self.latest.contains_key(source))
     }
 
-    /// The union of all snapshots; a frontend claimed by two sources goes to the first
-    /// source and the conflict is returned as a message.
+    /// The union of all snapshots. A frontend, a name or a VIP claimed by two sources
+    /// goes to the first source; the conflict is returned as a message.
     pub fn merged(&self) -> (DesiredState, Vec<String>) {
         let mut merged = DesiredState::default();
         let mut conflicts = Vec::new();
+        let mut vip_of: HashMap<&str, IpAddr> = HashMap::new();
+        let mut name_of: HashMap<IpAddr, &str> = HashMap::new();
         for (source, state) in &self.latest {
             for (frontend, service) in &state.services {
-                match merged.services.get(frontend) {
-                    Some(winner) => conflicts.push(format!(
-                        "{frontend}: {source:?} service {:?} ignored, already served as {:?}",
-                        service.name, winner.name
-                    )),
+                let clash = if let Some(winner) = merged.services.get(frontend) {
+                    Some(format!("its frontend is already served as {:?}", winner.name))
+                } else if let Some(vip) = vip_of.get(service.name.as_str()).filter(|v| **v != frontend.vip) {
+                    Some(format!("the name already has VIP {vip}"))
+                } else {
+                    name_of.get(&frontend.vip).filter(|n| **n != service.name).map(|n| format!("the VIP already belongs to {n:?}"))
+                };
+                match clash {
+                    Some(why) => conflicts.push(format!("{source:?} service {:?} {frontend} ignored: {why}", service.name)),
                     None => {
+                        vip_of.insert(&service.name, frontend.vip);
+                        name_of.insert(frontend.vip, &service.name);
                         merged.services.insert(*frontend, service.clone());
                     }
                 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::{SourceId, Snapshot};
 use crate::{
-    config::{Config, Limits, Parsed},
+    config::{Config, ConsulSettings, Limits, Parsed},
     model::{DesiredState, Service},
 };
 
@@ -28,14 +28,22 @@ pub struct StaticFileSource {
     last_text: Option<String>,
     last_stamp: Option<(SystemTime, u64)>,
     limits: Limits,
+    consul: Option<ConsulSettings>,
 }
 
 impl StaticFileSource {
     /// A source for `path`. `kernel` is what the kernel already serves (adopted from pins):
     /// it counts as the last good definition of each service, so a service that is invalid
     /// in the file at startup keeps being served as before.
-    pub fn new(path: PathBuf, limits: Limits, kernel: &DesiredState) -> Self {
-        let mut source = Self { path, last_good: HashMap::new(), last_text: None, last_stamp: None, limits };
+    pub fn new(path: PathBuf, config: &Config, kernel: &DesiredState) -> Self {
+        let mut source = Self {
+            path,
+            last_good: HashMap::new(),
+            last_text: None,
+            last_stamp: None,
+            limits: config.limits,
+            consul: config.consul.clone(),
+        };
         source.remember(String::new(), kernel);
         source.last_text = None;
         source
@@ -102,6 +110,9 @@ impl StaticFileSource {
                 parsed.config.limits
             );
         }
+        if parsed.config.consul != self.consul {
+            tracing::warn!("[consul] changed; the new settings apply when the agent restarts");
+        }
         let mut state = parsed.config.services;
         for error in &parsed.errors {
             tracing::error!(path = %self.path.display(), "{error}");
@@ -136,7 +147,7 @@ mod tests {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), text).unwrap();
         let parsed = Config::parse(text).unwrap();
-        let mut source = StaticFileSource::new(file.path().into(), parsed.config.limits, &DesiredState::default());
+        let mut source = StaticFileSource::new(file.path().into(), &parsed.config, &DesiredState::default());
         source.first(text.into(), parsed);
         (source, file)
     }
@@ -183,7 +194,8 @@ backends = ["127.0.0.1:9003"]
     fn a_service_invalid_at_startup_keeps_what_the_kernel_serves() {
         let kernel = Config::parse(GOOD).unwrap().config.services;
         let file = tempfile::NamedTempFile::new().unwrap();
-        let mut source = StaticFileSource::new(file.path().into(), Limits::default(), &kernel);
+        let config = Config::parse(GOOD).unwrap().config;
+        let mut source = StaticFileSource::new(file.path().into(), &config, &kernel);
         let edited = GOOD.replace("port = 80", "port = 0");
         let state = source.first(edited.clone(), Config::parse(&edited).unwrap());
         assert_eq!(names(&state), [("web".to_owned(), 2), ("db".to_owned(), 1)]);

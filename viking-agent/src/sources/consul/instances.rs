@@ -1,0 +1,261 @@
+//! From Consul's view of a service (its passing instances) to a Viking service: which
+//! instances are usable backends, on which logical port clients reach the VIP, with which
+//! protocol and algorithm. Bad data never reaches the kernel: an unusable instance is
+//! skipped with a message naming the service, the instance and the value.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
+
+use viking_common::Algorithm;
+
+use super::wire::HealthEntry;
+use crate::{
+    config::{AgentSettings, check_backend_addr},
+    model::{BackendSpec, Frontend, Protocol, Service},
+};
+
+/// Instance meta key: the port clients use on the VIP (`VIP:<viking_port>`).
+pub const META_PORT: &str = "viking_port";
+/// Instance meta key: `tcp` (default) or `udp`.
+pub const META_PROTOCOL: &str = "viking_protocol";
+/// Instance meta key: the load-balancing algorithm.
+pub const META_ALGORITHM: &str = "viking_algorithm";
+
+/// The parts of a service taken from its instances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceShape {
+    /// Where clients connect on the VIP.
+    pub port: u16,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// How backends are picked.
+    pub algorithm: Algorithm,
+}
+
+/// The outcome of reading one service's instances.
+#[derive(Debug, Default)]
+pub struct Reading {
+    /// The shape, when the instances declare one consistently (or `None` with no instance).
+    pub shape: Option<ServiceShape>,
+    /// Usable backends, sorted by address.
+    pub backends: Vec<BackendSpec>,
+    /// One message per skipped instance or inconsistent declaration.
+    pub problems: Vec<String>,
+}
+
+/// Reads the passing instances of service `name`.
+pub fn read(name: &str, entries: &[HealthEntry], agent: &AgentSettings, max_backends: u16) -> Reading {
+    let mut reading = Reading::default();
+    let mut problem = |instance: &str, what: String| reading.problems.push(format!("consul service {name:?} instance {instance:?}: {what}; instance skipped"));
+    let mut backends: BTreeMap<SocketAddr, BackendSpec> = BTreeMap::new();
+    let mut ports: BTreeMap<u16, usize> = BTreeMap::new();
+    let mut declared: Vec<(String, ServiceShapeDecl)> = Vec::new();
+    for entry in entries {
+        let instance = &entry.service;
+        let address = if instance.address.is_empty() { &entry.node.address } else { &instance.address };
+        let Ok(ip) = address.parse::<IpAddr>() else {
+            problem(&instance.id, format!("address {address:?} is not an IP address"));
+            continue;
+        };
+        let Ok(port) = u16::try_from(instance.port).map_err(drop).and_then(|p| if p == 0 { Err(()) } else { Ok(p) }) else {
+            problem(&instance.id, format!("port {} is not 1..=65535", instance.port));
+            continue;
+        };
+        if ip.is_loopback() {
+            problem(&instance.id, format!("address {ip} is loopback, which means another host to every other agent"));
+            continue;
+        }
+        let addr = SocketAddr::new(ip, port);
+        // The VIP's family is not known yet; check everything but the family here.
+        if let Err(reason) = check_backend_addr(addr, ip, agent) {
+            problem(&instance.id, format!("address {addr}: {reason}"));
+            continue;
+        }
+        let weight = instance.weights.map_or(1, |w| w.passing).clamp(1, i64::from(BackendSpec::MAX_WEIGHT)) as u16;
+        backends.insert(addr, BackendSpec { addr, weight });
+        *ports.entry(port).or_default() += 1;
+        declared.push((instance.id.clone(), ServiceShapeDecl::from_meta(instance.meta.as_ref())));
+    }
+    let mut backends: Vec<BackendSpec> = backends.into_values().collect();
+    if backends.len() > usize::from(max_backends) {
+        reading.problems.push(format!(
+            "consul service {name:?}: {} passing instances, more than limits.max_backends_per_service = {max_backends}; \
+             the first {max_backends} by address are used",
+            backends.len()
+        ));
+        backends.truncate(usize::from(max_backends));
+    }
+    reading.shape = shape(name, &declared, &ports, &mut reading.problems);
+    reading.backends = backends;
+    reading
+}
+
+/// What one instance's meta declares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ServiceShapeDecl {
+    port: Option<String>,
+    protocol: Option<String>,
+    algorithm: Option<String>,
+}
+
+impl ServiceShapeDecl {
+    fn from_meta(meta: Option<&BTreeMap<String, String>>) -> Self {
+        let get = |key: &str| meta.and_then(|m| m.get(key)).cloned();
+        Self { port: get(META_PORT), protocol: get(META_PROTOCOL), algorithm: get(META_ALGORITHM) }
+    }
+}
+
+/// The logical port is `viking_port` from the instances' meta, which must agree; without
+/// it, the port all instances share. Protocol and algorithm come from meta too.
+fn shape(name: &str, declared: &[(String, ServiceShapeDecl)], ports: &BTreeMap<u16, usize>, problems: &mut Vec<String>) -> Option<ServiceShape> {
+    let first = &declared.first()?.1;
+    if let Some((id, _)) = declared.iter().find(|(_, d)| d != first) {
+        problems.push(format!(
+            "consul service {name:?}: instance {id:?} declares other viking_* meta than the others; the first instance's are used"
+        ));
+    }
+    let port = match &first.port {
+        Some(text) => match text.parse::<u16>() {
+            Ok(port) if port != 0 => port,
+            _ => {
+                problems.push(format!("consul service {name:?}: meta {META_PORT} = {text:?} is not 1..=65535; service skipped"));
+                return None;
+            }
+        },
+        None if ports.len() == 1 => *ports.keys().next()?,
+        None => {
+            let list: Vec<String> = ports.keys().map(ToString::to_string).collect();
+            problems.push(format!(
+                "consul service {name:?}: instances listen on different ports ({}); set meta {META_PORT} to choose the VIP's port; service skipped",
+                list.join(", ")
+            ));
+            return None;
+        }
+    };
+    let protocol = match first.protocol.as_deref() {
+        None | Some("tcp") => Protocol::Tcp,
+        Some("udp") => Protocol::Udp,
+        Some(other) => {
+            problems.push(format!("consul service {name:?}: meta {META_PROTOCOL} = {other:?} is not tcp or udp; service skipped"));
+            return None;
+        }
+    };
+    let algorithm = match first.algorithm.as_deref() {
+        None => Algorithm::RoundRobin,
+        Some(text) => match Algorithm::ALL.into_iter().find(|a| a.name() == text) {
+            Some(algorithm) => algorithm,
+            None => {
+                problems.push(format!("consul service {name:?}: meta {META_ALGORITHM} = {text:?} is unknown; round_robin used"));
+                Algorithm::RoundRobin
+            }
+        },
+    };
+    Some(ServiceShape { port, protocol, algorithm })
+}
+
+/// The Viking service for a Consul service with its VIP. Backends of the other address
+/// family than the VIP are dropped; the message says which.
+pub fn service(name: &str, vip: IpAddr, shape: &ServiceShape, backends: &[BackendSpec]) -> (Service, Option<String>) {
+    let (kept, dropped): (Vec<BackendSpec>, Vec<BackendSpec>) =
+        backends.iter().partition(|b| b.addr.is_ipv4() == vip.is_ipv4());
+    let problem = (!dropped.is_empty()).then(|| {
+        let list: Vec<String> = dropped.iter().map(|b| b.addr.to_string()).collect();
+        format!("consul service {name:?}: instances {} are not of the VIP's address family ({vip}); skipped", list.join(", "))
+    });
+    let service = Service {
+        name: name.to_owned(),
+        frontend: Frontend { vip, port: shape.port, protocol: shape.protocol },
+        algorithm: shape.algorithm,
+        affinity_secs: 0,
+        backends: kept,
+    };
+    (service, problem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::consul::wire::{Node, ServiceInstance, Weights};
+
+    fn entry(id: &str, node_address: &str, address: &str, port: i64, meta: &[(&str, &str)]) -> HealthEntry {
+        HealthEntry {
+            node: Node { node: format!("node-{id}"), address: node_address.into() },
+            service: ServiceInstance {
+                id: id.into(),
+                service: "web".into(),
+                address: address.into(),
+                port,
+                meta: Some(meta.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()),
+                tags: None,
+                weights: Some(Weights { passing: 1 }),
+            },
+        }
+    }
+
+    fn agent() -> AgentSettings {
+        AgentSettings::default()
+    }
+
+    #[test]
+    fn an_empty_service_address_means_the_node_address() {
+        let reading = read("web", &[entry("a", "10.0.0.1", "", 8080, &[])], &agent(), 1024);
+        assert_eq!(reading.backends[0].addr, "10.0.0.1:8080".parse().unwrap());
+        assert_eq!(reading.shape.unwrap().port, 8080, "the common instance port is the VIP port");
+    }
+
+    #[test]
+    fn viking_port_meta_sets_the_logical_port_over_dynamic_instance_ports() {
+        let meta = [(META_PORT, "80"), (META_PROTOCOL, "tcp"), (META_ALGORITHM, "least_conn")];
+        let entries = [entry("a", "10.0.0.1", "", 23456, &meta), entry("b", "10.0.0.2", "", 31001, &meta)];
+        let reading = read("web", &entries, &agent(), 1024);
+        let shape = reading.shape.unwrap();
+        assert_eq!((shape.port, shape.algorithm), (80, Algorithm::LeastConn));
+        assert_eq!(reading.backends.len(), 2, "backends keep their own ports");
+        assert!(reading.problems.is_empty(), "{:?}", reading.problems);
+    }
+
+    #[test]
+    fn different_ports_without_meta_skip_the_service_with_a_reason() {
+        let entries = [entry("a", "10.0.0.1", "", 1000, &[]), entry("b", "10.0.0.2", "", 2000, &[])];
+        let reading = read("web", &entries, &agent(), 1024);
+        assert_eq!(reading.shape, None);
+        assert!(reading.problems[0].contains("different ports (1000, 2000)"), "{:?}", reading.problems);
+    }
+
+    #[test]
+    fn bad_instances_are_skipped_and_named() {
+        let entries = [
+            entry("good", "10.0.0.1", "", 80, &[]),
+            entry("noip", "10.0.0.2", "web.local", 80, &[]),
+            entry("zero", "10.0.0.3", "", 0, &[]),
+            entry("huge", "10.0.0.4", "", 70000, &[]),
+            entry("vip", "10.0.0.5", "240.0.0.9", 80, &[]),
+            entry("loop", "10.0.0.6", "127.0.0.1", 80, &[]),
+            entry("multi", "10.0.0.7", "224.0.0.1", 80, &[]),
+        ];
+        let reading = read("web", &entries, &agent(), 1024);
+        assert_eq!(reading.backends.len(), 1);
+        let text = reading.problems.join("\n");
+        for needle in ["\"noip\": address \"web.local\"", "\"zero\": port 0", "\"huge\": port 70000", "\"vip\": address 240.0.0.9:80: inside the VIP ranges", "\"loop\": address 127.0.0.1 is loopback", "\"multi\": address 224.0.0.1:80: not a unicast"] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn too_many_instances_are_capped_at_the_limit() {
+        let entries: Vec<HealthEntry> = (0..5).map(|i| entry(&format!("i{i}"), &format!("10.0.0.{}", i + 1), "", 80, &[])).collect();
+        let reading = read("web", &entries, &agent(), 3);
+        assert_eq!(reading.backends.len(), 3);
+        assert!(reading.problems[0].contains("limits.max_backends_per_service = 3"));
+    }
+
+    #[test]
+    fn weights_come_from_weights_passing() {
+        let mut heavy = entry("a", "10.0.0.1", "", 80, &[]);
+        heavy.service.weights = Some(Weights { passing: 3 });
+        let reading = read("web", &[heavy, entry("b", "10.0.0.2", "", 80, &[])], &agent(), 1024);
+        assert_eq!(reading.backends.iter().map(|b| b.weight).collect::<Vec<_>>(), [3, 1]);
+    }
+}

@@ -1,0 +1,255 @@
+//! Stable, cluster-wide VIPs for Consul services, allocated in Consul's KV store with
+//! check-and-set so that agents racing on many hosts always agree.
+//!
+//! Two records per allocation, each created with `?cas=0` (only if absent):
+//! - `<prefix>/addresses/<vip>` = service name: claims the address; a second service can
+//!   never claim it;
+//! - `<prefix>/services/<name>` = VIP: the service's answer, which every agent reads.
+//!
+//! An agent claims the first free candidate (a hash of the name, then the next
+//! addresses), then publishes it under the service. If another agent published first, its
+//! VIP wins and the loser gives its claim back. A crash between the two writes leaves a
+//! claim naming the service, which the next allocation for that name reuses. So every
+//! service has at most one VIP and every VIP at most one service.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use ipnet::IpNet;
+
+use super::{client::{ConsulClient, ConsulError}, wire::KvEntry};
+
+/// Candidates tried before giving up (the range is large; collisions are rare).
+const MAX_PROBES: u64 = 256;
+
+/// One allocation record as read from KV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    /// The service's VIP.
+    pub vip: IpAddr,
+    /// ModifyIndex of `<prefix>/services/<name>`, for a check-and-set release.
+    pub modify_index: u64,
+}
+
+/// The VIPs every agent agrees on, from `<prefix>/services/`.
+#[derive(Clone, Debug, Default)]
+pub struct VipTable {
+    by_service: HashMap<String, Allocation>,
+}
+
+/// Why a VIP could not be allocated.
+#[derive(Debug, thiserror::Error)]
+pub enum AllocError {
+    /// Consul failed; retried later.
+    #[error(transparent)]
+    Consul(#[from] ConsulError),
+    /// No free address among the candidates.
+    #[error("no free VIP in {range} after {MAX_PROBES} candidates")]
+    Exhausted {
+        /// The allocation range.
+        range: IpNet,
+    },
+}
+
+/// The KV keys of one installation.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+
+    /// The prefix watched for allocations.
+    pub fn services_prefix(&self) -> String {
+        format!("{}/services/", self.prefix)
+    }
+
+    fn service(&self, name: &str) -> String {
+        format!("{}/services/{name}", self.prefix)
+    }
+
+    fn address(&self, vip: IpAddr) -> String {
+        format!("{}/addresses/{vip}", self.prefix)
+    }
+}
+
+impl VipTable {
+    /// Replaces the table with a listing of `<prefix>/services/`. Records that are not a
+    /// VIP inside `range` are reported and ignored (never given to the kernel).
+    pub fn load(&mut self, keys: &Keys, entries: &[KvEntry], range: IpNet) -> Vec<String> {
+        let prefix = keys.services_prefix();
+        let mut problems = Vec::new();
+        self.by_service.clear();
+        for entry in entries {
+            let Some(name) = entry.key.strip_prefix(&prefix) else { continue };
+            match entry.text().and_then(|t| t.trim().parse::<IpAddr>().ok()) {
+                Some(vip) if range.contains(&vip) => {
+                    self.by_service.insert(name.to_owned(), Allocation { vip, modify_index: entry.modify_index });
+                }
+                _ => problems.push(format!(
+                    "consul KV {}: value {:?} is not a VIP inside {range}; ignored",
+                    entry.key,
+                    entry.text().unwrap_or_default()
+                )),
+            }
+        }
+        problems
+    }
+
+    /// The VIP of a service, if allocated.
+    pub fn get(&self, name: &str) -> Option<Allocation> {
+        self.by_service.get(name).copied()
+    }
+
+    /// Records an allocation this agent just made or read.
+    pub fn insert(&mut self, name: &str, allocation: Allocation) {
+        self.by_service.insert(name.to_owned(), allocation);
+    }
+
+    /// Forgets a released allocation.
+    pub fn remove(&mut self, name: &str) {
+        self.by_service.remove(name);
+    }
+
+    /// Every allocation.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Allocation)> {
+        self.by_service.iter()
+    }
+
+    fn is_taken_by_other(&self, vip: IpAddr, name: &str) -> bool {
+        self.by_service.iter().any(|(other, a)| a.vip == vip && other != name)
+    }
+}
+
+/// Allocates (or finds) the VIP of `name`.
+pub async fn allocate(client: &ConsulClient, keys: &Keys, table: &VipTable, range: IpNet, name: &str) -> Result<Allocation, AllocError> {
+    let size = range_size(range);
+    let start = fnv1a(name.as_bytes());
+    for probe in 0..MAX_PROBES.min(size) {
+        let vip = nth_host(range, (start.wrapping_add(probe)) % size);
+        if table.is_taken_by_other(vip, name) {
+            continue;
+        }
+        let address_key = keys.address(vip);
+        if !client.kv_put_cas(&address_key, name, 0).await? {
+            // Someone holds it: ours (an earlier attempt, or a racing agent) or taken.
+            if read(client, &address_key).await?.is_none_or(|(owner, _)| owner != name) {
+                continue;
+            }
+        }
+        let service_key = keys.service(name);
+        if client.kv_put_cas(&service_key, &vip.to_string(), 0).await? {
+            let (_, modify_index) = read(client, &service_key).await?.unwrap_or_default();
+            return Ok(Allocation { vip, modify_index });
+        }
+        // Another agent published first: use its VIP and give our claim back.
+        let Some((published, modify_index)) = read(client, &service_key).await? else {
+            continue;
+        };
+        let Ok(winner) = published.trim().parse::<IpAddr>() else {
+            return Err(AllocError::Consul(ConsulError::Decode { url: service_key, detail: format!("not an IP: {published:?}") }));
+        };
+        if winner != vip {
+            release_address(client, keys, vip, name).await?;
+        }
+        return Ok(Allocation { vip: winner, modify_index });
+    }
+    Err(AllocError::Exhausted { range })
+}
+
+/// Releases `name`'s VIP if its record is still the one seen (`allocation.modify_index`):
+/// a concurrent re-allocation by another agent is never undone.
+pub async fn release(client: &ConsulClient, keys: &Keys, name: &str, allocation: Allocation) -> Result<bool, ConsulError> {
+    if !client.kv_delete_cas(&keys.service(name), allocation.modify_index).await? {
+        return Ok(false);
+    }
+    release_address(client, keys, allocation.vip, name).await?;
+    Ok(true)
+}
+
+async fn release_address(client: &ConsulClient, keys: &Keys, vip: IpAddr, name: &str) -> Result<(), ConsulError> {
+    let key = keys.address(vip);
+    if let Some((owner, index)) = read(client, &key).await? {
+        if owner == name {
+            client.kv_delete_cas(&key, index).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A key's text value and ModifyIndex.
+async fn read(client: &ConsulClient, key: &str) -> Result<Option<(String, u64)>, ConsulError> {
+    let entries = client.get::<Vec<KvEntry>>(&format!("/v1/kv/{key}"), &[], None).await?.body.unwrap_or_default();
+    Ok(entries.into_iter().next().map(|e| (e.text().unwrap_or_default(), e.modify_index)))
+}
+
+/// Usable host addresses in `range` (network and broadcast excluded for IPv4).
+fn range_size(range: IpNet) -> u64 {
+    let bits = match range {
+        IpNet::V4(net) => 32 - u32::from(net.prefix_len()),
+        IpNet::V6(net) => 128 - u32::from(net.prefix_len()),
+    };
+    let total = if bits >= 63 { 1u64 << 62 } else { 1u64 << bits };
+    match range {
+        IpNet::V4(_) => total.saturating_sub(2).max(1),
+        IpNet::V6(_) => total.saturating_sub(1).max(1),
+    }
+}
+
+/// The `n`-th usable host address of `range` (counting from the one after the network).
+fn nth_host(range: IpNet, n: u64) -> IpAddr {
+    match range {
+        IpNet::V4(net) => IpAddr::V4(Ipv4Addr::from(u32::from(net.network()).wrapping_add(1 + n as u32))),
+        IpNet::V6(net) => IpAddr::V6(Ipv6Addr::from(u128::from(net.network()).wrapping_add(1 + u128::from(n)))),
+    }
+}
+
+/// FNV-1a: a stable hash, so every agent tries the same first candidate for a name.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_usable_hosts_of_the_range() {
+        let range: IpNet = "241.0.0.0/30".parse().unwrap();
+        assert_eq!(range_size(range), 2);
+        assert_eq!(nth_host(range, 0), "241.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(nth_host(range, 1), "241.0.0.2".parse::<IpAddr>().unwrap());
+        let v6: IpNet = "fd00::/120".parse().unwrap();
+        assert_eq!(nth_host(v6, 0), "fd00::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn the_first_candidate_is_the_same_on_every_host() {
+        assert_eq!(fnv1a(b"web"), fnv1a(b"web"));
+        assert_ne!(fnv1a(b"web"), fnv1a(b"api"));
+    }
+
+    #[test]
+    fn records_outside_the_range_are_rejected() {
+        use base64::Engine as _;
+        let keys = Keys::new("viking");
+        let encode = |s: &str| Some(base64::engine::general_purpose::STANDARD.encode(s));
+        let entries = vec![
+            KvEntry { key: "viking/services/web".into(), value: encode("241.0.0.7"), modify_index: 5 },
+            KvEntry { key: "viking/services/bad".into(), value: encode("10.0.0.1"), modify_index: 6 },
+            KvEntry { key: "viking/services/junk".into(), value: encode("hello"), modify_index: 7 },
+        ];
+        let mut table = VipTable::default();
+        let problems = table.load(&keys, &entries, "241.0.0.0/8".parse().unwrap());
+        assert_eq!(table.get("web").map(|a| a.vip), Some("241.0.0.7".parse().unwrap()));
+        assert!(table.get("bad").is_none() && table.get("junk").is_none());
+        assert_eq!(problems.len(), 2);
+        assert!(problems[0].contains("viking/services/bad") && problems[0].contains("10.0.0.1"), "{problems:?}");
+    }
+}

@@ -1,0 +1,175 @@
+//! The blocking-query loop, following Consul's rules
+//! (developer.hashicorp.com/consul/api-docs/features/blocking#implementation-details):
+//!
+//! - pass the last `X-Consul-Index` as `?index=` (the wait and its jitter are Consul's);
+//! - if the index goes backwards (a snapshot restore, a new leader), reset it to 0;
+//! - treat an index below 1 as 1, so a broken index cannot turn into a busy loop;
+//! - a query may return with nothing changed: compare the content, not only the index;
+//! - rate-limit a loop that keeps returning at once without change;
+//! - back off on errors, exponentially with jitter and a cap; honour 429's `Retry-After`.
+
+use std::{future::Future, time::Duration};
+
+use tokio::time::Instant;
+
+use super::client::{ConsulError, Indexed};
+
+/// First retry delay after an error.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest retry delay.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// A query answered faster than this without a change counts as returning "at once".
+const IMMEDIATE: Duration = Duration::from_millis(50);
+/// First pause after an immediate unchanged answer; doubles up to `BACKOFF_CAP`.
+const RATE_LIMIT_START: Duration = Duration::from_millis(50);
+
+/// What the index of a response means for the loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IndexStep {
+    /// The first response, or a new index.
+    Advanced,
+    /// Same index as before: nothing changed.
+    Unchanged,
+    /// The index went backwards: start over from 0 (the next query returns at once).
+    Reset,
+}
+
+/// The index to block on, updated from each response.
+#[derive(Debug, Default)]
+pub struct BlockingIndex {
+    last: Option<u64>,
+}
+
+impl BlockingIndex {
+    /// `?index=` for the next query (`None` for the first one: return at once).
+    pub fn next(&self) -> Option<u64> {
+        self.last
+    }
+
+    /// Takes the `X-Consul-Index` of a response.
+    pub fn observe(&mut self, returned: u64) -> IndexStep {
+        let returned = returned.max(1);
+        match self.last {
+            Some(last) if returned < last => {
+                self.last = Some(0);
+                IndexStep::Reset
+            }
+            Some(last) if returned == last => IndexStep::Unchanged,
+            _ => {
+                self.last = Some(returned);
+                IndexStep::Advanced
+            }
+        }
+    }
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Debug)]
+pub struct Backoff {
+    start: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `start`, doubles up to [`BACKOFF_CAP`].
+    pub fn new(start: Duration) -> Self {
+        Self { start, next: start }
+    }
+
+    /// The next delay: uniform in [delay/2, delay], then the delay doubles.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACKOFF_CAP);
+        delay / 2 + delay.mul_f64(fastrand::f64() / 2.0)
+    }
+
+    /// Back to the first delay after a success.
+    pub fn reset(&mut self) {
+        self.next = self.start;
+    }
+}
+
+/// Runs blocking queries forever: `query(index)` is the request, `deliver` gets each new
+/// content (`None`: the key or prefix does not exist), `report` hears about failures
+/// (`Some(error)`) and recoveries (`None`).
+pub async fn watch<T, Q, F>(mut query: Q, mut deliver: impl FnMut(Option<T>), mut report: impl FnMut(Option<&ConsulError>))
+where
+    T: Clone + PartialEq,
+    Q: FnMut(Option<u64>) -> F,
+    F: Future<Output = Result<Indexed<T>, ConsulError>>,
+{
+    let mut index = BlockingIndex::default();
+    let mut errors = Backoff::new(BACKOFF_START);
+    let mut spins = Backoff::new(RATE_LIMIT_START);
+    let mut last: Option<Option<T>> = None;
+    let mut failing = false;
+    loop {
+        let started = Instant::now();
+        match query(index.next()).await {
+            Ok(Indexed { index: returned, body }) => {
+                errors.reset();
+                if failing {
+                    failing = false;
+                    report(None);
+                }
+                let step = index.observe(returned);
+                // Content decides, not the index alone: after the index went backwards it
+                // can climb back to the very number we hold while the data differs.
+                if last.as_ref() != Some(&body) {
+                    spins.reset();
+                    deliver(body.clone());
+                    last = Some(body);
+                } else if step == IndexStep::Unchanged && started.elapsed() < IMMEDIATE {
+                    tokio::time::sleep(spins.next_delay()).await;
+                }
+            }
+            Err(err) => {
+                failing = true;
+                report(Some(&err));
+                let delay = match &err {
+                    ConsulError::TooManyRequests { retry_after: Some(after), .. } => (*after).min(BACKOFF_CAP),
+                    _ => errors.next_delay(),
+                };
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_follows_consuls_rules() {
+        let mut index = BlockingIndex::default();
+        assert_eq!(index.next(), None, "the first query does not block");
+        assert_eq!(index.observe(10), IndexStep::Advanced);
+        assert_eq!(index.next(), Some(10));
+        assert_eq!(index.observe(10), IndexStep::Unchanged);
+        assert_eq!(index.observe(12), IndexStep::Advanced);
+        assert_eq!(index.observe(3), IndexStep::Reset, "backwards: start over");
+        assert_eq!(index.next(), Some(0));
+        assert_eq!(index.observe(3), IndexStep::Advanced);
+        assert_eq!(index.next(), Some(3));
+    }
+
+    #[test]
+    fn an_index_below_one_counts_as_one() {
+        let mut index = BlockingIndex::default();
+        assert_eq!(index.observe(0), IndexStep::Advanced);
+        assert_eq!(index.next(), Some(1), "never block on index 0 again");
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_to_the_cap_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(100));
+        let first = backoff.next_delay();
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        let later: Vec<Duration> = (0..20).map(|_| backoff.next_delay()).collect();
+        assert!(later.iter().all(|d| *d <= BACKOFF_CAP));
+        assert!(*later.last().unwrap() >= BACKOFF_CAP / 2);
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(100));
+    }
+}
