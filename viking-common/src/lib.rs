@@ -13,12 +13,14 @@ mod backend;
 #[cfg(feature = "std")]
 pub mod cgroup2;
 pub mod names;
+mod policy;
 mod service;
 mod socket;
 mod stats;
 
 pub use address::Ip6;
 pub use backend::Backend;
+pub use policy::{AllowKey, AuditEvent, CgroupPolicy, OverlayKey, OverlayTarget, PolicyMode, Settings};
 pub use service::{Algorithm, ServiceKey, ServiceName, ServiceValue};
 pub use socket::{AffinityKey, AffinityValue, RevNatKey, RevNatValue, SocketState};
 pub use stats::{BackendStats, ServiceStats};
@@ -43,6 +45,10 @@ pub mod limits {
     pub const MAX_REV_NAT: u32 = 262_144;
     /// Entries of the `AFFINITY` LRU (client cgroup x service).
     pub const MAX_AFFINITY: u32 = 65_536;
+    /// Containers with a policy or overlays (entries of `CGROUP_POLICY`).
+    pub const MAX_CGROUPS: u32 = 16_384;
+    /// Declared (container, VIP) pairs, and likewise overlay entries.
+    pub const MAX_DECLARATIONS: u32 = 262_144;
     /// Slots `least_conn` compares per connect; larger services are scanned through a
     /// window of this many slots from a random start.
     pub const LEAST_CONN_SCAN: u32 = 64;
@@ -67,6 +73,16 @@ mod pod {
     unsafe impl aya::Pod for super::AffinityKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::AffinityValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CgroupPolicy {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::AllowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::OverlayKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::OverlayTarget {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Settings {}
 }
 
 #[cfg(test)]
@@ -82,7 +98,7 @@ mod layout_tests {
         assert_eq!(size_of::<ServiceKey>(), 24);
         assert_eq!(size_of::<ServiceValue>(), 16);
         assert_eq!(size_of::<Backend>(), 20);
-        assert_eq!(size_of::<ServiceStats>(), 16);
+        assert_eq!(size_of::<ServiceStats>(), 24);
         assert_eq!(size_of::<ServiceName>(), 64);
         assert_eq!(size_of::<BackendStats>(), 8);
         assert_eq!(size_of::<SocketState>(), 44);
@@ -90,5 +106,11 @@ mod layout_tests {
         assert_eq!(size_of::<RevNatValue>(), 20);
         assert_eq!(size_of::<AffinityKey>(), 16);
         assert_eq!(size_of::<AffinityValue>(), 16);
+        assert_eq!(size_of::<CgroupPolicy>(), 8);
+        assert_eq!(size_of::<AllowKey>(), 24);
+        assert_eq!(size_of::<OverlayKey>(), 16);
+        assert_eq!(size_of::<OverlayTarget>(), 20);
+        assert_eq!(size_of::<Settings>(), 16);
+        assert_eq!(size_of::<AuditEvent>(), 32);
     }
 }

@@ -24,6 +24,17 @@ pub const REV_NAT: &str = "VIKING_REV_NAT";
 /// `AFFINITY`: (client cgroup, service) -> backend.
 pub const AFFINITY: &str = "VIKING_AFFINITY";
 
+/// `CGROUP_POLICY`: cgroup id -> policy mode.
+pub const CGROUP_POLICY: &str = "VIKING_CGROUP_POLICY";
+/// `ALLOWED`: (cgroup id, VIP) declared.
+pub const ALLOWED: &str = "VIKING_ALLOWED";
+/// `OVERLAYS`: (cgroup id, port, protocol) on the ambassador address -> service frontend.
+pub const OVERLAYS: &str = "VIKING_OVERLAYS";
+/// `SETTINGS`: host-wide settings (ambassador address).
+pub const SETTINGS: &str = "VIKING_SETTINGS";
+/// `AUDIT_EVENTS`: ring buffer of undeclared connects.
+pub const AUDIT_EVENTS: &str = "VIKING_AUDIT_EVENTS";
+
 /// `cgroup/connect4`: TCP and connected UDP on IPv4 sockets.
 pub const PROG_CONNECT4: &str = "viking_connect4";
 /// `cgroup/connect6`: the same on IPv6 sockets (v4-mapped VIPs included).

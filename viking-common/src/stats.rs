@@ -7,6 +7,8 @@ pub struct ServiceStats {
     pub redirected: u64,
     /// Connects refused because the service had no backend.
     pub refused_no_backend: u64,
+    /// Connects refused because the container did not declare the service (enforce mode).
+    pub refused_by_policy: u64,
 }
 
 /// Value of the per-CPU `BACKEND_STATS` array, indexed by backend id.

@@ -1,6 +1,8 @@
 //! Frontend lookup and backend choice, shared by every hook that redirects.
 
-use aya_ebpf::helpers::generated::{bpf_get_current_cgroup_id, bpf_get_prandom_u32, bpf_ktime_get_ns};
+use core::{ffi::c_void, ptr};
+
+use aya_ebpf::helpers::generated::{bpf_get_current_cgroup_id, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_loop};
 use viking_common::{
     AffinityKey, AffinityValue, Algorithm, Backend, ServiceKey, ServiceStats, ServiceValue,
     limits::LEAST_CONN_SCAN,
@@ -18,6 +20,8 @@ pub enum Refusal {
     NoBackend,
     /// The chosen backend's address family cannot be used on this socket.
     FamilyMismatch,
+    /// The container did not declare the service and its policy is `enforce`.
+    Policy,
 }
 
 /// How to pick among the slots.
@@ -40,19 +44,20 @@ pub struct Choice {
     pub counts_connections: bool,
 }
 
-/// Looks up `frontend` (slot 0) and picks one of its backends.
-///
-/// `Ok(None)`: not a VIP, the connect is left alone. `Err`: a VIP that cannot be served;
-/// the caller refuses the connect at once.
+/// The service entry (slot 0) of `frontend`, if it is a VIP.
 #[inline(always)]
-pub fn select(frontend: &ServiceKey, pick: Pick) -> Result<Option<Choice>, Refusal> {
-    let Some(service) = SERVICES.get_ptr(frontend) else {
-        return Ok(None);
-    };
+pub fn lookup(frontend: &ServiceKey) -> Option<ServiceValue> {
+    let service = SERVICES.get_ptr(frontend)?;
     // SAFETY: the pointer comes from a successful lookup and is read once, by value.
-    let service: ServiceValue = unsafe { *service };
+    Some(unsafe { *service })
+}
+
+/// Picks one of the backends of `service` (the entry of `frontend`). `Err`: the service
+/// has no usable backend; the caller refuses the connect at once.
+#[inline(always)]
+pub fn select(frontend: &ServiceKey, service: &ServiceValue, pick: Pick) -> Result<Choice, Refusal> {
     let algorithm = Algorithm::from_u8(service.algorithm);
-    let chosen = if service.count == 0 { None } else { choose(frontend, &service, algorithm, pick) };
+    let chosen = if service.count == 0 { None } else { choose(frontend, service, algorithm, pick) };
     let Some((backend_id, backend)) = chosen else {
         count_service(service.service_id, |s| s.refused_no_backend += 1);
         return Err(Refusal::NoBackend);
@@ -62,7 +67,7 @@ pub fn select(frontend: &ServiceKey, pick: Pick) -> Result<Option<Choice>, Refus
         // SAFETY: this CPU's value of a live per-CPU array element.
         unsafe { (*stats).connects += 1 };
     }
-    Ok(Some(Choice { backend, backend_id, counts_connections: algorithm == Algorithm::LeastConn }))
+    Ok(Choice { backend, backend_id, counts_connections: algorithm == Algorithm::LeastConn })
 }
 
 /// Picks a backend of a service with at least one slot.
@@ -134,40 +139,63 @@ fn affine_backend(key: &AffinityKey, window_secs: u32) -> Option<(u32, Backend)>
     Some((kept.backend_id, backend))
 }
 
+/// The state of one `least_conn` scan, shared with [`scan_slot`] through `bpf_loop`.
+#[repr(C)]
+struct Scan {
+    frontend: ServiceKey,
+    count: u32,
+    start: u32,
+    best_id: u32,
+    fewest: u64,
+}
+
 /// The slot whose backend has the fewest open connections, comparing at most
 /// `LEAST_CONN_SCAN` consecutive slots from a random start (which also breaks ties at
-/// random). Written with plain scalars and no modulo in the loop: every branch multiplies
-/// the states the verifier walks through.
+/// random). The loop runs in `bpf_loop`, so the verifier checks one iteration once,
+/// whatever the paths that lead here.
 #[inline(always)]
 fn least_loaded(frontend: &ServiceKey, count: u32) -> Option<(u32, Backend)> {
-    // SAFETY: helper without arguments.
-    let start = unsafe { bpf_get_prandom_u32() } % count;
-    let mut best_id = u32::MAX;
-    let mut fewest = u64::MAX;
-    for i in 0..LEAST_CONN_SCAN {
-        if i >= count {
-            break;
-        }
-        // start < count and i < count, so one subtraction wraps the index.
-        let mut index = start + i;
-        if index >= count {
-            index -= count;
-        }
-        let Some(entry) = SERVICES.get_ptr(frontend.with_slot(index as u16 + 1)) else {
-            continue;
-        };
-        // SAFETY: pointer from a successful lookup, read once.
-        let backend_id = unsafe { (*entry).backend_id };
-        let Some(active) = BACKEND_ACTIVE.get(backend_id) else {
-            continue;
-        };
-        if *active < fewest {
-            fewest = *active;
-            best_id = backend_id;
+    let mut scan = Scan {
+        frontend: *frontend,
+        count,
+        // SAFETY: helper without arguments.
+        start: unsafe { bpf_get_prandom_u32() } % count,
+        best_id: u32::MAX,
+        fewest: u64::MAX,
+    };
+    let steps = count.min(LEAST_CONN_SCAN);
+    let step: extern "C" fn(u32, *mut c_void) -> i64 = scan_slot;
+    // SAFETY: `scan` lives on this stack frame for the whole call; the callback only
+    // accesses it through the pointer it is given.
+    unsafe { bpf_loop(steps, step as *mut c_void, ptr::from_mut(&mut scan).cast(), 0) };
+    let backend = *BACKENDS.get(scan.best_id)?;
+    backend.is_set().then_some((scan.best_id, backend))
+}
+
+/// One `least_conn` step: compares the backend of slot `start + index` with the best so far.
+extern "C" fn scan_slot(index: u32, context: *mut c_void) -> i64 {
+    // SAFETY: `context` is the `Scan` that `least_loaded` passed to `bpf_loop`.
+    let scan = unsafe { &mut *context.cast::<Scan>() };
+    if scan.count == 0 {
+        return 1;
+    }
+    // start < count and index < count, so one subtraction wraps the position.
+    let mut position = scan.start.wrapping_add(index);
+    if position >= scan.count {
+        position -= scan.count;
+    }
+    let Some(entry) = SERVICES.get_ptr(scan.frontend.with_slot(position as u16 + 1)) else {
+        return 0;
+    };
+    // SAFETY: pointer from a successful lookup, read once.
+    let backend_id = unsafe { (*entry).backend_id };
+    if let Some(active) = BACKEND_ACTIVE.get(backend_id) {
+        if *active < scan.fewest {
+            scan.fewest = *active;
+            scan.best_id = backend_id;
         }
     }
-    let backend = *BACKENDS.get(best_id)?;
-    backend.is_set().then_some((best_id, backend))
+    0
 }
 
 #[inline(always)]
@@ -179,8 +207,9 @@ fn backend_in_slot(frontend: &ServiceKey, slot: u16) -> Option<(u32, Backend)> {
     backend.is_set().then_some((backend_id, backend))
 }
 
+/// Adds to a service's per-CPU counters.
 #[inline(always)]
-fn count_service(service_id: u32, bump: impl FnOnce(&mut ServiceStats)) {
+pub fn count_service(service_id: u32, bump: impl FnOnce(&mut ServiceStats)) {
     if let Some(stats) = SERVICE_STATS.get_ptr_mut(service_id) {
         // SAFETY: per-CPU value of this CPU; programs do not migrate while running.
         bump(unsafe { &mut *stats });

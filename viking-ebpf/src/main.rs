@@ -16,7 +16,11 @@ mod balancer;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
+mod policy;
+#[cfg(target_arch = "bpf")]
 mod programs;
+#[cfg(target_arch = "bpf")]
+mod redirect;
 #[cfg(target_arch = "bpf")]
 mod sockaddr;
 

@@ -6,12 +6,12 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, SkStorage},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, SkStorage},
     macros::btf_map,
 };
 use viking_common::{
-    AffinityKey, AffinityValue, Backend, BackendStats, RevNatKey, RevNatValue, ServiceKey, ServiceName,
-    ServiceStats, ServiceValue, SocketState, limits,
+    AffinityKey, AffinityValue, AllowKey, AuditEvent, Backend, BackendStats, CgroupPolicy, OverlayKey, OverlayTarget, RevNatKey,
+    RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketState, limits,
 };
 
 /// Frontends and their backend slots.
@@ -105,3 +105,40 @@ pub static SERVICE_NAMES: HashMap<
     { limits::MAX_SERVICES as usize },
     { BPF_F_NO_PREALLOC as usize },
 > = HashMap::new();
+
+/// Per-container policy mode.
+/// - key: cgroup id (`u64`); value: [`CgroupPolicy`] (absent = off)
+/// - writer: agent (containers source); reader: connect4/6, sendmsg4/6 after a VIP matched
+/// - size: `limits::MAX_CGROUPS`
+#[btf_map(name = "VIKING_CGROUP_POLICY")]
+pub static CGROUP_POLICY: HashMap<u64, CgroupPolicy, { limits::MAX_CGROUPS as usize }, { BPF_F_NO_PREALLOC as usize }> =
+    HashMap::new();
+
+/// Declared dependencies: a container may connect to this VIP (every port).
+/// - key: [`AllowKey`] (cgroup id, VIP); value: `u8` (1)
+/// - writer: agent; reader: connect4/6, sendmsg4/6 for cgroups in audit/enforce mode
+/// - size: `limits::MAX_DECLARATIONS`
+#[btf_map(name = "VIKING_ALLOWED")]
+pub static ALLOWED: HashMap<AllowKey, u8, { limits::MAX_DECLARATIONS as usize }, { BPF_F_NO_PREALLOC as usize }> =
+    HashMap::new();
+
+/// Port overlays (embassy's `BACKEND_<NAME>=<service>;<port>`): a container's connect to
+/// the ambassador address on a port goes to a service.
+/// - key: [`OverlayKey`] (cgroup id, port, protocol); value: [`OverlayTarget`] (frontend)
+/// - writer: agent; reader: connect4/6, sendmsg4/6 when the destination is the ambassador
+/// - size: `limits::MAX_DECLARATIONS`
+#[btf_map(name = "VIKING_OVERLAYS")]
+pub static OVERLAYS: HashMap<OverlayKey, OverlayTarget, { limits::MAX_DECLARATIONS as usize }, { BPF_F_NO_PREALLOC as usize }> =
+    HashMap::new();
+
+/// Host-wide settings, one entry.
+/// - key: 0; value: [`Settings`] (ambassador address)
+/// - writer: agent at start; reader: connect4/6, sendmsg4/6
+#[btf_map(name = "VIKING_SETTINGS")]
+pub static SETTINGS: Array<Settings, 1> = Array::new();
+
+/// Undeclared VIP connects of containers in audit or enforce mode.
+/// - records: [`AuditEvent`]; writer: connect4/6, sendmsg4/6; reader: agent (logs them)
+/// - size: 256 KiB; when the agent is not reading, new records are dropped
+#[btf_map(name = "VIKING_AUDIT_EVENTS")]
+pub static AUDIT_EVENTS: RingBuf<AuditEvent, { 256 * 1024 }> = RingBuf::new();

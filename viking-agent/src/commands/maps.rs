@@ -58,6 +58,8 @@ pub struct DumpedStats {
     pub redirected: u64,
     /// Connects refused for lack of a backend.
     pub refused_no_backend: u64,
+    /// Connects refused by a container's `enforce` policy.
+    pub refused_by_policy: u64,
 }
 
 /// The whole dump, as printed by `--json`.
@@ -102,7 +104,11 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
             backends: backend_stats.iter().map(|b| b.address.clone()).collect(),
             slots: service.slots.len(),
             backend_stats,
-            stats: DumpedStats { redirected: stats.redirected, refused_no_backend: stats.refused_no_backend },
+            stats: DumpedStats {
+                redirected: stats.redirected,
+                refused_no_backend: stats.refused_no_backend,
+                refused_by_policy: stats.refused_by_policy,
+            },
         });
     }
     Ok(Dump { services })
@@ -132,7 +138,7 @@ pub fn dump(pin_dir: &Path, json: bool) -> anyhow::Result<()> {
                 shown.join(" ")
             },
             s.stats.redirected.to_string(),
-            s.stats.refused_no_backend.to_string(),
+            (s.stats.refused_no_backend + s.stats.refused_by_policy).to_string(),
         ]);
     }
     println!("{table}");

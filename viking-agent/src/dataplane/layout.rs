@@ -4,8 +4,8 @@
 use std::mem::size_of;
 
 use viking_common::{
-    AffinityKey, AffinityValue, Backend, BackendStats, RevNatKey, RevNatValue, ServiceKey, ServiceName, ServiceStats,
-    ServiceValue, SocketState, names,
+    AffinityKey, AffinityValue, AllowKey, Backend, BackendStats, CgroupPolicy, OverlayKey, OverlayTarget, RevNatKey,
+    RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketState, limits, names,
 };
 
 use crate::config::Limits;
@@ -29,7 +29,7 @@ const fn spec<K, V>(name: &'static str, max_entries: Option<fn(&Limits) -> u32>)
 }
 
 /// Every pinned map. (The log ring buffer is per program instance and not pinned.)
-pub const PINNED_MAPS: [PinnedMapSpec; 10] = [
+pub const PINNED_MAPS: [PinnedMapSpec; 14] = [
     spec::<ServiceKey, ServiceValue>(names::SERVICES, Some(|l| l.max_service_slots)),
     spec::<u32, Backend>(names::BACKENDS, Some(|l| l.max_backends)),
     spec::<u32, u64>(names::RR_CURSORS, Some(|l| l.max_services)),
@@ -41,6 +41,10 @@ pub const PINNED_MAPS: [PinnedMapSpec; 10] = [
     spec::<i32, SocketState>(names::SOCKETS, None),
     spec::<RevNatKey, RevNatValue>(names::REV_NAT, Some(|l| l.max_rev_nat)),
     spec::<AffinityKey, AffinityValue>(names::AFFINITY, Some(|l| l.max_affinity)),
+    spec::<u64, CgroupPolicy>(names::CGROUP_POLICY, Some(|_| limits::MAX_CGROUPS)),
+    spec::<AllowKey, u8>(names::ALLOWED, Some(|_| limits::MAX_DECLARATIONS)),
+    spec::<OverlayKey, OverlayTarget>(names::OVERLAYS, Some(|_| limits::MAX_DECLARATIONS)),
+    spec::<u32, Settings>(names::SETTINGS, Some(|_| 1)),
 ];
 
 /// The program type of a cgroup hook. (The exact attach point, e.g. `connect4`, comes

@@ -156,6 +156,7 @@ impl KernelTables {
         Ok(per_cpu.iter().fold(ServiceStats::default(), |sum, s| ServiceStats {
             redirected: sum.redirected + s.redirected,
             refused_no_backend: sum.refused_no_backend + s.refused_no_backend,
+            refused_by_policy: sum.refused_by_policy + s.refused_by_policy,
         }))
     }
 

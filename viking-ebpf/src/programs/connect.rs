@@ -1,12 +1,13 @@
 //! `connect()` on TCP and UDP sockets: a VIP destination becomes a backend.
 
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
-use viking_common::{Ip6, ServiceKey, SocketState};
+use viking_common::{Ip6, SocketState};
 
 use super::verdict;
 use crate::{
-    balancer::{Choice, Pick, Refusal, close_connection, open_connection, select},
+    balancer::{Choice, Pick, Refusal, close_connection, open_connection},
     maps::SOCKETS,
+    redirect::resolve,
     sockaddr::{SockAddr, V4, V6},
 };
 
@@ -28,13 +29,15 @@ fn try_connect<const IPV6: bool>(ctx: &SockAddrContext) -> Result<(), Refusal> {
     let Some(protocol) = sock.balanced_protocol() else {
         return Ok(());
     };
-    let vip = sock.address();
-    let vip_port_be = sock.port_be();
-    let Some(choice) = select(&ServiceKey::new(vip, vip_port_be, protocol, 0), Pick::ByAlgorithm)? else {
+    // What the application asked for (a VIP, or the ambassador address of an overlay) is
+    // what getpeername must show.
+    let requested = sock.address();
+    let requested_port_be = sock.port_be();
+    let Some(choice) = resolve(&sock, protocol, Pick::ByAlgorithm)? else {
         return Ok(());
     };
     sock.set(&choice.backend.address, choice.backend.port_be)?;
-    remember(ctx, vip, vip_port_be, &choice);
+    remember(ctx, requested, requested_port_be, &choice);
     Ok(())
 }
 

@@ -17,6 +17,7 @@ const ALLOW: i32 = 1;
 const REJECT: i32 = 0;
 const ECONNREFUSED: i32 = 111;
 const EAFNOSUPPORT: i32 = 97;
+const EACCES: i32 = 13;
 
 /// Turns a `try_` result into the program's return value; a refusal fails the syscall at
 /// once with a meaningful errno instead of the default `EPERM`.
@@ -28,6 +29,7 @@ fn verdict(ctx: &SockAddrContext, result: Result<(), Refusal>) -> i32 {
     let errno = match refusal {
         Refusal::NoBackend => ECONNREFUSED,
         Refusal::FamilyMismatch => EAFNOSUPPORT,
+        Refusal::Policy => EACCES,
     };
     // SAFETY: helper call with a plain integer; it only sets the syscall's return value.
     unsafe { bpf_set_retval(-errno) };

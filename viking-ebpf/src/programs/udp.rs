@@ -2,12 +2,13 @@
 //! to come from the VIP.
 
 use aya_ebpf::{helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr, programs::SockAddrContext, EbpfContext};
-use viking_common::{IPPROTO_UDP, RevNatKey, RevNatValue, ServiceKey};
+use viking_common::{IPPROTO_UDP, RevNatKey, RevNatValue};
 
 use super::{ALLOW, peer::reverse_connected, verdict};
 use crate::{
-    balancer::{Pick, Refusal, select},
+    balancer::{Pick, Refusal},
     maps::REV_NAT,
+    redirect::resolve,
     sockaddr::{SockAddr, V4, V6},
 };
 
@@ -43,8 +44,7 @@ fn try_sendmsg<const IPV6: bool>(ctx: &SockAddrContext) -> Result<(), Refusal> {
     let vip_port_be = sock.port_be();
     // SAFETY: helper on the valid context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let frontend = ServiceKey::new(vip, vip_port_be, IPPROTO_UDP, 0);
-    let Some(choice) = select(&frontend, Pick::Sticky(cookie))? else {
+    let Some(choice) = resolve(&sock, IPPROTO_UDP, Pick::Sticky(cookie))? else {
         return Ok(());
     };
     sock.set(&choice.backend.address, choice.backend.port_be)?;

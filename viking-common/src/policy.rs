@@ -1,0 +1,116 @@
+//! Per-container policy and port overlays, keyed by the cgroup id of the connecting
+//! process (each Docker/Nomad container has its own cgroup).
+
+use crate::Ip6;
+
+/// What the kernel does with a container's connects to VIPs.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PolicyMode {
+    /// No check (also the meaning of a cgroup without an entry).
+    #[default]
+    Off = 0,
+    /// Undeclared VIP connects are allowed and reported.
+    Audit = 1,
+    /// Undeclared VIP connects are refused (`EACCES`) and reported.
+    Enforce = 2,
+    /// VIPs are not translated at all for this cgroup (a service mesh or sandbox that
+    /// rewrites connects itself).
+    Bypass = 3,
+}
+
+impl PolicyMode {
+    /// Decodes [`CgroupPolicy::mode`]; unknown values mean `Off`.
+    #[inline(always)]
+    pub const fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::Audit,
+            2 => Self::Enforce,
+            3 => Self::Bypass,
+            _ => Self::Off,
+        }
+    }
+
+    /// The name used in config, labels and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Audit => "audit",
+            Self::Enforce => "enforce",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+/// Value of the `CGROUP_POLICY` map (key: cgroup id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupPolicy {
+    /// A [`PolicyMode`] as `u8`.
+    pub mode: u8,
+    /// Explicit padding, always 0.
+    pub _pad: [u8; 7],
+}
+
+/// Key of the `ALLOWED` map: a container may connect to every port of this VIP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AllowKey {
+    /// The container's cgroup id.
+    pub cgroup_id: u64,
+    /// The declared service's VIP.
+    pub vip: Ip6,
+}
+
+/// Key of the `OVERLAYS` map: a container's connect to the ambassador address on `port`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OverlayKey {
+    /// The container's cgroup id.
+    pub cgroup_id: u64,
+    /// The port on the ambassador address, network byte order.
+    pub port_be: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub protocol: u8,
+    /// Explicit padding, always 0.
+    pub _pad: [u8; 5],
+}
+
+/// Value of the `OVERLAYS` map: the service frontend the connect is for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OverlayTarget {
+    /// The service's VIP.
+    pub vip: Ip6,
+    /// The service's port, network byte order.
+    pub port_be: u16,
+    /// Explicit padding, always 0.
+    pub _pad: u16,
+}
+
+/// Value of the one-entry `SETTINGS` array: host-wide settings the programs read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// The ambassador address of port overlays (v4-mapped for IPv4); all zero = none.
+    pub ambassador: Ip6,
+}
+
+/// A record of the `AUDIT_EVENTS` ring buffer: a connect to a VIP the container did not
+/// declare.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// The connecting process's cgroup id.
+    pub cgroup_id: u64,
+    /// The VIP.
+    pub vip: Ip6,
+    /// The VIP's port, network byte order.
+    pub port_be: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub protocol: u8,
+    /// The [`PolicyMode`] that applied (audit: allowed; enforce: refused).
+    pub mode: u8,
+    /// Explicit padding, always 0.
+    pub _pad: u32,
+}
