@@ -2,7 +2,7 @@
 //! until SIGINT/SIGTERM. Stopping leaves programs and maps pinned: connects keep working
 //! while no agent runs, and the next agent adopts them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use tokio::{
@@ -10,12 +10,18 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
+use viking_common::PolicyMode;
 
 use crate::{
     config::Config,
-    dataplane::{Dataplane, pins::PinDir, sock_destroy},
-    reconcile::{KernelWriter, Reconciler},
-    sources::{SourceId, SourceSet, Snapshot, consul::ConsulSource, static_file::StaticFileSource},
+    dataplane::{Dataplane, pins::PinDir},
+    policy::{
+        audit,
+        writer::{PolicyTables, PolicyWriter},
+    },
+    reconcile::Reconciler,
+    runtime::{Runtime, RuntimeOptions},
+    sources::{SourceId, Snapshot, Update, consul::ConsulSource, docker::DockerSource, static_file::StaticFileSource},
 };
 
 /// Options of `run`.
@@ -35,23 +41,30 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&options.config)
         .with_context(|| format!("reading config {}", options.config.display()))?;
     let parsed = Config::parse(&text).with_context(|| format!("config {}", options.config.display()))?;
-    let limits = parsed.config.limits;
+    let config = parsed.config.clone();
     let cgroup = match options.cgroup {
         Some(path) => path,
         None => viking_common::cgroup2::root().context("finding the cgroup v2 root (or pass --cgroup)")?,
     };
     let pins = PinDir::new(&options.pin_dir);
     let Dataplane { tables, mut ebpf, adopted } =
-        Dataplane::install(&pins, &cgroup, &limits).context("installing the dataplane")?;
+        Dataplane::install(&pins, &cgroup, &config.limits).context("installing the dataplane")?;
     match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => {
             tokio::spawn(forward_kernel_logs(logger));
         }
         Err(err) => tracing::warn!("kernel logs unavailable: {err}"),
     }
+    let (audit_tx, mut audit_rx) = mpsc::unbounded_channel();
+    if let Err(err) = audit::forward(&mut ebpf, audit_tx) {
+        tracing::warn!("policy audit events unavailable: {err}");
+    }
+    let mut policy_tables = PolicyTables::from_ebpf(&mut ebpf)?;
+    policy_tables.set_ambassador(config.docker.as_ref().map(|d| d.ambassador))?;
+    let policy = PolicyWriter::adopt(policy_tables)?;
 
     let snapshot = tables.snapshot()?;
-    let mut reconciler = Reconciler::adopt(tables, snapshot, limits)?;
+    let reconciler = Reconciler::adopt(tables, snapshot, config.limits)?;
     tracing::info!(
         cgroup = %cgroup.display(),
         pin_dir = %options.pin_dir.display(),
@@ -60,40 +73,58 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         if adopted { "adopted from pins" } else { "installed" }
     );
 
-    let consul = match &parsed.config.consul {
+    let consul = match &config.consul {
         Some(settings) => {
-            let source = ConsulSource::new(settings.clone(), parsed.config.agent.clone(), &limits)
+            let source = ConsulSource::new(settings.clone(), config.agent.clone(), &config.limits)
                 .context("setting up the Consul client")?;
             tracing::info!(url = %settings.url, "consul source enabled");
             Some(source)
         }
         None => None,
     };
+    let docker = match &config.docker {
+        Some(settings) => {
+            tracing::info!(socket = %settings.socket, policy = settings.policy.name(), "docker source enabled");
+            Some(DockerSource::new(settings.clone()).context("setting up the Docker source")?)
+        }
+        None => None,
+    };
     let mut expected = vec![SourceId::StaticFile];
     expected.extend(consul.is_some().then_some(SourceId::Consul));
+    let options_for_runtime = RuntimeOptions {
+        expected,
+        docker: docker.is_some(),
+        default_mode: config.docker.as_ref().map_or(PolicyMode::Off, |d| d.policy),
+        cgroup,
+    };
+    let mut runtime = Runtime::new(reconciler, policy, options_for_runtime);
 
-    let mut source = StaticFileSource::new(options.config.clone(), &parsed.config, &reconciler.installed_state());
-    let mut sources = SourceSet::default();
-    sources.update(Snapshot { source: SourceId::StaticFile, state: source.first(text, parsed) });
-    apply(&mut reconciler, &sources, &expected, &cgroup);
-    tracing::info!(services = reconciler.service_count(), "ready");
+    let mut source = StaticFileSource::new(options.config.clone(), &config, &runtime.installed_state());
+    let first = source.first(text, parsed);
+    runtime.handle(Update::Services(Snapshot { source: SourceId::StaticFile, state: first }));
+    runtime.flush();
+    tracing::info!(services = runtime.served().services.len(), "ready");
 
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, mut rx) = mpsc::channel(64);
     if let Some(consul) = consul {
         tokio::spawn(consul.run(tx.clone()));
+    }
+    if let Some(docker) = docker {
+        tokio::spawn(docker.run(tx.clone()));
     }
     tokio::spawn(source.watch(tx));
     let mut sigterm = signal(SignalKind::terminate())?;
     loop {
         tokio::select! {
-            Some(snapshot) = rx.recv() => {
-                sources.update(snapshot);
-                // Apply only the latest of a burst of snapshots.
+            Some(update) = rx.recv() => {
+                runtime.handle(update);
+                // Apply a burst of updates once.
                 while let Ok(more) = rx.try_recv() {
-                    sources.update(more);
+                    runtime.handle(more);
                 }
-                apply(&mut reconciler, &sources, &expected, &cgroup);
+                runtime.flush();
             }
+            Some(event) = audit_rx.recv() => runtime.audit(event),
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
@@ -104,47 +135,6 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         options.pin_dir.display()
     );
     Ok(())
-}
-
-/// Applies the merged sources and logs what changed. Until every source in `expected` has
-/// reported once, nothing the kernel serves is removed: a restarted agent must not flush
-/// services whose source (e.g. Consul) has not answered yet. UDP sockets still connected
-/// to a backend that left every service are destroyed in the background, so their
-/// applications reconnect to a live backend (see `dataplane::sock_destroy`).
-fn apply<K: KernelWriter>(reconciler: &mut Reconciler<K>, sources: &SourceSet, expected: &[SourceId], cgroup: &Path) {
-    let (mut desired, conflicts) = sources.merged();
-    if !sources.has_all(expected) {
-        for (frontend, service) in reconciler.installed_state().services {
-            desired.services.entry(frontend).or_insert(service);
-        }
-    }
-    for conflict in conflicts {
-        tracing::error!("{conflict}");
-    }
-    let report = reconciler.apply(&desired);
-    for added in &report.added {
-        tracing::info!("added {added}");
-    }
-    for changed in &report.changed {
-        tracing::info!("changed {changed}");
-    }
-    for removed in &report.removed {
-        tracing::info!("removed {removed}");
-    }
-    for failed in &report.failed {
-        tracing::error!("not applied: {failed}");
-    }
-    if !report.is_noop() {
-        tracing::info!(writes = report.writes, services = reconciler.service_count(), "kernel maps updated");
-    }
-    if !report.released_backends.is_empty() {
-        let (cgroup, gone) = (cgroup.to_path_buf(), report.released_backends);
-        tokio::task::spawn_blocking(move || match sock_destroy::destroy_udp_connected_to(&cgroup, &gone) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("closed {n} UDP socket(s) connected to removed backends"),
-            Err(err) => tracing::warn!("closing UDP sockets connected to removed backends: {err}"),
-        });
-    }
 }
 
 /// Forwards `aya-log` records from the kernel to the agent's log.

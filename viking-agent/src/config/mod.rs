@@ -6,6 +6,7 @@
 //! out; a bad backend entry is reported and left out of its service.
 
 mod consul;
+mod docker;
 mod service;
 
 use std::{fmt, net::IpAddr, path::Path};
@@ -16,6 +17,7 @@ use viking_common::limits;
 
 use crate::model::DesiredState;
 pub use consul::{ConsulSettings, default_consul_vip_range};
+pub use docker::{DEFAULT_AMBASSADOR, DockerSettings};
 pub(crate) use service::{check_backend_addr, check_name};
 pub use service::ServiceError;
 
@@ -28,6 +30,8 @@ pub struct Config {
     pub limits: Limits,
     /// Consul, when a `[consul]` section is present.
     pub consul: Option<ConsulSettings>,
+    /// Docker, when a `[docker]` section is present.
+    pub docker: Option<DockerSettings>,
     /// The valid services of the file.
     pub services: DesiredState,
 }
@@ -144,6 +148,7 @@ struct RawConfig {
     #[serde(default)]
     limits: Limits,
     consul: Option<consul::ConsulSection>,
+    docker: Option<docker::DockerSection>,
     #[serde(default)]
     service: Vec<toml::Table>,
 }
@@ -183,8 +188,25 @@ impl Config {
                 Some(settings)
             }
         };
-        let (services, errors) = service::parse_services(raw.service, &raw.agent, &raw.limits);
-        Ok(Parsed { config: Config { agent: raw.agent, limits: raw.limits, consul, services }, errors })
+        let docker = match &raw.docker {
+            None => None,
+            Some(section) => {
+                let settings = section
+                    .resolve(|key| std::env::var(key).ok())
+                    .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
+                if !raw.agent.is_vip_range(settings.ambassador) {
+                    return Err(ConfigError::Value {
+                        field: "docker.ambassador",
+                        value: settings.ambassador.to_string(),
+                        reason: format!("must lie inside agent.vip_ranges ({})", raw.agent.ranges_text()),
+                    });
+                }
+                Some(settings)
+            }
+        };
+        let reserved = docker.as_ref().map(|d| d.ambassador);
+        let (services, errors) = service::parse_services(raw.service, &raw.agent, &raw.limits, reserved);
+        Ok(Parsed { config: Config { agent: raw.agent, limits: raw.limits, consul, docker, services }, errors })
     }
 }
 

@@ -134,10 +134,12 @@ impl RawBackend {
 }
 
 /// Checks every service table; returns the valid services and the errors.
+/// `reserved` is the ambassador address of port overlays, which no service may use.
 pub(super) fn parse_services(
     tables: Vec<toml::Table>,
     agent: &AgentSettings,
     limits: &Limits,
+    reserved: Option<IpAddr>,
 ) -> (DesiredState, Vec<ServiceError>) {
     let mut state = DesiredState::default();
     let mut errors = Vec::new();
@@ -170,6 +172,14 @@ pub(super) fn parse_services(
             }
         };
         let frontend = service.frontend;
+        if Some(frontend.vip) == reserved {
+            errors.push(fail(
+                "vip",
+                format!("{:?}", frontend.vip.to_string()),
+                "is docker.ambassador, the address of port overlays".into(),
+            ));
+            continue;
+        }
         if let Some(existing) = state.services.get(&frontend) {
             errors.push(fail(
                 "vip",
@@ -339,3 +349,4 @@ pub(crate) fn check_backend_addr(addr: SocketAddr, vip: IpAddr, agent: &AgentSet
     }
     Ok(())
 }
+

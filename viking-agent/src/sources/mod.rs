@@ -1,11 +1,13 @@
 //! Sources of desired state. Each source sends full snapshots of the services it knows;
 //! the run loop keeps the latest snapshot per source and merges them.
 
+pub mod backoff;
 pub mod consul;
+pub mod docker;
 pub mod static_file;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
 };
 
@@ -19,6 +21,17 @@ pub enum SourceId {
     StaticFile,
     /// Consul's catalog and health (`[consul]`).
     Consul,
+}
+
+/// What a source tells the run loop.
+#[derive(Debug)]
+pub enum Update {
+    /// A full snapshot of services (static file, Consul).
+    Services(Snapshot),
+    /// Every running container (Docker).
+    Containers(Vec<docker::Container>),
+    /// `connect_to=<service>` tags of Consul service instances, by instance id.
+    ConsulDeclarations(BTreeMap<String, BTreeSet<String>>),
 }
 
 /// A full snapshot from one source.

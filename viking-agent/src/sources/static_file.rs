@@ -10,7 +10,7 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use super::{SourceId, Snapshot};
+use super::{SourceId, Snapshot, Update};
 use crate::{
     config::{Config, ConsulSettings, Limits, Parsed},
     model::{DesiredState, Service},
@@ -56,13 +56,13 @@ impl StaticFileSource {
     }
 
     /// Polls the file until `tx` closes, sending a snapshot for every changed valid version.
-    pub async fn watch(mut self, tx: mpsc::Sender<Snapshot>) {
+    pub async fn watch(mut self, tx: mpsc::Sender<Update>) {
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             if let Some(state) = self.poll() {
-                if tx.send(Snapshot { source: SourceId::StaticFile, state }).await.is_err() {
+                if tx.send(Update::Services(Snapshot { source: SourceId::StaticFile, state })).await.is_err() {
                     return;
                 }
             }

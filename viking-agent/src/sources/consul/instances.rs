@@ -4,7 +4,7 @@
 //! skipped with a message naming the service, the instance and the value.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, SocketAddr},
 };
 
@@ -41,19 +41,39 @@ pub struct Reading {
     pub shape: Option<ServiceShape>,
     /// Usable backends, sorted by address.
     pub backends: Vec<BackendSpec>,
+    /// `connect_to=<service>` tags, by instance id: the services that instance's container
+    /// declares it uses.
+    pub declarations: BTreeMap<String, BTreeSet<String>>,
     /// One message per skipped instance or inconsistent declaration.
     pub problems: Vec<String>,
 }
 
+/// Tag prefix of a declared dependency (the original Viking design's `connect_to`).
+pub const TAG_CONNECT_TO: &str = "connect_to=";
+
 /// Reads the passing instances of service `name`.
 pub fn read(name: &str, entries: &[HealthEntry], agent: &AgentSettings, max_backends: u16) -> Reading {
     let mut reading = Reading::default();
-    let mut problem = |instance: &str, what: String| reading.problems.push(format!("consul service {name:?} instance {instance:?}: {what}; instance skipped"));
+    let mut problems = Vec::new();
+    let mut problem = |instance: &str, what: String| problems.push(format!("consul service {name:?} instance {instance:?}: {what}; instance skipped"));
     let mut backends: BTreeMap<SocketAddr, BackendSpec> = BTreeMap::new();
     let mut ports: BTreeMap<u16, usize> = BTreeMap::new();
     let mut declared: Vec<(String, ServiceShapeDecl)> = Vec::new();
     for entry in entries {
         let instance = &entry.service;
+        let connect_to: BTreeSet<String> = instance
+            .tags
+            .iter()
+            .flatten()
+            .filter_map(|tag| tag.strip_prefix(TAG_CONNECT_TO))
+            .flat_map(|list| list.split(','))
+            .map(str::trim)
+            .filter(|target| !target.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !connect_to.is_empty() {
+            reading.declarations.insert(instance.id.clone(), connect_to);
+        }
         let address = if instance.address.is_empty() { &entry.node.address } else { &instance.address };
         let Ok(ip) = address.parse::<IpAddr>() else {
             problem(&instance.id, format!("address {address:?} is not an IP address"));
@@ -78,6 +98,7 @@ pub fn read(name: &str, entries: &[HealthEntry], agent: &AgentSettings, max_back
         *ports.entry(port).or_default() += 1;
         declared.push((instance.id.clone(), ServiceShapeDecl::from_meta(instance.meta.as_ref())));
     }
+    reading.problems = problems;
     let mut backends: Vec<BackendSpec> = backends.into_values().collect();
     if backends.len() > usize::from(max_backends) {
         reading.problems.push(format!(
@@ -249,6 +270,15 @@ mod tests {
         let reading = read("web", &entries, &agent(), 3);
         assert_eq!(reading.backends.len(), 3);
         assert!(reading.problems[0].contains("limits.max_backends_per_service = 3"));
+    }
+
+    #[test]
+    fn connect_to_tags_are_declarations_of_the_instance() {
+        let mut tagged = entry("a", "10.0.0.1", "", 80, &[]);
+        tagged.service.tags = Some(vec!["connect_to=redis,db".into(), "connect_to=web".into(), "v2".into()]);
+        let reading = read("api", &[tagged], &agent(), 1024);
+        let declared: Vec<&str> = reading.declarations["a"].iter().map(String::as_str).collect();
+        assert_eq!(declared, ["db", "redis", "web"]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod watch;
 mod wire;
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
     time::Duration,
 };
@@ -36,7 +36,7 @@ use self::{
     wire::{CatalogServices, HealthEntry, KvEntry},
 };
 pub use client::ConsulError as Error;
-use super::{Snapshot, SourceId};
+use super::{Snapshot, SourceId, Update, backoff::Backoff};
 use crate::{
     config::{AgentSettings, ConsulSettings, Limits},
     model::DesiredState,
@@ -77,7 +77,7 @@ impl ConsulSource {
     }
 
     /// Watches Consul until `tx` closes, sending a full snapshot after every change.
-    pub async fn run(self, tx: mpsc::Sender<Snapshot>) {
+    pub async fn run(self, tx: mpsc::Sender<Update>) {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let mut manager = Manager::new(self, events_tx.clone());
         let _catalog = manager.spawn_catalog_watch();
@@ -93,7 +93,12 @@ impl ConsulSource {
                     }
                     manager.allocate_missing();
                     if let Some(state) = manager.snapshot() {
-                        if tx.send(Snapshot { source: SourceId::Consul, state }).await.is_err() {
+                        if tx.send(Update::Services(Snapshot { source: SourceId::Consul, state })).await.is_err() {
+                            return;
+                        }
+                    }
+                    if let Some(declarations) = manager.declarations() {
+                        if tx.send(Update::ConsulDeclarations(declarations)).await.is_err() {
                             return;
                         }
                     }
@@ -122,6 +127,7 @@ struct Manager {
     failing: HashMap<String, String>,
     problems: HashMap<String, Vec<String>>,
     last_sent: Option<DesiredState>,
+    last_declarations: Option<BTreeMap<String, BTreeSet<String>>>,
     synced: bool,
 }
 
@@ -142,6 +148,7 @@ impl Manager {
             failing: HashMap::new(),
             problems: HashMap::new(),
             last_sent: None,
+            last_declarations: None,
             synced: false,
         }
     }
@@ -296,7 +303,7 @@ impl Manager {
             let task_name = name.clone();
             let task = tokio::spawn(async move {
                 let Ok(_slot) = slots.acquire_owned().await else { return };
-                let mut backoff = watch::Backoff::new(Duration::from_millis(200));
+                let mut backoff = Backoff::new(Duration::from_millis(200));
                 loop {
                     match vips::allocate(&client, &keys, &taken, range, &task_name).await {
                         Ok(allocation) => {
@@ -375,6 +382,20 @@ impl Manager {
         }
         self.last_sent = Some(state.clone());
         Some(state)
+    }
+
+    /// The `connect_to` tags of every instance, when they changed since last sent.
+    fn declarations(&mut self) -> Option<BTreeMap<String, BTreeSet<String>>> {
+        if !self.synced {
+            return None;
+        }
+        let all: BTreeMap<String, BTreeSet<String>> =
+            self.health.values().flat_map(|r| r.declarations.iter().map(|(k, v)| (k.clone(), v.clone()))).collect();
+        if self.last_declarations.as_ref() == Some(&all) {
+            return None;
+        }
+        self.last_declarations = Some(all.clone());
+        Some(all)
     }
 
     /// Logs a service's problems when they differ from the last ones logged for it.

@@ -1,0 +1,44 @@
+//! Reading the kernel's reports of undeclared VIP connects (`AUDIT_EVENTS`).
+
+use aya::{Ebpf, maps::{MapData, RingBuf}};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
+use viking_common::{AuditEvent, names};
+
+/// Forwards every audit record to `tx` until the receiver is gone.
+pub fn forward(ebpf: &mut Ebpf, tx: mpsc::UnboundedSender<AuditEvent>) -> Result<(), String> {
+    let map = ebpf.take_map(names::AUDIT_EVENTS).ok_or("audit ring buffer missing from the object")?;
+    let ring = RingBuf::<MapData>::try_from(map).map_err(|e| e.to_string())?;
+    let task = async move {
+        // SAFETY: the ring buffer owns its fd, which stays open and unchanged until the
+        // ring buffer (moved into the AsyncFd) is dropped.
+        let registered = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) };
+        let Ok(mut fd) = registered else {
+            tracing::warn!("audit events unavailable: cannot poll the ring buffer");
+            return;
+        };
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else { return };
+            let ring = guard.get_inner_mut();
+            while let Some(record) = ring.next() {
+                if let Some(event) = decode(&record) {
+                    if tx.send(event).is_err() {
+                        return;
+                    }
+                }
+            }
+            guard.clear_ready();
+        }
+    };
+    tokio::spawn(task);
+    Ok(())
+}
+
+/// Copies a record into an [`AuditEvent`]; `None` for a record of another size.
+fn decode(bytes: &[u8]) -> Option<AuditEvent> {
+    if bytes.len() < size_of::<AuditEvent>() {
+        return None;
+    }
+    // SAFETY: AuditEvent is plain old data of integers; the slice holds at least that many
+    // bytes; read_unaligned does not require alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<AuditEvent>()) })
+}

@@ -1,0 +1,138 @@
+//! What a container declares it uses, from its labels and environment:
+//!
+//! - label `viking.connect_to=redis,web`: it may connect to those services;
+//! - env `BACKEND_<NAME>=<service>;<port>` (embassy): it may connect to `<service>`, and
+//!   reaches it at `<ambassador>:<port>` (a port overlay of its own);
+//! - label `viking.policy=off|audit|enforce|bypass`: its mode, instead of the default.
+//!
+//! A bad entry is reported with the container and the value, and skipped; the container's
+//! other declarations still apply.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use viking_common::PolicyMode;
+
+use crate::sources::docker::Container;
+
+/// Label listing declared services.
+pub const LABEL_CONNECT_TO: &str = "viking.connect_to";
+/// Label choosing the container's policy mode.
+pub const LABEL_POLICY: &str = "viking.policy";
+/// Environment prefix of embassy-style declarations.
+pub const ENV_BACKEND_PREFIX: &str = "BACKEND_";
+
+/// One container's declarations.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Declared {
+    /// Mode from the `viking.policy` label.
+    pub mode: Option<PolicyMode>,
+    /// Services it may connect to.
+    pub connect_to: BTreeSet<String>,
+    /// Port on the ambassador address -> service.
+    pub overlays: BTreeMap<u16, String>,
+    /// Bad entries, each naming the container and the value.
+    pub problems: Vec<String>,
+}
+
+/// Reads a container's labels and environment.
+pub fn declared(container: &Container) -> Declared {
+    let who = container.display_name();
+    let mut out = Declared::default();
+    if let Some(list) = container.labels.get(LABEL_CONNECT_TO) {
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match crate::config::check_name(name) {
+                Ok(()) => {
+                    out.connect_to.insert(name.to_owned());
+                }
+                Err(reason) => out.problems.push(format!(
+                    "container {who:?}: label {LABEL_CONNECT_TO} names {name:?}, which {reason}; ignored"
+                )),
+            }
+        }
+    }
+    if let Some(mode) = container.labels.get(LABEL_POLICY) {
+        match [PolicyMode::Off, PolicyMode::Audit, PolicyMode::Enforce, PolicyMode::Bypass].into_iter().find(|m| m.name() == mode) {
+            Some(mode) => out.mode = Some(mode),
+            None => out.problems.push(format!(
+                "container {who:?}: label {LABEL_POLICY} = {mode:?} is not off, audit, enforce or bypass; the default applies"
+            )),
+        }
+    }
+    for entry in &container.env {
+        let Some((key, value)) = entry.split_once('=') else { continue };
+        if !key.starts_with(ENV_BACKEND_PREFIX) {
+            continue;
+        }
+        match parse_backend_env(value) {
+            Ok((service, port)) => {
+                if let Some(previous) = out.overlays.insert(port, service.clone()) {
+                    out.problems.push(format!(
+                        "container {who:?}: {key} maps port {port} to {service:?}, already mapped to {previous:?} by another BACKEND_ variable; the last one wins"
+                    ));
+                }
+                out.connect_to.insert(service);
+            }
+            Err(reason) => out.problems.push(format!("container {who:?}: {key}={value:?}: {reason}; ignored")),
+        }
+    }
+    out
+}
+
+/// `<service>;<port>`.
+fn parse_backend_env(value: &str) -> Result<(String, u16), String> {
+    let (service, port) = value.split_once(';').ok_or("expected <service>;<port>")?;
+    let service = service.trim();
+    crate::config::check_name(service).map_err(|reason| format!("service {service:?} {reason}"))?;
+    let port: u16 = port.trim().parse().map_err(|_| format!("port {:?} is not 1..=65535", port.trim()))?;
+    if port == 0 {
+        return Err("port 0 is not 1..=65535".into());
+    }
+    Ok((service.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(labels: &[(&str, &str)], env: &[&str]) -> Container {
+        Container {
+            id: "c0ffee".into(),
+            name: "client".into(),
+            cgroup_id: 7,
+            labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            env: env.iter().map(|e| (*e).into()).collect(),
+            nomad: None,
+        }
+    }
+
+    #[test]
+    fn labels_and_env_declare_services_and_overlays() {
+        let d = declared(&container(
+            &[(LABEL_CONNECT_TO, "redis, web"), (LABEL_POLICY, "enforce")],
+            &["BACKEND_APP1=app1;80", "PATH=/bin"],
+        ));
+        assert_eq!(d.mode, Some(PolicyMode::Enforce));
+        assert_eq!(d.connect_to.iter().map(String::as_str).collect::<Vec<_>>(), ["app1", "redis", "web"]);
+        assert_eq!(d.overlays.get(&80).map(String::as_str), Some("app1"));
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+    }
+
+    #[test]
+    fn bad_entries_are_named_and_skipped() {
+        let d = declared(&container(
+            &[(LABEL_CONNECT_TO, "ok,bad name"), (LABEL_POLICY, "strict")],
+            &["BACKEND_X=x;99999", "BACKEND_Y=y", "BACKEND_Z=z;8080"],
+        ));
+        assert_eq!(d.connect_to.iter().map(String::as_str).collect::<Vec<_>>(), ["ok", "z"]);
+        assert_eq!(d.mode, None);
+        let text = d.problems.join("\n");
+        for needle in [
+            r#"container "client": label viking.connect_to names "bad name""#,
+            r#"label viking.policy = "strict""#,
+            r#"BACKEND_X="x;99999": port "99999" is not 1..=65535"#,
+            r#"BACKEND_Y="y": expected <service>;<port>"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Per-container policy: declared dependencies become kernel entries keyed by cgroup id.
+//! A container's connect to a VIP is checked in the kernel at connect time; the agent only
+//! keeps `CGROUP_POLICY`, `ALLOWED` and `OVERLAYS` in sync as containers, declarations and
+//! services come and go (see `writer`), and logs undeclared connects (see `audit`).
+
+pub mod audit;
+mod declarations;
+pub mod writer;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+pub use declarations::{LABEL_CONNECT_TO, LABEL_POLICY, declared};
+use viking_common::PolicyMode;
+
+use crate::{
+    model::{DesiredState, Frontend, Protocol},
+    sources::docker::Container,
+};
+
+/// Everything the kernel must hold for the containers of this host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelPolicy {
+    /// Cgroup id -> mode, for containers whose mode is not `off`.
+    pub modes: BTreeMap<u64, PolicyMode>,
+    /// (cgroup id, VIP) the container declared.
+    pub allowed: BTreeSet<(u64, IpAddr)>,
+    /// (cgroup id, port on the ambassador, protocol) -> service frontend (VIP, port).
+    pub overlays: BTreeMap<(u64, u16, Protocol), (IpAddr, u16)>,
+}
+
+/// What the policy is built from.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    /// Running containers.
+    pub containers: &'a [Container],
+    /// `connect_to` tags of Consul instances, by instance id.
+    pub consul: &'a BTreeMap<String, BTreeSet<String>>,
+    /// The services served (names resolve to their VIPs).
+    pub services: &'a DesiredState,
+    /// Mode of containers without a `viking.policy` label.
+    pub default_mode: PolicyMode,
+}
+
+/// Builds the kernel policy; the messages name containers and values that could not be
+/// used (unknown services, bad labels).
+pub fn build(inputs: &Inputs<'_>) -> (KernelPolicy, Vec<String>) {
+    let mut frontends_of: BTreeMap<&str, Vec<Frontend>> = BTreeMap::new();
+    for service in inputs.services.services.values() {
+        frontends_of.entry(service.name.as_str()).or_default().push(service.frontend);
+    }
+    let mut policy = KernelPolicy::default();
+    let mut problems = Vec::new();
+    for container in inputs.containers {
+        let who = container.display_name();
+        let mut declared = declared(container);
+        problems.append(&mut declared.problems);
+        for (instance, services) in inputs.consul {
+            if belongs_to(instance, container) {
+                declared.connect_to.extend(services.iter().cloned());
+            }
+        }
+        let mode = declared.mode.unwrap_or(inputs.default_mode);
+        if mode != PolicyMode::Off {
+            policy.modes.insert(container.cgroup_id, mode);
+        }
+        for name in &declared.connect_to {
+            match frontends_of.get(name.as_str()) {
+                Some(frontends) => {
+                    for frontend in frontends {
+                        policy.allowed.insert((container.cgroup_id, frontend.vip));
+                    }
+                }
+                None => problems.push(format!(
+                    "container {who:?} declares service {name:?}, which does not exist (yet); ignored until it does"
+                )),
+            }
+        }
+        for (port, name) in &declared.overlays {
+            let frontends = frontends_of.get(name.as_str()).map(Vec::as_slice).unwrap_or_default();
+            for protocol in [Protocol::Tcp, Protocol::Udp] {
+                let candidates: Vec<&Frontend> = frontends.iter().filter(|f| f.protocol == protocol).collect();
+                // The service's frontend on the same port, else its only one.
+                let target = candidates.iter().find(|f| f.port == *port).or(candidates.first().filter(|_| candidates.len() == 1));
+                match target {
+                    Some(frontend) => {
+                        policy.overlays.insert((container.cgroup_id, *port, protocol), (frontend.vip, frontend.port));
+                    }
+                    None if candidates.len() > 1 => problems.push(format!(
+                        "container {who:?}: overlay port {port} -> {name:?}: the service has several {protocol} ports and none is {port}; ignored"
+                    )),
+                    None => {}
+                }
+            }
+        }
+    }
+    (policy, problems)
+}
+
+/// Whether a Consul instance id belongs to a container: Nomad ids contain the allocation
+/// id; registrator ids are `<host>:<container name>:<port>`.
+fn belongs_to(instance: &str, container: &Container) -> bool {
+    if let Some(nomad) = &container.nomad {
+        return instance.contains(&nomad.alloc_id);
+    }
+    instance.contains(&format!(":{}:", container.name)) || instance == container.name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{model::Service, sources::docker::NomadTask};
+
+    fn container(name: &str, cgroup_id: u64, labels: &[(&str, &str)], env: &[&str]) -> Container {
+        Container {
+            id: format!("{name}-id"),
+            name: name.into(),
+            cgroup_id,
+            labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            env: env.iter().map(|e| (*e).into()).collect(),
+            nomad: None,
+        }
+    }
+
+    fn services(list: &[(&str, &str, u16)]) -> DesiredState {
+        let mut state = DesiredState::default();
+        for (name, vip, port) in list {
+            let frontend = Frontend { vip: vip.parse().unwrap(), port: *port, protocol: Protocol::Tcp };
+            let service = Service { name: (*name).into(), frontend, algorithm: Default::default(), affinity_secs: 0, backends: vec![] };
+            state.services.insert(frontend, service);
+        }
+        state
+    }
+
+    #[test]
+    fn declarations_resolve_to_vips_and_overlays() {
+        let state = services(&[("web", "240.0.0.10", 80), ("app1", "240.0.0.20", 8080), ("app2", "240.0.0.21", 8080)]);
+        let containers = [
+            container("a", 1, &[(LABEL_CONNECT_TO, "web"), (LABEL_POLICY, "enforce")], &["BACKEND_APP=app1;80"]),
+            container("b", 2, &[], &["BACKEND_APP=app2;80"]),
+        ];
+        let consul = BTreeMap::new();
+        let (policy, problems) = build(&Inputs { containers: &containers, consul: &consul, services: &state, default_mode: PolicyMode::Audit });
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(policy.modes, BTreeMap::from([(1, PolicyMode::Enforce), (2, PolicyMode::Audit)]));
+        assert!(policy.allowed.contains(&(1, "240.0.0.10".parse().unwrap())));
+        assert!(policy.allowed.contains(&(1, "240.0.0.20".parse().unwrap())));
+        assert!(policy.allowed.contains(&(2, "240.0.0.21".parse().unwrap())));
+        // The same ambassador port maps to a different service per container.
+        assert_eq!(policy.overlays[&(1, 80, Protocol::Tcp)], ("240.0.0.20".parse().unwrap(), 8080));
+        assert_eq!(policy.overlays[&(2, 80, Protocol::Tcp)], ("240.0.0.21".parse().unwrap(), 8080));
+    }
+
+    #[test]
+    fn unknown_services_are_reported_and_skipped() {
+        let state = services(&[("web", "240.0.0.10", 80)]);
+        let containers = [container("a", 1, &[(LABEL_CONNECT_TO, "web,nope")], &[])];
+        let consul = BTreeMap::new();
+        let (policy, problems) = build(&Inputs { containers: &containers, consul: &consul, services: &state, default_mode: PolicyMode::Enforce });
+        assert_eq!(policy.allowed.len(), 1);
+        assert_eq!(problems, [r#"container "a" declares service "nope", which does not exist (yet); ignored until it does"#]);
+    }
+
+    #[test]
+    fn consul_connect_to_tags_apply_to_the_nomad_task_that_registered_them() {
+        let state = services(&[("db", "240.0.0.30", 5432)]);
+        let mut task = container("web-task", 5, &[], &[]);
+        task.nomad = Some(NomadTask { task: "web".into(), alloc_id: "4f1d-aa".into() });
+        let consul = BTreeMap::from([("_nomad-task-4f1d-aa-web-web-http".to_owned(), BTreeSet::from(["db".to_owned()]))]);
+        let (policy, _) = build(&Inputs { containers: &[task], consul: &consul, services: &state, default_mode: PolicyMode::Enforce });
+        assert!(policy.allowed.contains(&(5, "240.0.0.30".parse().unwrap())));
+    }
+}

@@ -1,0 +1,145 @@
+//! Keeps `CGROUP_POLICY`, `ALLOWED` and `OVERLAYS` equal to the desired [`KernelPolicy`],
+//! writing only differences, in an order that never refuses a declared connect: new
+//! declarations before stricter modes, looser modes before removed declarations.
+
+use std::net::{IpAddr, SocketAddr};
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, MapError},
+};
+use viking_common::{AllowKey, CgroupPolicy, Ip6, OverlayKey, OverlayTarget, PolicyMode, Settings, names};
+
+use super::KernelPolicy;
+use crate::{
+    dataplane::tables::TableError,
+    model::Protocol,
+};
+
+/// The policy maps.
+pub struct PolicyTables {
+    modes: HashMap<MapData, u64, CgroupPolicy>,
+    allowed: HashMap<MapData, AllowKey, u8>,
+    overlays: HashMap<MapData, OverlayKey, OverlayTarget>,
+    settings: Array<MapData, Settings>,
+}
+
+impl std::fmt::Debug for PolicyTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyTables").finish_non_exhaustive()
+    }
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> TableError {
+    move |source| TableError::Map { name, source }
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, TableError> {
+    let map = ebpf.take_map(name).ok_or_else(|| TableError::Missing { name, detail: "not in the eBPF object".into() })?;
+    T::try_from(map).map_err(map_err(name))
+}
+
+impl PolicyTables {
+    /// Takes the policy maps out of a freshly loaded object.
+    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self, TableError> {
+        Ok(Self {
+            modes: take(ebpf, names::CGROUP_POLICY)?,
+            allowed: take(ebpf, names::ALLOWED)?,
+            overlays: take(ebpf, names::OVERLAYS)?,
+            settings: take(ebpf, names::SETTINGS)?,
+        })
+    }
+
+    /// Sets (or clears, with `None`) the ambassador address of port overlays.
+    pub fn set_ambassador(&mut self, ambassador: Option<IpAddr>) -> Result<(), TableError> {
+        let settings = Settings { ambassador: ambassador.map(Ip6::from_ip).unwrap_or_default() };
+        self.settings.set(0, settings, 0).map_err(map_err(names::SETTINGS))
+    }
+
+    /// What the maps hold now (pinned by an earlier agent).
+    pub fn read(&self) -> Result<KernelPolicy, TableError> {
+        let mut policy = KernelPolicy::default();
+        for item in self.modes.iter() {
+            let (cgroup, value) = item.map_err(map_err(names::CGROUP_POLICY))?;
+            policy.modes.insert(cgroup, PolicyMode::from_u8(value.mode));
+        }
+        for item in self.allowed.keys() {
+            let key = item.map_err(map_err(names::ALLOWED))?;
+            policy.allowed.insert((key.cgroup_id, key.vip.to_ip()));
+        }
+        for item in self.overlays.iter() {
+            let (key, target) = item.map_err(map_err(names::OVERLAYS))?;
+            let Some(protocol) = Protocol::from_number(key.protocol) else { continue };
+            let vip = SocketAddr::new(target.vip.to_ip(), u16::from_be(target.port_be));
+            policy.overlays.insert((key.cgroup_id, u16::from_be(key.port_be), protocol), (vip.ip(), vip.port()));
+        }
+        Ok(policy)
+    }
+}
+
+/// The single writer of the policy maps.
+#[derive(Debug)]
+pub struct PolicyWriter {
+    tables: PolicyTables,
+    current: KernelPolicy,
+}
+
+impl PolicyWriter {
+    /// Adopts what the maps hold.
+    pub fn adopt(tables: PolicyTables) -> Result<Self, TableError> {
+        let current = tables.read()?;
+        Ok(Self { tables, current })
+    }
+
+    /// Makes the maps hold `desired`; returns the number of writes.
+    pub fn apply(&mut self, desired: &KernelPolicy) -> Result<usize, TableError> {
+        let mut writes = 0;
+        let t = &mut self.tables;
+        for (cgroup_id, vip) in desired.allowed.difference(&self.current.allowed) {
+            t.allowed.insert(AllowKey { cgroup_id: *cgroup_id, vip: Ip6::from_ip(*vip) }, 1, 0).map_err(map_err(names::ALLOWED))?;
+            writes += 1;
+        }
+        for (key, target) in &desired.overlays {
+            if self.current.overlays.get(key) != Some(target) {
+                t.overlays.insert(overlay_key(key), overlay_target(target), 0).map_err(map_err(names::OVERLAYS))?;
+                writes += 1;
+            }
+        }
+        for (cgroup_id, mode) in &desired.modes {
+            if self.current.modes.get(cgroup_id) != Some(mode) {
+                let value = CgroupPolicy { mode: *mode as u8, _pad: [0; 7] };
+                t.modes.insert(cgroup_id, value, 0).map_err(map_err(names::CGROUP_POLICY))?;
+                writes += 1;
+            }
+        }
+        for cgroup_id in self.current.modes.keys().filter(|c| !desired.modes.contains_key(c)) {
+            remove(&mut t.modes, cgroup_id, names::CGROUP_POLICY)?;
+            writes += 1;
+        }
+        for key in self.current.overlays.keys().filter(|k| !desired.overlays.contains_key(k)) {
+            remove(&mut t.overlays, &overlay_key(key), names::OVERLAYS)?;
+            writes += 1;
+        }
+        for (cgroup_id, vip) in self.current.allowed.difference(&desired.allowed) {
+            remove(&mut t.allowed, &AllowKey { cgroup_id: *cgroup_id, vip: Ip6::from_ip(*vip) }, names::ALLOWED)?;
+            writes += 1;
+        }
+        self.current = desired.clone();
+        Ok(writes)
+    }
+}
+
+fn overlay_key(&(cgroup_id, port, protocol): &(u64, u16, Protocol)) -> OverlayKey {
+    OverlayKey { cgroup_id, port_be: port.to_be(), protocol: protocol.number(), _pad: [0; 5] }
+}
+
+fn overlay_target(&(vip, port): &(IpAddr, u16)) -> OverlayTarget {
+    OverlayTarget { vip: Ip6::from_ip(vip), port_be: port.to_be(), _pad: 0 }
+}
+
+fn remove<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>, key: &K, name: &'static str) -> Result<(), TableError> {
+    match map.remove(key) {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(err) => Err(map_err(name)(err)),
+    }
+}
