@@ -10,6 +10,7 @@ pub mod agent;
 pub mod client;
 pub mod config;
 pub mod consul;
+pub mod docker;
 
 pub use agent::{Agent, PinGuard};
 pub use viking_sandbox::{Backend, Cgroup, Netns, backends, wait_for};

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::{
     dataplane::{pins::PinDir, tables::KernelTables},
     model::Protocol,
+    policy::writer::PolicyTables,
 };
 
 /// One service in the dump.
@@ -67,6 +68,32 @@ pub struct DumpedStats {
 pub struct Dump {
     /// Every service, by VIP, port and protocol.
     pub services: Vec<DumpedService>,
+    /// Every container (cgroup) with a policy or port overlays.
+    pub policy: Vec<DumpedPolicy>,
+}
+
+/// One container's policy in the dump.
+#[derive(Debug, Default, Serialize)]
+pub struct DumpedPolicy {
+    /// The container's cgroup id.
+    pub cgroup_id: u64,
+    /// `off`, `audit`, `enforce` or `bypass`.
+    pub mode: String,
+    /// VIPs it declared.
+    pub allowed: Vec<String>,
+    /// Its port overlays on the ambassador address.
+    pub overlays: Vec<DumpedOverlay>,
+}
+
+/// One port overlay in the dump.
+#[derive(Debug, Serialize)]
+pub struct DumpedOverlay {
+    /// Port on the ambassador address.
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// The service frontend it leads to.
+    pub frontend: String,
 }
 
 /// Reads the pinned maps under `pin_dir`.
@@ -111,7 +138,26 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
             },
         });
     }
-    Ok(Dump { services })
+    Ok(Dump { services, policy: read_policy(pin_dir)? })
+}
+
+fn read_policy(pin_dir: &Path) -> anyhow::Result<Vec<DumpedPolicy>> {
+    let policy = PolicyTables::open_pinned(&PinDir::new(pin_dir))?.read()?;
+    let mut by_cgroup: std::collections::BTreeMap<u64, DumpedPolicy> = std::collections::BTreeMap::new();
+    fn entry(map: &mut std::collections::BTreeMap<u64, DumpedPolicy>, cgroup_id: u64) -> &mut DumpedPolicy {
+        map.entry(cgroup_id).or_insert_with(|| DumpedPolicy { cgroup_id, mode: "off".into(), ..Default::default() })
+    }
+    for (cgroup_id, mode) in &policy.modes {
+        entry(&mut by_cgroup, *cgroup_id).mode = mode.name().into();
+    }
+    for (cgroup_id, vip) in &policy.allowed {
+        entry(&mut by_cgroup, *cgroup_id).allowed.push(vip.to_string());
+    }
+    for ((cgroup_id, port, protocol), (vip, vip_port)) in &policy.overlays {
+        let frontend = format!("{}/{protocol}", std::net::SocketAddr::new(*vip, *vip_port));
+        entry(&mut by_cgroup, *cgroup_id).overlays.push(DumpedOverlay { port: *port, protocol: protocol.name().into(), frontend });
+    }
+    Ok(by_cgroup.into_values().collect())
 }
 
 /// Prints the dump as a table or as JSON.
@@ -143,6 +189,15 @@ pub fn dump(pin_dir: &Path, json: bool) -> anyhow::Result<()> {
     }
     println!("{table}");
     println!("{} service(s) pinned at {}", dump.services.len(), pin_dir.display());
+    if !dump.policy.is_empty() {
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::NOTHING).set_header(["CGROUP", "MODE", "DECLARED VIPS", "OVERLAYS"]);
+        for p in &dump.policy {
+            let overlays: Vec<String> = p.overlays.iter().map(|o| format!("{}/{} -> {}", o.port, o.protocol, o.frontend)).collect();
+            table.add_row([p.cgroup_id.to_string(), p.mode.clone(), p.allowed.join(" "), overlays.join(" ")]);
+        }
+        println!("\n{table}");
+    }
     Ok(())
 }
 
