@@ -136,3 +136,35 @@ fn udp_sockets_connected_to_a_removed_backend_are_closed_and_reconnect_elsewhere
     assert!(matches!(errors[0].errno, Some(103 | 89)), "ECONNABORTED or EDESTADDRREQ: {errors:?}");
     assert_eq!(dumped_backends(&agent.dump(), "240.0.0.53", 53), Some(vec![udp[1].addr.to_string()]));
 }
+
+#[test]
+fn a_socket_that_asked_for_its_peer_keeps_the_vip_after_the_recent_table_moved_on() {
+    let w = world();
+    let tcp = tcp_backends(&w.netns, 1);
+    let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &addrs(&tcp));
+    // A tiny recent-sockets table: 20 later connects overwrite every slot.
+    let config = render(&[web]).replace("[agent]\n", "[limits]\nmax_recent_sockets = 4\n\n[agent]\n");
+    let _agent = Agent::start(&w.cgroup, &w.pins, &config);
+
+    let script = r#"
+import socket
+vip = ("240.0.0.10", 80)
+asked = socket.create_connection(vip)
+first = asked.getpeername()
+silent = socket.create_connection(vip)
+for _ in range(20):
+    socket.create_connection(vip).close()
+print(first[0], asked.getpeername()[0], silent.getpeername()[0])
+"#;
+    let mut command = Command::new("python3");
+    command.args(["-c", script]);
+    viking_sandbox::process::place(&mut command, &w.cgroup, &w.netns).unwrap();
+    let output = command.output().expect("python3");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let peers: Vec<String> = String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect();
+    assert_eq!(peers[0], "240.0.0.10");
+    assert_eq!(peers[1], "240.0.0.10", "promoted to socket storage when it first asked");
+    // The documented limit: a socket that never asked, after max_recent_sockets later
+    // connects, shows its backend.
+    assert_eq!(peers[2], tcp[0].addr.ip().to_string());
+}

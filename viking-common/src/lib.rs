@@ -22,7 +22,7 @@ pub use address::Ip6;
 pub use backend::Backend;
 pub use policy::{AllowKey, AuditEvent, CgroupPolicy, OverlayKey, OverlayTarget, PolicyMode, Settings};
 pub use service::{Algorithm, ServiceKey, ServiceName, ServiceValue};
-pub use socket::{AffinityKey, AffinityValue, RevNatKey, RevNatValue, SocketState};
+pub use socket::{AffinityKey, AffinityValue, RevNatKey, RevNatValue, SocketRecord, SocketState};
 pub use stats::{BackendStats, ServiceStats};
 
 /// IP protocol number of TCP, as in `bpf_sock_addr.protocol` and `ServiceKey::protocol`.
@@ -41,6 +41,10 @@ pub mod limits {
     pub const MAX_SERVICE_SLOTS: u32 = 1_048_576;
     /// Backend slots a single service may use.
     pub const MAX_BACKENDS_PER_SERVICE: u16 = 1_024;
+    /// Entries of the `RECENT_SOCKETS` table: a redirected socket's translation stays there
+    /// until this many later sockets took its place (then only its socket storage, created
+    /// when it first asked for its peer name, remains).
+    pub const MAX_RECENT_SOCKETS: u32 = 262_144;
     /// Entries of the `REV_NAT` LRU (unconnected UDP flows: socket x backend).
     pub const MAX_REV_NAT: u32 = 262_144;
     /// Entries of the `AFFINITY` LRU (client cgroup x service).
@@ -69,6 +73,8 @@ mod pod {
     unsafe impl aya::Pod for super::ServiceName {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::BackendStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SocketRecord {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::AffinityKey {}
     // SAFETY: as above.
@@ -102,6 +108,7 @@ mod layout_tests {
         assert_eq!(size_of::<ServiceName>(), 64);
         assert_eq!(size_of::<BackendStats>(), 8);
         assert_eq!(size_of::<SocketState>(), 44);
+        assert_eq!(size_of::<SocketRecord>(), 56);
         assert_eq!(size_of::<RevNatKey>(), 32);
         assert_eq!(size_of::<RevNatValue>(), 20);
         assert_eq!(size_of::<AffinityKey>(), 16);
@@ -110,7 +117,7 @@ mod layout_tests {
         assert_eq!(size_of::<AllowKey>(), 24);
         assert_eq!(size_of::<OverlayKey>(), 16);
         assert_eq!(size_of::<OverlayTarget>(), 20);
-        assert_eq!(size_of::<Settings>(), 16);
+        assert_eq!(size_of::<Settings>(), 24);
         assert_eq!(size_of::<AuditEvent>(), 32);
     }
 }

@@ -17,7 +17,9 @@ pub const SERVICE_NAMES: &str = "VIKING_SERVICE_NAMES";
 pub const BACKEND_STATS: &str = "VIKING_BACKEND_STATS";
 /// `BACKEND_ACTIVE`: backend id -> open connections of `least_conn` services.
 pub const BACKEND_ACTIVE: &str = "VIKING_BACKEND_ACTIVE";
-/// `SOCKETS`: socket storage, what connect did to each socket.
+/// `RECENT_SOCKETS`: direct-mapped table of recently redirected sockets.
+pub const RECENT_SOCKETS: &str = "VIKING_RECENT_SOCKETS";
+/// `SOCKETS`: socket storage of counted sockets and of sockets whose peer was asked for.
 pub const SOCKETS: &str = "VIKING_SOCKETS";
 /// `REV_NAT`: (socket, backend) -> VIP, for unconnected UDP replies.
 pub const REV_NAT: &str = "VIKING_REV_NAT";

@@ -94,6 +94,16 @@ pub struct OverlayTarget {
 pub struct Settings {
     /// The ambassador address of port overlays (v4-mapped for IPv4); all zero = none.
     pub ambassador: Ip6,
+    /// [`Settings::POLICY_ACTIVE`] when some cgroup has a policy: otherwise the programs
+    /// skip the per-cgroup lookup on every VIP connect.
+    pub flags: u32,
+    /// Entries of `RECENT_SOCKETS` (its `max_entries`, chosen by the agent at load time).
+    pub recent_sockets: u32,
+}
+
+impl Settings {
+    /// `CGROUP_POLICY` has at least one entry.
+    pub const POLICY_ACTIVE: u32 = 1;
 }
 
 /// A record of the `AUDIT_EVENTS` ring buffer: a connect to a VIP the container did not

@@ -2,8 +2,9 @@
 
 use crate::Ip6;
 
-/// Value of the `SOCKETS` socket-storage map: what `connect` did to a socket. Freed by the
-/// kernel with the socket, so it cannot leak however many short connections there are.
+/// What `connect` did to a socket: in `RECENT_SOCKETS` for every redirected socket, and in
+/// the `SOCKETS` socket storage (freed by the kernel with the socket) for sockets counted
+/// by `least_conn` and sockets whose peer name was asked for.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketState {
@@ -24,6 +25,20 @@ pub struct SocketState {
 impl SocketState {
     /// The socket is counted in `BACKEND_ACTIVE` and must be uncounted on release.
     pub const COUNTED: u32 = 1;
+}
+
+/// Value of the `RECENT_SOCKETS` array: the translation of a recently redirected socket,
+/// at index `cookie % size`. Valid while `cookie` matches; a later socket with the same
+/// index overwrites it (a direct-mapped table: one array write per connect, no allocation).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketRecord {
+    /// `bpf_get_socket_cookie` of the socket; 0 = empty.
+    pub cookie: u64,
+    /// What connect did.
+    pub state: SocketState,
+    /// Explicit padding, always 0.
+    pub _pad: u32,
 }
 
 /// Key of the `REV_NAT` LRU: an unconnected UDP socket (by cookie) and a backend it sent to.

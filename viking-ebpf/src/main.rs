@@ -23,6 +23,8 @@ mod programs;
 mod redirect;
 #[cfg(target_arch = "bpf")]
 mod sockaddr;
+#[cfg(target_arch = "bpf")]
+mod sockets;
 
 /// A host build of this crate is empty: the programs only exist for `bpfel-unknown-none`.
 #[cfg(not(target_arch = "bpf"))]

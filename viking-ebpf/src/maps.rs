@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use viking_common::{
     AffinityKey, AffinityValue, AllowKey, AuditEvent, Backend, BackendStats, CgroupPolicy, OverlayKey, OverlayTarget, RevNatKey,
-    RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketState, limits,
+    RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord, SocketState, limits,
 };
 
 /// Frontends and their backend slots.
@@ -68,10 +68,23 @@ pub static BACKEND_STATS: PerCpuArray<BackendStats, { limits::MAX_BACKENDS as us
 #[btf_map(name = "VIKING_BACKEND_ACTIVE")]
 pub static BACKEND_ACTIVE: Array<u64, { limits::MAX_BACKENDS as usize }> = Array::new();
 
-/// What connect did to each socket, for getpeername, connected-UDP replies and release.
+/// What connect did to recently redirected sockets, for getpeername and connected-UDP
+/// replies: a direct-mapped table (one array write per connect; creating socket storage
+/// costs ~750 ns per connect on this kernel, this ~10 ns).
+/// - key: `cookie % size` (size in `SETTINGS.recent_sockets`); value: [`SocketRecord`],
+///   valid while its cookie matches
+/// - writer: connect4/6; reader: getpeername4/6, recvmsg4/6 (which promote the record to
+///   `SOCKETS` so that it outlives later sockets)
+/// - size: `limits.max_recent_sockets`
+#[btf_map(name = "VIKING_RECENT_SOCKETS")]
+pub static RECENT_SOCKETS: Array<SocketRecord, { limits::MAX_RECENT_SOCKETS as usize }> = Array::new();
+
+/// Per-socket state that must live as long as the socket: sockets counted by `least_conn`
+/// (so release can uncount them) and sockets that asked for their peer name.
 /// - key: the socket; value: [`SocketState`]
-/// - writer: connect4/6; reader: getpeername4/6, recvmsg4/6, sock_release
-/// - size: one entry per redirected socket, freed by the kernel with the socket
+/// - writer: connect4/6 (least_conn), getpeername4/6 and recvmsg4/6 (promotion); reader:
+///   getpeername4/6, recvmsg4/6, sock_release
+/// - size: one entry per such socket, freed by the kernel with the socket
 #[btf_map(name = "VIKING_SOCKETS")]
 pub static SOCKETS: SkStorage<SocketState> = SkStorage::new();
 

@@ -2,7 +2,7 @@
 //! the cgroup id of the connecting process.
 
 use aya_ebpf::helpers::generated::bpf_get_current_cgroup_id;
-use viking_common::{AllowKey, AuditEvent, Ip6, OverlayKey, OverlayTarget, PolicyMode};
+use viking_common::{AllowKey, AuditEvent, Ip6, OverlayKey, OverlayTarget, PolicyMode, Settings};
 
 use crate::maps::{ALLOWED, AUDIT_EVENTS, CGROUP_POLICY, OVERLAYS, SETTINGS};
 
@@ -24,10 +24,16 @@ pub fn current_cgroup() -> u64 {
     unsafe { bpf_get_current_cgroup_id() }
 }
 
+/// The host-wide settings (an array lookup, which the verifier inlines).
+#[inline(always)]
+pub fn settings() -> Settings {
+    SETTINGS.get(0).copied().unwrap_or_default()
+}
+
 /// Whether `address` is the ambassador address of port overlays (none when unset).
 #[inline(always)]
-pub fn is_ambassador(address: &Ip6) -> bool {
-    SETTINGS.get(0).is_some_and(|s| s.ambassador.words != [0; 4] && s.ambassador == *address)
+pub fn is_ambassador(settings: &Settings, address: &Ip6) -> bool {
+    settings.ambassador.words != [0; 4] && settings.ambassador == *address
 }
 
 /// The service frontend the container's connect to the ambassador on `port_be` stands for.

@@ -17,7 +17,7 @@ use crate::{
     dataplane::{Dataplane, pins::PinDir},
     policy::{
         audit,
-        writer::{PolicyTables, PolicyWriter},
+        writer::{HostSettings, PolicyTables, PolicyWriter},
     },
     reconcile::Reconciler,
     runtime::{Runtime, RuntimeOptions},
@@ -47,7 +47,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         None => viking_common::cgroup2::root().context("finding the cgroup v2 root (or pass --cgroup)")?,
     };
     let pins = PinDir::new(&options.pin_dir);
-    let Dataplane { tables, mut ebpf, adopted } =
+    let Dataplane { tables, mut ebpf, adopted, recent_sockets } =
         Dataplane::install(&pins, &cgroup, &config.limits).context("installing the dataplane")?;
     match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => {
@@ -59,9 +59,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     if let Err(err) = audit::forward(&mut ebpf, audit_tx) {
         tracing::warn!("policy audit events unavailable: {err}");
     }
-    let mut policy_tables = PolicyTables::from_ebpf(&mut ebpf)?;
-    policy_tables.set_ambassador(config.docker.as_ref().map(|d| d.ambassador))?;
-    let policy = PolicyWriter::adopt(policy_tables)?;
+    let policy_tables = PolicyTables::from_ebpf(&mut ebpf)?;
+    let host = HostSettings { ambassador: config.docker.as_ref().map(|d| d.ambassador), recent_sockets };
+    let policy = PolicyWriter::adopt(policy_tables, host)?;
 
     let snapshot = tables.snapshot()?;
     let reconciler = Reconciler::adopt(tables, snapshot, config.limits)?;

@@ -87,6 +87,9 @@ pub struct Limits {
     pub max_rev_nat: u32,
     /// Client affinity entries (client cgroup x service).
     pub max_affinity: u32,
+    /// Recently redirected sockets whose VIP `getpeername` can show without the socket
+    /// having asked before (a direct-mapped table of this many entries, 56 bytes each).
+    pub max_recent_sockets: u32,
 }
 
 impl Default for Limits {
@@ -98,6 +101,7 @@ impl Default for Limits {
             max_service_slots: limits::MAX_SERVICE_SLOTS,
             max_rev_nat: limits::MAX_REV_NAT,
             max_affinity: limits::MAX_AFFINITY,
+            max_recent_sockets: limits::MAX_RECENT_SOCKETS,
         }
     }
 }
@@ -211,13 +215,14 @@ impl Config {
 }
 
 fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
-    let checks: [(&'static str, u64, u64, u64); 6] = [
+    let checks: [(&'static str, u64, u64, u64); 7] = [
         ("limits.max_services", limits.max_services.into(), 1, 1 << 24),
         ("limits.max_backends", limits.max_backends.into(), 1, 1 << 24),
         ("limits.max_backends_per_service", limits.max_backends_per_service.into(), 1, u16::MAX.into()),
         ("limits.max_service_slots", limits.max_service_slots.into(), 2, 1 << 26),
         ("limits.max_rev_nat", limits.max_rev_nat.into(), 1, 1 << 26),
         ("limits.max_affinity", limits.max_affinity.into(), 1, 1 << 24),
+        ("limits.max_recent_sockets", limits.max_recent_sockets.into(), 1, 1 << 24),
     ];
     for (field, value, min, max) in checks {
         if !(min..=max).contains(&value) {
@@ -235,13 +240,14 @@ impl fmt::Display for Limits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "max_services={} max_backends={} max_backends_per_service={} max_service_slots={} max_rev_nat={} max_affinity={}",
+            "max_services={} max_backends={} max_backends_per_service={} max_service_slots={} max_rev_nat={} max_affinity={} max_recent_sockets={}",
             self.max_services,
             self.max_backends,
             self.max_backends_per_service,
             self.max_service_slots,
             self.max_rev_nat,
-            self.max_affinity
+            self.max_affinity,
+            self.max_recent_sockets
         )
     }
 }

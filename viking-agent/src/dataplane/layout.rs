@@ -5,7 +5,7 @@ use std::mem::size_of;
 
 use viking_common::{
     AffinityKey, AffinityValue, AllowKey, Backend, BackendStats, CgroupPolicy, OverlayKey, OverlayTarget, RevNatKey,
-    RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketState, limits, names,
+    RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord, SocketState, limits, names,
 };
 
 use crate::config::Limits;
@@ -29,7 +29,7 @@ const fn spec<K, V>(name: &'static str, max_entries: Option<fn(&Limits) -> u32>)
 }
 
 /// Every pinned map. (The log ring buffer is per program instance and not pinned.)
-pub const PINNED_MAPS: [PinnedMapSpec; 14] = [
+pub const PINNED_MAPS: [PinnedMapSpec; 15] = [
     spec::<ServiceKey, ServiceValue>(names::SERVICES, Some(|l| l.max_service_slots)),
     spec::<u32, Backend>(names::BACKENDS, Some(|l| l.max_backends)),
     spec::<u32, u64>(names::RR_CURSORS, Some(|l| l.max_services)),
@@ -39,6 +39,7 @@ pub const PINNED_MAPS: [PinnedMapSpec; 14] = [
     spec::<u32, u64>(names::BACKEND_ACTIVE, Some(|l| l.max_backends)),
     // Socket storage: key is the socket fd (an int); entries live and die with sockets.
     spec::<i32, SocketState>(names::SOCKETS, None),
+    spec::<u32, SocketRecord>(names::RECENT_SOCKETS, Some(|l| l.max_recent_sockets)),
     spec::<RevNatKey, RevNatValue>(names::REV_NAT, Some(|l| l.max_rev_nat)),
     spec::<AffinityKey, AffinityValue>(names::AFFINITY, Some(|l| l.max_affinity)),
     spec::<u64, CgroupPolicy>(names::CGROUP_POLICY, Some(|_| limits::MAX_CGROUPS)),

@@ -88,6 +88,8 @@ pub struct Dataplane {
     pub ebpf: Ebpf,
     /// Whether the maps were adopted from pins (an earlier agent's state).
     pub adopted: bool,
+    /// Entries of the recent-sockets table (a pinned table keeps its size).
+    pub recent_sockets: u32,
 }
 
 impl Dataplane {
@@ -122,8 +124,12 @@ impl Dataplane {
         for hook in &HOOKS {
             attach(&mut ebpf, hook, pins, &cgroup_dir, cgroup_id)?;
         }
+        let recent_sockets = match ebpf.map(viking_common::names::RECENT_SOCKETS) {
+            Some(aya::maps::Map::Array(data)) => data.info().map(|i| i.max_entries()).unwrap_or(0),
+            _ => 0,
+        };
         let tables = KernelTables::from_ebpf(&mut ebpf)?;
-        Ok(Self { tables, ebpf, adopted })
+        Ok(Self { tables, ebpf, adopted, recent_sockets })
     }
 }
 

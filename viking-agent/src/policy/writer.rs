@@ -16,7 +16,7 @@ use crate::{
     model::Protocol,
 };
 
-/// The policy maps.
+/// The policy maps and the settings entry.
 pub struct PolicyTables {
     modes: HashMap<MapData, u64, CgroupPolicy>,
     allowed: HashMap<MapData, AllowKey, u8>,
@@ -64,9 +64,14 @@ impl PolicyTables {
         })
     }
 
-    /// Sets (or clears, with `None`) the ambassador address of port overlays.
-    pub fn set_ambassador(&mut self, ambassador: Option<IpAddr>) -> Result<(), TableError> {
-        let settings = Settings { ambassador: ambassador.map(Ip6::from_ip).unwrap_or_default() };
+    /// Writes the settings entry: the ambassador address of port overlays, whether any
+    /// cgroup has a policy, the size of the recent-sockets table.
+    fn write_settings(&mut self, host: &HostSettings, policy_active: bool) -> Result<(), TableError> {
+        let settings = Settings {
+            ambassador: host.ambassador.map(Ip6::from_ip).unwrap_or_default(),
+            flags: if policy_active { Settings::POLICY_ACTIVE } else { 0 },
+            recent_sockets: host.recent_sockets,
+        };
         self.settings.set(0, settings, 0).map_err(map_err(names::SETTINGS))
     }
 
@@ -91,23 +96,39 @@ impl PolicyTables {
     }
 }
 
-/// The single writer of the policy maps.
+/// Host-wide values of the `SETTINGS` entry that do not depend on the policy.
+#[derive(Clone, Copy, Debug)]
+pub struct HostSettings {
+    /// The ambassador address of port overlays (`None`: no overlays).
+    pub ambassador: Option<IpAddr>,
+    /// Entries of the recent-sockets table.
+    pub recent_sockets: u32,
+}
+
+/// The single writer of the policy maps (and of the settings entry).
 #[derive(Debug)]
 pub struct PolicyWriter {
     tables: PolicyTables,
     current: KernelPolicy,
+    host: HostSettings,
 }
 
 impl PolicyWriter {
-    /// Adopts what the maps hold.
-    pub fn adopt(tables: PolicyTables) -> Result<Self, TableError> {
+    /// Adopts what the maps hold and writes the settings entry.
+    pub fn adopt(mut tables: PolicyTables, host: HostSettings) -> Result<Self, TableError> {
         let current = tables.read()?;
-        Ok(Self { tables, current })
+        tables.write_settings(&host, !current.modes.is_empty())?;
+        Ok(Self { tables, current, host })
     }
 
     /// Makes the maps hold `desired`; returns the number of writes.
     pub fn apply(&mut self, desired: &KernelPolicy) -> Result<usize, TableError> {
         let mut writes = 0;
+        let (was_active, active) = (!self.current.modes.is_empty(), !desired.modes.is_empty());
+        if active && !was_active {
+            // Switch the check on before the first mode lands; off after the last left.
+            self.tables.write_settings(&self.host, true)?;
+        }
         let t = &mut self.tables;
         for (cgroup_id, vip) in desired.allowed.difference(&self.current.allowed) {
             t.allowed.insert(AllowKey { cgroup_id: *cgroup_id, vip: Ip6::from_ip(*vip) }, 1, 0).map_err(map_err(names::ALLOWED))?;
@@ -137,6 +158,9 @@ impl PolicyWriter {
         for (cgroup_id, vip) in self.current.allowed.difference(&desired.allowed) {
             remove(&mut t.allowed, &AllowKey { cgroup_id: *cgroup_id, vip: Ip6::from_ip(*vip) }, names::ALLOWED)?;
             writes += 1;
+        }
+        if was_active && !active {
+            self.tables.write_settings(&self.host, false)?;
         }
         self.current = desired.clone();
         Ok(writes)

@@ -1,14 +1,14 @@
 //! `connect()` on TCP and UDP sockets: a VIP destination becomes a backend.
 
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
-use viking_common::{Ip6, SocketState};
+use viking_common::{IPPROTO_UDP, Ip6, SocketState};
 
 use super::verdict;
 use crate::{
-    balancer::{Choice, Pick, Refusal, close_connection, open_connection},
-    maps::SOCKETS,
+    balancer::{Choice, Pick, Refusal},
     redirect::resolve,
     sockaddr::{SockAddr, V4, V6},
+    sockets,
 };
 
 /// IPv4 sockets.
@@ -37,41 +37,21 @@ fn try_connect<const IPV6: bool>(ctx: &SockAddrContext) -> Result<(), Refusal> {
         return Ok(());
     };
     sock.set(&choice.backend.address, choice.backend.port_be)?;
-    remember(ctx, requested, requested_port_be, &choice);
+    remember(ctx, requested, requested_port_be, &choice, protocol);
     Ok(())
 }
 
-/// Records the translation in the socket's storage (for getpeername, connected-UDP replies
-/// and release) and moves the socket's open-connection count to the new backend.
+/// Records the translation for getpeername, replies and release (see `sockets`).
 #[inline(always)]
-fn remember(ctx: &SockAddrContext, vip: Ip6, vip_port_be: u16, choice: &Choice) {
-    // SAFETY: the context's socket is valid for the program's duration; a null value asks
-    // the kernel to create a zeroed entry.
-    let state = unsafe { SOCKETS.get_or_insert_ptr_mut(ctx, None) };
-    if state.is_null() {
-        // No memory for the entry: the connect still goes to the backend; only
-        // getpeername will show the backend instead of the VIP.
-        return;
-    }
-    // SAFETY: non-null pointer to this socket's storage, owned by this socket.
-    let previous = unsafe { *state };
-    if previous.flags & SocketState::COUNTED != 0 {
-        // A UDP socket connecting again: it leaves its previous backend.
-        close_connection(previous.backend_id);
-    }
-    let mut flags = 0;
-    if choice.counts_connections {
-        open_connection(choice.backend_id);
-        flags = SocketState::COUNTED;
-    }
-    let next = SocketState {
+fn remember(ctx: &SockAddrContext, vip: Ip6, vip_port_be: u16, choice: &Choice, protocol: u8) {
+    let state = SocketState {
         vip,
         backend: choice.backend.address,
         vip_port_be,
         backend_port_be: choice.backend.port_be,
-        flags,
+        flags: 0,
         backend_id: choice.backend_id,
     };
-    // SAFETY: as above.
-    unsafe { *state = next };
+    // Only a UDP socket connects again in practice; TCP skips the storage check.
+    sockets::record(ctx, state, choice.counts_connections, protocol == IPPROTO_UDP);
 }

@@ -5,8 +5,8 @@ use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
 
 use super::ALLOW;
 use crate::{
-    maps::SOCKETS,
     sockaddr::{SockAddr, V4, V6},
+    sockets,
 };
 
 /// IPv4 sockets.
@@ -27,13 +27,9 @@ pub fn viking_getpeername6(ctx: SockAddrContext) -> i32 {
 /// VIP instead. Returns whether it did. Shared with the UDP receive hooks.
 #[inline(always)]
 pub fn reverse_connected<const IPV6: bool>(ctx: &SockAddrContext) -> bool {
-    // SAFETY: the context's socket is valid for the program's duration; no creation.
-    let state = unsafe { SOCKETS.get_ptr_mut(ctx) };
-    if state.is_null() {
+    let Some(state) = sockets::lookup(ctx) else {
         return false;
-    }
-    // SAFETY: non-null pointer to this socket's storage.
-    let state = unsafe { *state };
+    };
     let mut sock = SockAddr::<IPV6>::new(ctx);
     // The socket may have been connected elsewhere since (UDP): only its current peer counts.
     if !sock.is(&state.backend, state.backend_port_be) {

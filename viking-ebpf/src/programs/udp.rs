@@ -1,7 +1,7 @@
 //! Unconnected UDP: `sendto(VIP)` goes to a backend, and replies from that backend appear
 //! to come from the VIP.
 
-use aya_ebpf::{helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr, programs::SockAddrContext, EbpfContext};
+use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
 use viking_common::{IPPROTO_UDP, RevNatKey, RevNatValue};
 
 use super::{ALLOW, peer::reverse_connected, verdict};
@@ -10,6 +10,7 @@ use crate::{
     maps::REV_NAT,
     redirect::resolve,
     sockaddr::{SockAddr, V4, V6},
+    sockets,
 };
 
 /// `sendto`/`sendmsg` with an address on IPv4 UDP sockets.
@@ -42,8 +43,7 @@ fn try_sendmsg<const IPV6: bool>(ctx: &SockAddrContext) -> Result<(), Refusal> {
     let mut sock = SockAddr::<IPV6>::new(ctx);
     let vip = sock.address();
     let vip_port_be = sock.port_be();
-    // SAFETY: helper on the valid context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let cookie = sockets::cookie(ctx);
     let Some(choice) = resolve(&sock, IPPROTO_UDP, Pick::Sticky(cookie))? else {
         return Ok(());
     };
@@ -66,8 +66,7 @@ fn reverse_source<const IPV6: bool>(ctx: &SockAddrContext) {
         return;
     }
     let mut sock = SockAddr::<IPV6>::new(ctx);
-    // SAFETY: helper on the valid context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let cookie = sockets::cookie(ctx);
     let key = RevNatKey { cookie, backend: sock.address(), backend_port_be: sock.port_be(), _pad: [0; 6] };
     // SAFETY: the value is read by copy right away.
     if let Some(value) = unsafe { REV_NAT.get(&key) }.copied() {
