@@ -49,6 +49,16 @@ pub fn build_agent(profile: Profile) -> anyhow::Result<PathBuf> {
     Ok(workspace_root().join("target").join(dir).join("viking-agent"))
 }
 
+/// Builds the benchmark driver `viking-bench` in release mode (its build script builds and
+/// embeds the baseline redirect program) and returns the binary's path.
+pub fn build_bench() -> anyhow::Result<PathBuf> {
+    let mut command = cargo();
+    command.args(["build", "--release", "--package", "viking-bench", "--bin", "viking-bench"]);
+    eprintln!("xtask: building viking-bench (release)");
+    status(command, "cargo build")?;
+    Ok(workspace_root().join("target").join("release").join("viking-bench"))
+}
+
 /// `cargo test --workspace` with extra arguments.
 pub fn test(args: &[OsString]) -> anyhow::Result<()> {
     let mut command = cargo();

@@ -3,6 +3,7 @@
 //! Every command that builds first runs [`setup`], which installs what is missing (Debian
 //! packages, `bpf-linker`, the `debian` rustup toolchain) and is fast when nothing is.
 
+mod bench;
 mod cargo;
 mod demo;
 mod setup;
@@ -35,6 +36,13 @@ enum Command {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
+    },
+    /// Measure Viking against direct connects, iptables DNAT and HAProxy in one run (as
+    /// root) and write docs/benchmarks.md.
+    Bench {
+        /// Fewer numbers of services and shorter runs: about 2 minutes instead of 10.
+        #[arg(long)]
+        quick: bool,
     },
     /// Run a command inside the running demo's cgroup and netns, e.g.
     /// `cargo xtask exec -- curl -s http://240.0.0.10/`.
@@ -81,6 +89,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             cargo::build_agent(cargo::Profile::Dev)?;
             cargo::test(&args)
         }
+        Command::Bench { quick } => bench::run(quick),
         Command::Exec { command } => demo::exec(&command),
         Command::DemoClient { to, count } => demo::client(&to, count),
     }

@@ -21,6 +21,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("curl", "`cargo xtask exec -- curl …` against the demo"),
     ("iproute2", "`ip addr` inside test network namespaces"),
     ("python3", "tests with a dual-stack (AF_INET6) client"),
+    ("docker.io", "a real dockerd for the container tests"),
+    ("busybox-static", "the test containers' image (made locally, no registry)"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -30,7 +32,7 @@ const DEBIAN_TOOLCHAIN: &str = "debian";
 
 /// Makes sure every prerequisite is present; installs what is missing.
 pub fn run() -> anyhow::Result<()> {
-    apt_packages()?;
+    apt_packages(APT_PACKAGES)?;
     debian_toolchain()?;
     bpf_linker()?;
     Ok(())
@@ -45,14 +47,15 @@ pub fn require_root(why: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES.iter().map(|(name, _)| *name).filter(|name| !dpkg_installed(name)).collect();
+/// Installs those of `packages` (name, why it is needed) that are missing.
+pub fn apt_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages.iter().map(|(name, _)| *name).filter(|name| !dpkg_installed(name)).collect();
     if missing.is_empty() {
         return Ok(());
     }
     require_root(&format!("installing Debian packages {}", missing.join(" ")))?;
     eprintln!("xtask setup: installing {}", missing.join(" "));
-    for (name, why) in APT_PACKAGES.iter().filter(|(name, _)| missing.contains(name)) {
+    for (name, why) in packages.iter().filter(|(name, _)| missing.contains(name)) {
         eprintln!("  {name}: {why}");
     }
     run_step(Command::new("apt-get").args(["update", "-q"]), "apt-get update")?;

@@ -1,0 +1,122 @@
+//! `viking-bench`: measures one workload through four ways of reaching a service — direct
+//! connects, a Viking VIP, iptables DNAT rules, an HAProxy hop — in one run on this machine,
+//! and reports every result as a ratio to direct. Started by `cargo xtask bench`.
+//!
+//! The driver (`run`) builds a small world of its own (network namespaces, cgroups, backend
+//! servers, the real `viking-agent`, HAProxy, iptables rules inside its own namespace),
+//! starts the load generator (`load`, this same binary) inside a cgroup and a namespace for
+//! each measurement, and removes everything it created on every exit.
+
+mod cpu;
+mod load;
+mod machine;
+mod measure;
+mod plan;
+mod plot;
+mod protocol;
+mod report;
+mod results;
+mod server;
+mod setups;
+mod stats;
+mod targets;
+mod world;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "Viking's benchmark: direct vs Viking vs iptables DNAT vs HAProxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole benchmark (as root) and write the report.
+    Run {
+        /// The `viking-agent` binary to benchmark.
+        #[arg(long)]
+        agent: PathBuf,
+        /// Where to write `benchmarks.md` and the plot.
+        #[arg(long)]
+        out: PathBuf,
+        /// Scratch directory for configs and logs.
+        #[arg(long)]
+        work_dir: PathBuf,
+        /// Fewer sweep points and shorter runs (about 2 minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Client threads of the new-connections workload (default: 4 per core).
+        #[arg(long)]
+        client_threads: Option<u32>,
+        /// Worker threads per backend address (default: as many as client threads).
+        #[arg(long)]
+        server_workers: Option<usize>,
+        /// The command line to print in the report as the way to reproduce it.
+        #[arg(long, default_value = "cargo xtask bench")]
+        command_line: String,
+    },
+    /// (internal) The load generator; runs inside a bench cgroup and netns, prints JSON.
+    #[command(hide = true)]
+    Load(load::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
+        Command::Run { agent, out, work_dir, quick, client_threads, server_workers, command_line } => {
+            let mut plan = plan::Plan::new(quick);
+            if let Some(threads) = client_threads {
+                plan.client_threads = threads.max(1);
+                plan.server_workers = threads.max(1) as usize;
+            }
+            if let Some(workers) = server_workers {
+                plan.server_workers = workers.max(1);
+            }
+            run(&agent, &out, &work_dir, plan, &command_line)
+        }
+        Command::Load(args) => load::main(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("viking-bench: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(agent: &std::path::Path, out: &std::path::Path, work_dir: &std::path::Path, plan: plan::Plan, command_line: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmark needs root: it loads BPF programs and creates cgroups and network namespaces");
+    }
+    // Ctrl-C only raises a flag: the run stops between two measurements (each bounded in
+    // time) and every guard then removes what it created.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let interrupted = interrupted.clone();
+        ctrlc::set_handler(move || interrupted.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
+    }
+    std::fs::create_dir_all(work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+    let machine = machine::Machine::describe();
+    eprintln!("viking-bench: {} ({}), plan: {}", machine.cpu, machine.kernel, plan.summary());
+    let results = measure::run_all(agent, work_dir, &plan, &interrupted)?;
+    let report = report::Report { machine, plan: &plan, command_line, results: &results };
+    println!("{}", report.tables());
+    let plot_name = "benchmarks-new-connections.png";
+    plot::new_connections(&results, &out.join(plot_name)).context("drawing the plot")?;
+    let markdown = out.join("benchmarks.md");
+    std::fs::write(&markdown, report.markdown(plot_name)).with_context(|| format!("writing {}", markdown.display()))?;
+    eprintln!("viking-bench: wrote {} and {}", markdown.display(), out.join(plot_name).display());
+    Ok(())
+}
