@@ -140,3 +140,21 @@ fn bad_labels_and_env_are_reported_and_the_valid_declarations_still_apply() {
         assert!(log.contains(needle), "missing {needle:?} in:\n{log}");
     }
 }
+
+#[test]
+fn a_container_resolves_a_service_name_and_connects_by_name() {
+    let h = host();
+    let mut config = services(&h, 216, "off");
+    // The responder listens on the network's gateway, the host side of the bridge, which
+    // containers reach; they get it as their nameserver with --dns.
+    config.push_str("\n[dns]\nlisten = [\"10.216.0.1:53\"]\n");
+    let agent = Agent::start(&h.cgroup, &h.pins, &config);
+    assert!(agent.log().contains("dns responder enabled"), "{}", agent.log());
+    h.docker.idle("client", "net", &["--dns", "10.216.0.1"]);
+
+    let lookup = h.docker.ok(&["exec", "client", "nslookup", "web.service.viking"]);
+    assert!(lookup.contains("240.0.0.10"), "{lookup}");
+    let missing = h.docker.docker(&["exec", "client", "nslookup", "nope.service.viking"]);
+    assert!(!missing.status.success() || String::from_utf8_lossy(&missing.stdout).contains("NXDOMAIN"), "{missing:?}");
+    assert_eq!(h.docker.http_get("client", "web.service.viking", 80), Ok("web-backend".into()));
+}

@@ -9,6 +9,7 @@
 pub mod commands;
 pub mod config;
 pub mod dataplane;
+pub mod dns;
 pub mod model;
 pub mod policy;
 pub mod reconcile;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use viking_agent::{
-    commands::{self, run::RunOptions},
+    commands::{self, env::EnvFormat, run::RunOptions},
     config::Config,
     dataplane::pins::DEFAULT_PIN_DIR,
 };
@@ -43,6 +43,22 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
+    /// Print Docker-link style variables (`NAME_PORT_80_TCP_ADDR=<vip>`, ...) for services,
+    /// read from the pinned maps; fails, printing nothing, if a service is unknown.
+    Env {
+        /// Service names.
+        #[arg(required = true)]
+        services: Vec<String>,
+        /// Prepended to every variable name, e.g. `MYSTACK_`.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// `env`: NAME=value lines (docker run --env-file); `shell`: export NAME='value'.
+        #[arg(long, value_enum, default_value_t = EnvFormat::Env)]
+        format: EnvFormat,
+        /// The pin directory of the installation.
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
     /// Check a config file: print what it would serve and every error, exit 1 on errors.
     Check {
         /// The TOML config file.
@@ -68,7 +84,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // hickory-server logs every query at info.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -79,6 +96,7 @@ fn main() -> std::process::ExitCode {
             .and_then(|rt| rt.block_on(commands::run::run(RunOptions { config, cgroup, pin_dir }))),
         Command::Maps { command: MapsCommand::Dump { json, pin_dir } } => commands::maps::dump(&pin_dir, json),
         Command::Uninstall { pin_dir } => commands::uninstall::uninstall(&pin_dir),
+        Command::Env { services, prefix, format, pin_dir } => commands::env::env(&pin_dir, &services, &prefix, format),
         Command::Check { config } => check(&config),
     };
     match result {

@@ -1,5 +1,6 @@
 //! The CLI verbs, one module each.
 
+pub mod env;
 pub mod maps;
 pub mod run;
 pub mod uninstall;

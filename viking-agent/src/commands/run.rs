@@ -2,19 +2,20 @@
 //! until SIGINT/SIGTERM. Stopping leaves programs and maps pinned: connects keep working
 //! while no agent runs, and the next agent adopts them.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    sync::{mpsc, watch},
 };
 use viking_common::PolicyMode;
 
 use crate::{
     config::Config,
     dataplane::{Dataplane, pins::PinDir},
+    dns::{DnsServer, NameTable},
     policy::{
         audit,
         writer::{HostSettings, PolicyTables, PolicyWriter},
@@ -103,6 +104,18 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let first = source.first(text, parsed);
     runtime.handle(Update::Services(Snapshot { source: SourceId::StaticFile, state: first }));
     runtime.flush();
+    // The DNS responder answers from what the kernel serves: a name never resolves to a VIP
+    // that is not redirected.
+    let (names_tx, names_rx) = watch::channel(Arc::new(NameTable::from_state(runtime.served())));
+    if let Some(settings) = &config.dns {
+        let server = DnsServer::bind(settings, names_rx).await.context("starting the DNS responder")?;
+        tracing::info!(listen = ?server.local_addrs(), domain = %settings.domain, "dns responder enabled");
+        tokio::spawn(async move {
+            if let Err(err) = server.run().await {
+                tracing::error!("{err:#}");
+            }
+        });
+    }
     tracing::info!(services = runtime.served().services.len(), "ready");
 
     let (tx, mut rx) = mpsc::channel(64);
@@ -123,6 +136,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                     runtime.handle(more);
                 }
                 runtime.flush();
+                names_tx.send_replace(Arc::new(NameTable::from_state(runtime.served())));
             }
             Some(event) = audit_rx.recv() => runtime.audit(event),
             _ = tokio::signal::ctrl_c() => break,

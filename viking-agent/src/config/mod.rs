@@ -6,6 +6,7 @@
 //! out; a bad backend entry is reported and left out of its service.
 
 mod consul;
+mod dns;
 mod docker;
 mod service;
 
@@ -32,6 +33,8 @@ pub struct Config {
     pub consul: Option<ConsulSettings>,
     /// Docker, when a `[docker]` section is present.
     pub docker: Option<DockerSettings>,
+    /// The DNS responder, when a `[dns]` section is present.
+    pub dns: Option<crate::dns::DnsSettings>,
     /// The valid services of the file.
     pub services: DesiredState,
 }
@@ -153,6 +156,7 @@ struct RawConfig {
     limits: Limits,
     consul: Option<consul::ConsulSection>,
     docker: Option<docker::DockerSection>,
+    dns: Option<dns::DnsSection>,
     #[serde(default)]
     service: Vec<toml::Table>,
 }
@@ -208,9 +212,15 @@ impl Config {
                 Some(settings)
             }
         };
+        let dns = raw
+            .dns
+            .as_ref()
+            .map(dns::DnsSection::resolve)
+            .transpose()
+            .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
         let reserved = docker.as_ref().map(|d| d.ambassador);
         let (services, errors) = service::parse_services(raw.service, &raw.agent, &raw.limits, reserved);
-        Ok(Parsed { config: Config { agent: raw.agent, limits: raw.limits, consul, docker, services }, errors })
+        Ok(Parsed { config: Config { agent: raw.agent, limits: raw.limits, consul, docker, dns, services }, errors })
     }
 }
 

@@ -20,11 +20,10 @@ pub fn forward(ebpf: &mut Ebpf, tx: mpsc::UnboundedSender<AuditEvent>) -> Result
             let Ok(mut guard) = fd.readable_mut().await else { return };
             let ring = guard.get_inner_mut();
             while let Some(record) = ring.next() {
-                if let Some(event) = decode(&record) {
-                    if tx.send(event).is_err() {
+                if let Some(event) = decode(&record)
+                    && tx.send(event).is_err() {
                         return;
                     }
-                }
             }
             guard.clear_ready();
         }

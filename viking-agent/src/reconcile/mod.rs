@@ -248,11 +248,10 @@ impl<K: KernelWriter> Reconciler<K> {
             }
         }
         for id in std::mem::take(&mut self.orphan_backends) {
-            if !self.backends.refs.contains_key(&id) {
-                if let Err(err) = self.free_backend(id, &mut report) {
+            if !self.backends.refs.contains_key(&id)
+                && let Err(err) = self.free_backend(id, &mut report) {
                     report.failed.push(format!("clearing backend id {id}: {err}"));
                 }
-            }
         }
         report
     }
@@ -299,12 +298,11 @@ impl<K: KernelWriter> Reconciler<K> {
         let result = self.write_service(service, service_id, old.as_ref(), &new_ids, report);
         match result {
             Ok(()) => {
-                if let Some(old) = &old {
-                    if old.affinity_secs > 0 {
+                if let Some(old) = &old
+                    && old.affinity_secs > 0 {
                         let keep: HashSet<u32> = new_ids.iter().copied().collect();
                         self.kernel.forget_affinity(service_id, &keep)?;
                     }
-                }
                 for id in old.iter().flat_map(|o| o.slots.iter().flatten()) {
                     self.release_backend(*id, report)?;
                 }

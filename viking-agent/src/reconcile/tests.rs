@@ -188,7 +188,7 @@ fn every_intermediate_state_is_valid_for_readers() {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            if seed % 5 == 0 {
+            if seed.is_multiple_of(5) {
                 continue;
             }
             let backends: Vec<&str> =

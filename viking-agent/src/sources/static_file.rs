@@ -61,11 +61,10 @@ impl StaticFileSource {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Some(state) = self.poll() {
-                if tx.send(Update::Services(Snapshot { source: SourceId::StaticFile, state })).await.is_err() {
+            if let Some(state) = self.poll()
+                && tx.send(Update::Services(Snapshot { source: SourceId::StaticFile, state })).await.is_err() {
                     return;
                 }
-            }
         }
     }
 
@@ -120,10 +119,10 @@ impl StaticFileSource {
                 continue;
             };
             for service in self.last_good.get(name).into_iter().flatten() {
-                if !state.services.contains_key(&service.frontend) {
+                state.services.entry(service.frontend).or_insert_with(|| {
                     tracing::warn!("keeping the last good definition of service {name:?} ({})", service.frontend);
-                    state.services.insert(service.frontend, service.clone());
-                }
+                    service.clone()
+                });
             }
         }
         self.remember(text, &state);

@@ -92,16 +92,14 @@ impl ConsulSource {
                         manager.handle(event);
                     }
                     manager.allocate_missing();
-                    if let Some(state) = manager.snapshot() {
-                        if tx.send(Update::Services(Snapshot { source: SourceId::Consul, state })).await.is_err() {
+                    if let Some(state) = manager.snapshot()
+                        && tx.send(Update::Services(Snapshot { source: SourceId::Consul, state })).await.is_err() {
                             return;
                         }
-                    }
-                    if let Some(declarations) = manager.declarations() {
-                        if tx.send(Update::ConsulDeclarations(declarations)).await.is_err() {
+                    if let Some(declarations) = manager.declarations()
+                        && tx.send(Update::ConsulDeclarations(declarations)).await.is_err() {
                             return;
                         }
-                    }
                 }
                 _ = release_tick.tick() => manager.release_stale(),
             }

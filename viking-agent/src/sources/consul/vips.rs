@@ -175,11 +175,10 @@ pub async fn release(client: &ConsulClient, keys: &Keys, name: &str, allocation:
 
 async fn release_address(client: &ConsulClient, keys: &Keys, vip: IpAddr, name: &str) -> Result<(), ConsulError> {
     let key = keys.address(vip);
-    if let Some((owner, index)) = read(client, &key).await? {
-        if owner == name {
+    if let Some((owner, index)) = read(client, &key).await?
+        && owner == name {
             client.kv_delete_cas(&key, index).await?;
         }
-    }
     Ok(())
 }
 

@@ -1,0 +1,133 @@
+//! `[dns]`: the agent's DNS responder, which answers `<service>.service.<domain>` with the
+//! service's VIP (see `crate::dns`). The section's presence turns the responder on; every
+//! key is optional:
+//!
+//! ```toml
+//! [dns]
+//! listen = ["127.0.0.1:8600"]   # UDP and TCP on each address
+//! domain = "viking"             # names are <service>.service.viking
+//! ttl_seconds = 5
+//! ```
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::dns::DnsSettings;
+
+/// Default listen address: loopback, on Consul's DNS port, so a host resolver
+/// (systemd-resolved, dnsmasq) forwards the domain to it and nothing else can reach it.
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8600);
+/// Default domain: names are `<service>.service.viking`.
+const DEFAULT_DOMAIN: &str = "viking";
+/// Default TTL: short, so a removed service stops resolving within seconds.
+const DEFAULT_TTL: u32 = 5;
+/// Largest accepted TTL. VIPs are stable, but a removed service must stop resolving, and a
+/// larger number is more likely milliseconds written by mistake than a wish.
+const MAX_TTL: u32 = 3600;
+/// Longest domain: a 63-character service name, `.service.` and the final dot must still
+/// fit the 253 characters of a DNS name.
+const MAX_DOMAIN_LEN: usize = 253 - 63 - ".service.".len() - 1;
+
+/// The `[dns]` section as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSection {
+    listen: Option<Vec<SocketAddr>>,
+    domain: Option<String>,
+    ttl_seconds: Option<u32>,
+}
+
+impl DnsSection {
+    /// Checks the section and fills in the defaults. An error is (field, value, reason).
+    pub fn resolve(&self) -> Result<DnsSettings, (&'static str, String, String)> {
+        let listen = self.listen.clone().unwrap_or_else(|| vec![DEFAULT_LISTEN]);
+        if listen.is_empty() {
+            return Err(("dns.listen", "[]".into(), "at least one address is needed".into()));
+        }
+        for (i, addr) in listen.iter().enumerate() {
+            if addr.port() == 0 {
+                return Err(("dns.listen", format!("\"{addr}\""), "port 0 is not a fixed port".into()));
+            }
+            if listen[..i].contains(addr) {
+                return Err(("dns.listen", format!("\"{addr}\""), "listed twice".into()));
+            }
+        }
+        let written = self.domain.as_deref().unwrap_or(DEFAULT_DOMAIN);
+        let domain = written.strip_suffix('.').unwrap_or(written).to_ascii_lowercase();
+        check_domain(&domain).map_err(|reason| ("dns.domain", format!("{written:?}"), reason))?;
+        let ttl = self.ttl_seconds.unwrap_or(DEFAULT_TTL);
+        if ttl > MAX_TTL {
+            return Err(("dns.ttl_seconds", ttl.to_string(), format!("must be 0..={MAX_TTL}")));
+        }
+        Ok(DnsSettings { listen, domain, ttl })
+    }
+}
+
+/// A domain is dot-separated labels of letters, digits and '-' (host name rules), short
+/// enough for every service name to fit under it.
+fn check_domain(domain: &str) -> Result<(), String> {
+    if domain.len() > MAX_DOMAIN_LEN {
+        return Err(format!("longer than {MAX_DOMAIN_LEN} characters"));
+    }
+    for label in domain.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("every dot-separated label must be 1 to 63 characters".into());
+        }
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!("label {label:?} may only contain letters, digits and '-'"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label {label:?} may not start or end with '-'"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<DnsSettings, (&'static str, String, String)> {
+        toml::from_str::<DnsSection>(text).expect("valid section").resolve()
+    }
+
+    #[test]
+    fn defaults() {
+        let settings = parse("").unwrap();
+        assert_eq!(settings.listen, vec![DEFAULT_LISTEN]);
+        assert_eq!(settings.domain, "viking");
+        assert_eq!(settings.ttl, 5);
+    }
+
+    #[test]
+    fn written_values_are_used() {
+        let settings = parse("listen = [\"172.17.0.1:53\", \"[::1]:53\"]\ndomain = \"Lb.Example.\"\nttl_seconds = 0").unwrap();
+        assert_eq!(settings.listen, vec!["172.17.0.1:53".parse().unwrap(), "[::1]:53".parse().unwrap()]);
+        assert_eq!(settings.domain, "lb.example", "lower-cased, final dot dropped");
+        assert_eq!(settings.ttl, 0);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert_eq!(parse("listen = []").unwrap_err().0, "dns.listen");
+        let zero = parse("listen = [\"127.0.0.1:0\"]").unwrap_err();
+        assert_eq!((zero.0, zero.1.as_str()), ("dns.listen", "\"127.0.0.1:0\""));
+        assert_eq!(parse("listen = [\"127.0.0.1:53\", \"127.0.0.1:53\"]").unwrap_err().2, "listed twice");
+        for domain in ["", ".", "a..b", "has space", "-x", "x_y", &"a".repeat(64), &"a.".repeat(100)] {
+            let err = parse(&format!("domain = {domain:?}")).unwrap_err();
+            assert_eq!((err.0, err.1), ("dns.domain", format!("{domain:?}")), "{domain:?}: {}", err.2);
+        }
+        let ttl = parse("ttl_seconds = 3601").unwrap_err();
+        assert_eq!((ttl.0, ttl.1.as_str()), ("dns.ttl_seconds", "3601"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_addresses_are_named_by_toml() {
+        let unknown = toml::from_str::<DnsSection>("ttl = 5").unwrap_err().to_string();
+        assert!(unknown.contains("ttl"), "{unknown}");
+        let address = toml::from_str::<DnsSection>("listen = [\"localhost:53\"]").unwrap_err().to_string();
+        assert!(address.contains("listen"), "{address}");
+    }
+}

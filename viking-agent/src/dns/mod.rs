@@ -1,0 +1,91 @@
+//! Names for services: a DNS responder answering `<service>.service.<domain>` with the
+//! service's VIP (`A` or `AAAA`), over UDP and TCP. What it answers for every kind of name
+//! is in [`answer`]; the wire format, TCP framing, truncation and EDNS are hickory's.
+//!
+//! The run loop publishes a [`NameTable`] built from the served state through a `watch`
+//! channel after each applied change; queries read the latest one, so DNS follows the
+//! kernel's maps. hickory-server logs every query at `info` (target `hickory_server`), so
+//! the agent's default log filter should lower that target to `warn`.
+
+mod answer;
+mod handler;
+mod table;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use hickory_server::Server;
+use tokio::{
+    net::{TcpListener, UdpSocket},
+    sync::watch,
+};
+
+use self::{answer::Zone, handler::Handler};
+pub use self::table::NameTable;
+
+/// A TCP client that sends no query for this long is disconnected, so idle connections
+/// cannot pile up.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses queued per TCP connection before the connection applies backpressure.
+const TCP_RESPONSE_QUEUE: usize = 32;
+
+/// The responder's settings (`[dns]` in the config file; see `config::dns`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Addresses to answer on, over both UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// The zone: names are `<service>.service.<domain>`. Lower-case, no final dot.
+    pub domain: String,
+    /// TTL in seconds of every answer, and of negative answers (the SOA minimum).
+    pub ttl: u32,
+}
+
+/// A bound responder; [`DnsServer::run`] answers until an error.
+pub struct DnsServer {
+    server: Server<Handler>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+impl DnsServer {
+    /// Binds UDP and TCP on every listen address. Port 0 picks a free port, the same one
+    /// for UDP and TCP (for tests). Fails naming the address that cannot be bound.
+    pub async fn bind(settings: &DnsSettings, names: watch::Receiver<Arc<NameTable>>) -> anyhow::Result<Self> {
+        let zone = Zone::new(&settings.domain, settings.ttl)
+            .with_context(|| format!("dns: `dns.domain` = {:?} is not a DNS name", settings.domain))?;
+        let mut server = Server::new(Handler { zone, names });
+        let mut local_addrs = Vec::with_capacity(settings.listen.len());
+        for listen in &settings.listen {
+            let udp = UdpSocket::bind(listen)
+                .await
+                .with_context(|| format!("dns: binding UDP {listen} (`dns.listen`)"))?;
+            let local = udp.local_addr()?;
+            let tcp = TcpListener::bind(local)
+                .await
+                .with_context(|| format!("dns: binding TCP {local} (`dns.listen`)"))?;
+            server.register_socket(udp);
+            server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_QUEUE);
+            local_addrs.push(local);
+        }
+        Ok(Self { server, local_addrs })
+    }
+
+    /// The bound addresses, one per listen address, in order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Answers queries. Returns only when a socket fails for good.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        self.server.block_until_done().await.context("dns: responder stopped")
+    }
+}
+
+impl std::fmt::Debug for DnsServer {
+    // hickory's `Server` has no Debug; the addresses are what identifies a responder.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsServer").field("local_addrs", &self.local_addrs).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;
