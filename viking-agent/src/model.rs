@@ -5,6 +5,7 @@ use std::{
     collections::BTreeMap,
     fmt,
     net::{IpAddr, SocketAddr},
+    sync::Arc,
 };
 
 use viking_common::{Algorithm, IPPROTO_TCP, IPPROTO_UDP};
@@ -112,8 +113,19 @@ pub struct Service {
 }
 
 /// The full desired state of one host: every service frontend it must serve.
+///
+/// Services are shared (`Arc`): sources keep the services that did not change between two
+/// snapshots, so merging and comparing a large state costs pointer copies and pointer
+/// comparisons, not deep copies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DesiredState {
     /// Services by frontend.
-    pub services: BTreeMap<Frontend, Service>,
+    pub services: BTreeMap<Frontend, Arc<Service>>,
+}
+
+impl DesiredState {
+    /// Adds (or replaces) a service.
+    pub fn insert(&mut self, service: Service) {
+        self.services.insert(service.frontend, Arc::new(service));
+    }
 }

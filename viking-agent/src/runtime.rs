@@ -39,6 +39,9 @@ pub struct Runtime {
     audit_logged: HashMap<(u64, IpAddr, u16, u8), (Instant, u64)>,
     services_dirty: bool,
     policy_dirty: bool,
+    /// Services appeared or disappeared (not only backends changed) since the last
+    /// [`Runtime::take_names_changed`].
+    names_changed: bool,
 }
 
 /// How the runtime is set up.
@@ -71,6 +74,7 @@ impl Runtime {
             audit_logged: HashMap::new(),
             services_dirty: false,
             policy_dirty: true,
+            names_changed: true,
         }
     }
 
@@ -102,13 +106,21 @@ impl Runtime {
         }
     }
 
+    /// Whether services appeared or disappeared since the last call (what name lookups
+    /// depend on; a change of backends does not count).
+    pub fn take_names_changed(&mut self) -> bool {
+        std::mem::take(&mut self.names_changed)
+    }
+
     /// Applies what changed since the last flush: services first (declarations resolve to
-    /// their VIPs), then the container policy.
+    /// their VIPs, so the policy is rebuilt when services come or go), then the policy.
     pub fn flush(&mut self) {
         if self.services_dirty {
             self.services_dirty = false;
-            self.apply_services();
-            self.policy_dirty = true;
+            if self.apply_services() {
+                self.names_changed = true;
+                self.policy_dirty = true;
+            }
         }
         if self.policy_dirty {
             self.policy_dirty = false;
@@ -121,7 +133,8 @@ impl Runtime {
     /// flush services whose source (e.g. Consul) has not answered yet. UDP sockets still
     /// connected to a backend that left every service are destroyed in the background, so
     /// their applications reconnect to a live backend (see `dataplane::sock_destroy`).
-    fn apply_services(&mut self) {
+    /// Returns whether services appeared or disappeared.
+    fn apply_services(&mut self) -> bool {
         let (mut desired, conflicts) = self.sources.merged();
         for conflict in conflicts {
             tracing::error!("{conflict}");
@@ -148,6 +161,7 @@ impl Runtime {
             tracing::info!(writes = report.writes, services = self.reconciler.service_count(), "kernel maps updated");
         }
         self.served = desired;
+        let names_changed = !report.added.is_empty() || !report.removed.is_empty();
         if !report.released_backends.is_empty() {
             let (cgroup, gone) = (self.cgroup.clone(), report.released_backends);
             tokio::task::spawn_blocking(move || match sock_destroy::destroy_udp_connected_to(&cgroup, &gone) {
@@ -156,6 +170,7 @@ impl Runtime {
                 Err(err) => tracing::warn!("closing UDP sockets connected to removed backends: {err}"),
             });
         }
+        names_changed
     }
 
     fn apply_policy(&mut self) {

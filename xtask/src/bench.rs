@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: installs what the benchmark compares Viking with, builds the agent
 //! and the benchmark driver in release mode, and runs the driver (`tests/bench`), which
-//! writes `docs/benchmarks.md` and its plot.
+//! writes `docs/benchmarks.md` and its plot, then its Consul part
+//! (`docs/benchmarks-consul.md`).
 
 use std::process::Command;
 
@@ -45,5 +46,20 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     eprintln!("xtask: running {}", bench.display());
     let status = command.status().with_context(|| format!("starting {}", bench.display()))?;
     ensure!(status.success(), "the benchmark failed ({status})");
+
+    // Consul to kernel: sync and change latency for 1k and 10k services.
+    let status = Command::new(&bench)
+        .arg("consul")
+        .arg("--agent")
+        .arg(&agent)
+        .arg("--out")
+        .arg(root.join("docs"))
+        .arg("--work-dir")
+        .arg(root.join("target").join("viking-bench"))
+        .arg("--command-line")
+        .arg(if quick { "cargo xtask bench --quick" } else { "cargo xtask bench" })
+        .status()
+        .with_context(|| format!("starting {}", bench.display()))?;
+    ensure!(status.success(), "the Consul benchmark failed ({status})");
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! starts the load generator (`load`, this same binary) inside a cgroup and a namespace for
 //! each measurement, and removes everything it created on every exit.
 
+mod consul;
 mod cpu;
 mod load;
 mod machine;
@@ -66,6 +67,21 @@ enum Command {
         #[arg(long, default_value = "cargo xtask bench")]
         command_line: String,
     },
+    /// Time Consul changes to the kernel and full syncs (writes `benchmarks-consul.md`).
+    Consul {
+        /// The `viking-agent` binary to benchmark.
+        #[arg(long)]
+        agent: PathBuf,
+        /// Where to write `benchmarks-consul.md`.
+        #[arg(long)]
+        out: PathBuf,
+        /// Scratch directory for configs and logs.
+        #[arg(long)]
+        work_dir: PathBuf,
+        /// The command line to print in the report.
+        #[arg(long, default_value = "cargo xtask bench")]
+        command_line: String,
+    },
     /// (internal) The load generator; runs inside a bench cgroup and netns, prints JSON.
     #[command(hide = true)]
     Load(load::Args),
@@ -84,6 +100,7 @@ fn main() -> std::process::ExitCode {
             }
             run(&agent, &out, &work_dir, plan, &command_line)
         }
+        Command::Consul { agent, out, work_dir, command_line } => run_consul(&agent, &out, &work_dir, &command_line),
         Command::Load(args) => load::main(&args),
     };
     match result {
@@ -118,5 +135,19 @@ fn run(agent: &std::path::Path, out: &std::path::Path, work_dir: &std::path::Pat
     let markdown = out.join("benchmarks.md");
     std::fs::write(&markdown, report.markdown(plot_name)).with_context(|| format!("writing {}", markdown.display()))?;
     eprintln!("viking-bench: wrote {} and {}", markdown.display(), out.join(plot_name).display());
+    Ok(())
+}
+
+fn run_consul(agent: &std::path::Path, out: &std::path::Path, work_dir: &std::path::Path, command_line: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmark needs root: it loads BPF programs and creates cgroups");
+    }
+    std::fs::create_dir_all(work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+    let points = consul::run(agent, work_dir)?;
+    let path = out.join("benchmarks-consul.md");
+    let text = consul::write_report(&points, &machine::Machine::describe(), command_line, &path)?;
+    println!("{text}");
+    eprintln!("viking-bench: wrote {}", path.display());
     Ok(())
 }

@@ -106,6 +106,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     runtime.flush();
     // The DNS responder answers from what the kernel serves: a name never resolves to a VIP
     // that is not redirected.
+    runtime.take_names_changed();
     let (names_tx, names_rx) = watch::channel(Arc::new(NameTable::from_state(runtime.served())));
     if let Some(settings) = &config.dns {
         let server = DnsServer::bind(settings, names_rx).await.context("starting the DNS responder")?;
@@ -136,7 +137,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                     runtime.handle(more);
                 }
                 runtime.flush();
-                names_tx.send_replace(Arc::new(NameTable::from_state(runtime.served())));
+                if runtime.take_names_changed() {
+                    names_tx.send_replace(Arc::new(NameTable::from_state(runtime.served())));
+                }
             }
             Some(event) = audit_rx.recv() => runtime.audit(event),
             _ = tokio::signal::ctrl_c() => break,

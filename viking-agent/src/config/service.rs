@@ -207,7 +207,7 @@ pub(super) fn parse_services(
         errors.extend(backend_errors);
         vip_of_name.insert(service.name.clone(), frontend.vip);
         name_of_vip.insert(frontend.vip, service.name.clone());
-        state.services.insert(frontend, service);
+        state.insert(service);
     }
     (state, errors)
 }

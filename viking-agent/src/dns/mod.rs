@@ -55,13 +55,7 @@ impl DnsServer {
         let mut server = Server::new(Handler { zone, names });
         let mut local_addrs = Vec::with_capacity(settings.listen.len());
         for listen in &settings.listen {
-            let udp = UdpSocket::bind(listen)
-                .await
-                .with_context(|| format!("dns: binding UDP {listen} (`dns.listen`)"))?;
-            let local = udp.local_addr()?;
-            let tcp = TcpListener::bind(local)
-                .await
-                .with_context(|| format!("dns: binding TCP {local} (`dns.listen`)"))?;
+            let (udp, tcp, local) = bind_pair(*listen).await?;
             server.register_socket(udp);
             server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_QUEUE);
             local_addrs.push(local);
@@ -78,6 +72,24 @@ impl DnsServer {
     pub async fn run(mut self) -> anyhow::Result<()> {
         self.server.block_until_done().await.context("dns: responder stopped")
     }
+}
+
+/// A UDP socket and a TCP listener on the same address. With port 0 the kernel picks the
+/// UDP port, which TCP may already use (an ephemeral port of some connection): then the
+/// pair is tried again on another port.
+async fn bind_pair(listen: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener, SocketAddr)> {
+    const ATTEMPTS_ON_ANY_PORT: usize = 16;
+    let attempts = if listen.port() == 0 { ATTEMPTS_ON_ANY_PORT } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(listen).await.with_context(|| format!("dns: binding UDP {listen} (`dns.listen`)"))?;
+        let local = udp.local_addr()?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => return Ok((udp, tcp, local)),
+            Err(err) => last_error = Some(anyhow::Error::new(err).context(format!("dns: binding TCP {local} (`dns.listen`)"))),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("dns: cannot bind {listen}")))
 }
 
 impl std::fmt::Debug for DnsServer {

@@ -27,7 +27,7 @@ pub(super) fn state(services: &[(&str, &str, u16, Protocol)]) -> DesiredState {
         let frontend = Frontend { vip: vip.parse().expect("test VIP"), port: *port, protocol: *protocol };
         let service =
             Service { name: (*name).into(), frontend, algorithm: Algorithm::RoundRobin, affinity_secs: 0, backends: Vec::new() };
-        state.services.insert(frontend, service);
+        state.insert(service);
     }
     state
 }

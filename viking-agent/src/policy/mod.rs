@@ -129,7 +129,7 @@ mod tests {
         for (name, vip, port) in list {
             let frontend = Frontend { vip: vip.parse().unwrap(), port: *port, protocol: Protocol::Tcp };
             let service = Service { name: (*name).into(), frontend, algorithm: Default::default(), affinity_secs: 0, backends: vec![] };
-            state.services.insert(frontend, service);
+            state.insert(service);
         }
         state
     }

@@ -15,6 +15,7 @@ mod slots;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     net::SocketAddr,
+    sync::Arc,
 };
 
 use ids::IdPool;
@@ -139,6 +140,9 @@ pub struct Reconciler<K> {
     slots_used: u64,
     /// Backend ids found in the kernel without any slot naming them.
     orphan_backends: Vec<u32>,
+    /// The services last written successfully: an identical (usually the very same `Arc`)
+    /// service in the next desired state costs one comparison.
+    applied: HashMap<Frontend, Arc<Service>>,
 }
 
 impl<K: KernelWriter> Reconciler<K> {
@@ -189,7 +193,7 @@ impl<K: KernelWriter> Reconciler<K> {
         }
         let orphan_backends =
             backends.addr_of.keys().copied().filter(|id| !backends.refs.contains_key(id)).collect();
-        Ok(Self { kernel, limits, installed, service_ids, backends, slots_used, orphan_backends })
+        Ok(Self { kernel, limits, installed, service_ids, backends, slots_used, orphan_backends, applied: HashMap::new() })
     }
 
     /// The maps, for reading counters.
@@ -220,7 +224,7 @@ impl<K: KernelWriter> Reconciler<K> {
                     affinity_secs: installed.affinity_secs,
                     backends: slots::backends_of(&slot_addrs),
                 };
-                (*frontend, service)
+                (*frontend, Arc::new(service))
             })
             .collect();
         DesiredState { services }
@@ -233,17 +237,25 @@ impl<K: KernelWriter> Reconciler<K> {
         let gone: Vec<Frontend> =
             self.installed.keys().filter(|f| !desired.services.contains_key(f)).copied().collect();
         for frontend in gone {
+            self.applied.remove(&frontend);
             match self.remove(&frontend, &mut report) {
                 Ok(name) => report.removed.push(format!("{name} {frontend}")),
                 Err(err) => report.failed.push(format!("removing {frontend}: {err}")),
             }
         }
         for service in desired.services.values() {
+            if self.applied.get(&service.frontend) == Some(service) {
+                continue;
+            }
             let existed = self.installed.contains_key(&service.frontend);
             match self.upsert(service, &mut report) {
-                Ok(false) => {}
-                Ok(true) if existed => report.changed.push(describe(service)),
-                Ok(true) => report.added.push(describe(service)),
+                Ok(changed) => {
+                    self.applied.insert(service.frontend, service.clone());
+                    if changed {
+                        let line = describe(service);
+                        if existed { report.changed.push(line) } else { report.added.push(line) }
+                    }
+                }
                 Err(err) => report.failed.push(format!("{} {}: {err}", service.name, service.frontend)),
             }
         }
@@ -260,6 +272,8 @@ impl<K: KernelWriter> Reconciler<K> {
     fn upsert(&mut self, service: &Service, report: &mut ApplyReport) -> Result<bool, ApplyError> {
         let layout = slots::layout(service, self.limits.max_backends_per_service);
         let old = self.installed.get(&service.frontend).cloned();
+        // (`old` is cloned because the writes below borrow `self` mutably; this only runs for
+        // services that differ from what was last applied.)
         if let Some(old) = &old {
             let unchanged = old.algorithm == service.algorithm
                 && old.affinity_secs == service.affinity_secs

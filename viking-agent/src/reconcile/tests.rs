@@ -104,7 +104,11 @@ fn service(name: &str, vip: &str, port: u16, backends: &[&str]) -> Service {
 }
 
 fn state(services: &[Service]) -> DesiredState {
-    DesiredState { services: services.iter().map(|s| (s.frontend, s.clone())).collect() }
+    let mut state = DesiredState::default();
+    for service in services {
+        state.insert(service.clone());
+    }
+    state
 }
 
 fn expected(desired: &DesiredState) -> BTreeMap<Frontend, Vec<SocketAddr>> {
@@ -250,7 +254,7 @@ fn an_adopting_reconciler_keeps_the_kernel_state_and_ids() {
     // And the adopted state is editable: ids are known, so a new service gets a fresh id.
     let mut more = desired.clone();
     let extra = service("api", "240.0.0.12", 80, &["127.0.0.1:9002"]);
-    more.services.insert(extra.frontend, extra);
+    more.insert(extra);
     second.apply(&more);
     let ids: std::collections::HashSet<u32> =
         second.kernel().slots.iter().filter(|(k, _)| k.slot == 0).map(|(_, v)| v.service_id).collect();

@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    sync::Arc,
     path::PathBuf,
     time::{Duration, SystemTime},
 };
@@ -24,7 +25,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub struct StaticFileSource {
     path: PathBuf,
     /// The services of the last good version, by name, to keep when a name turns invalid.
-    last_good: HashMap<String, Vec<Service>>,
+    last_good: HashMap<String, Vec<Arc<Service>>>,
     last_text: Option<String>,
     last_stamp: Option<(SystemTime, u64)>,
     limits: Limits,

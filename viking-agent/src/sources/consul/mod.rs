@@ -24,7 +24,7 @@ use std::{
 };
 
 use tokio::{
-    sync::{Semaphore, mpsc},
+    sync::{Semaphore, mpsc, watch as flag},
     task::JoinHandle,
     time::Instant,
 };
@@ -39,11 +39,20 @@ pub use client::ConsulError as Error;
 use super::{Snapshot, SourceId, Update, backoff::Backoff};
 use crate::{
     config::{AgentSettings, ConsulSettings, Limits},
-    model::DesiredState,
+    model::{DesiredState, Service},
 };
 
 /// VIP allocations running at once (each is a few KV round trips).
 const ALLOCATION_CONCURRENCY: usize = 32;
+/// First (non-blocking) health queries running at once during the initial sync: few
+/// enough that their connections are reused instead of opening one per service.
+const INITIAL_CONCURRENCY: usize = 64;
+/// Pause before each blocking catalog query: a burst of registrations then costs a few
+/// catalog reads (each a full listing), not one per registration.
+const CATALOG_PACE: Duration = Duration::from_millis(20);
+/// The same for the VIP records, which every allocation (of any agent) changes; this
+/// agent's own allocations reach it directly.
+const VIP_RECORDS_PACE: Duration = Duration::from_millis(200);
 /// Consul's own service: never given a VIP.
 const CONSUL_SERVICE: &str = "consul";
 
@@ -124,9 +133,17 @@ struct Manager {
     absent_since: HashMap<String, Instant>,
     failing: HashMap<String, String>,
     problems: HashMap<String, Vec<String>>,
+    /// Limits the first health queries and holds the blocking ones until the initial sync.
+    initial: Arc<Semaphore>,
+    synced_tx: flag::Sender<bool>,
     last_sent: Option<DesiredState>,
     last_declarations: Option<BTreeMap<String, BTreeSet<String>>>,
     synced: bool,
+    /// Each service as last built, kept (the same `Arc`) until something of it changes,
+    /// so a snapshot after one change shares every other service with the previous one.
+    built: HashMap<String, Arc<Service>>,
+    /// Some event arrived since the last snapshot.
+    dirty: bool,
 }
 
 impl Manager {
@@ -145,9 +162,13 @@ impl Manager {
             absent_since: HashMap::new(),
             failing: HashMap::new(),
             problems: HashMap::new(),
+            initial: Arc::new(Semaphore::new(INITIAL_CONCURRENCY)),
+            synced_tx: flag::channel(false).0,
             last_sent: None,
             last_declarations: None,
             synced: false,
+            built: HashMap::new(),
+            dirty: true,
         }
     }
 
@@ -158,7 +179,12 @@ impl Manager {
         DropAbort(tokio::spawn(watch::watch(
             move |index| {
                 let client = client.clone();
-                async move { client.get::<CatalogServices>("/v1/catalog/services", &[], index).await }
+                async move {
+                    if index.is_some() {
+                        tokio::time::sleep(CATALOG_PACE).await;
+                    }
+                    client.get::<CatalogServices>("/v1/catalog/services", &[], index).await
+                }
             },
             move |body| {
                 let _ = events.send(Event::Catalog(body.unwrap_or_default()));
@@ -175,7 +201,12 @@ impl Manager {
         DropAbort(tokio::spawn(watch::watch(
             move |index| {
                 let (client, path) = (client.clone(), path.clone());
-                async move { client.get::<Vec<KvEntry>>(&path, &[("recurse", "")], index).await }
+                async move {
+                    if index.is_some() {
+                        tokio::time::sleep(VIP_RECORDS_PACE).await;
+                    }
+                    client.get::<Vec<KvEntry>>(&path, &[("recurse", "")], index).await
+                }
             },
             move |body| {
                 let _ = events.send(Event::Vips(body.unwrap_or_default()));
@@ -190,10 +221,23 @@ impl Manager {
         let events = self.events.clone();
         let failures = self.events.clone();
         let (name, watch_name) = (name.to_owned(), format!("health of {name}"));
+        let (initial, synced) = (self.initial.clone(), self.synced_tx.subscribe());
         tokio::spawn(watch::watch(
             move |index| {
-                let (client, path) = (client.clone(), path.clone());
-                async move { client.get::<Vec<HealthEntry>>(&path, &[("passing", "")], index).await }
+                let (client, path, initial, mut synced) = (client.clone(), path.clone(), initial.clone(), synced.clone());
+                async move {
+                    // The first answers of thousands of services come over a few reused
+                    // connections; the long-lived blocking queries, one connection each,
+                    // start once everything is known.
+                    let _permit = match index {
+                        None => initial.acquire_owned().await.ok(),
+                        Some(_) => {
+                            let _ = synced.wait_for(|done| *done).await;
+                            None
+                        }
+                    };
+                    client.get::<Vec<HealthEntry>>(&path, &[("passing", "")], index).await
+                }
             },
             move |body| {
                 let _ = events.send(Event::Health { name: name.clone(), entries: body.unwrap_or_default() });
@@ -203,6 +247,7 @@ impl Manager {
     }
 
     fn handle(&mut self, event: Event) {
+        self.dirty = true;
         match event {
             Event::Catalog(catalog) => self.take_catalog(&catalog),
             Event::Health { name, entries } => {
@@ -211,21 +256,26 @@ impl Manager {
                     self.shapes.insert(name.clone(), shape.clone());
                 }
                 self.log_problems(&name, reading.problems.clone());
+                self.built.remove(&name);
                 self.health.insert(name, reading);
             }
             Event::Vips(entries) => {
                 let problems = self.vips.load(&self.source.keys, &entries, self.source.settings.vip_range);
                 self.log_problems("(vip allocations)", problems);
                 self.vips_loaded = true;
+                let vips = &self.vips;
+                self.built.retain(|name, service| vips.get(name).is_some_and(|a| a.vip == service.frontend.vip));
             }
             Event::Allocated { name, allocation } => {
                 self.allocating.remove(&name);
                 tracing::info!("consul service {name:?} has VIP {}", allocation.vip);
+                self.built.remove(&name);
                 self.vips.insert(&name, allocation);
             }
             Event::Released { name } => {
                 tracing::info!("released the VIP of consul service {name:?}, gone for longer than the grace period");
                 self.vips.remove(&name);
+                self.built.remove(&name);
                 self.absent_since.remove(&name);
             }
             Event::Failure { watch, error: Some(error) } => {
@@ -266,6 +316,7 @@ impl Manager {
                 allocation.abort();
             }
             self.health.remove(&name);
+            self.built.remove(&name);
             self.problems.remove(&name);
             tracing::info!("consul service {name:?} left the catalog");
         }
@@ -354,6 +405,9 @@ impl Manager {
 
     /// The desired state, once the first full sync is done and when it changed.
     fn snapshot(&mut self) -> Option<DesiredState> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
+        }
         let services = self.services.as_ref()?;
         if !self.synced {
             // Full sync: the catalog, the VIP table and every service's first health answer.
@@ -361,10 +415,15 @@ impl Manager {
                 return None;
             }
             self.synced = true;
+            self.synced_tx.send_replace(true);
             tracing::info!(services = services.len(), "consul: initial sync done");
         }
         let mut state = DesiredState::default();
         for name in services {
+            if let Some(service) = self.built.get(name) {
+                state.services.insert(service.frontend, service.clone());
+                continue;
+            }
             let (Some(allocation), Some(shape)) = (self.vips.get(name), self.shapes.get(name)) else {
                 continue;
             };
@@ -373,6 +432,8 @@ impl Manager {
             if let Some(problem) = problem {
                 tracing::warn!("{problem}");
             }
+            let service = Arc::new(service);
+            self.built.insert(name.clone(), service.clone());
             state.services.insert(service.frontend, service);
         }
         if self.last_sent.as_ref() == Some(&state) {
@@ -384,7 +445,8 @@ impl Manager {
 
     /// The `connect_to` tags of every instance, when they changed since last sent.
     fn declarations(&mut self) -> Option<BTreeMap<String, BTreeSet<String>>> {
-        if !self.synced {
+        let none_now = self.health.values().all(|r| r.declarations.is_empty());
+        if !self.synced || (none_now && self.last_declarations.as_ref().is_some_and(BTreeMap::is_empty)) {
             return None;
         }
         let all: BTreeMap<String, BTreeSet<String>> =
