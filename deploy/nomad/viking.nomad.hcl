@@ -150,6 +150,12 @@ job "viking" {
           # Containers: identity (cgroup id) and declared dependencies.
           [docker]
           policy = "off"
+
+          # Names: <service>.service.viking. Loopback for the host's resolver (forward the
+          # domain to 127.0.0.1:8600); add the Docker bridge's gateway, e.g. "172.17.0.1:53",
+          # to serve containers started with --dns 172.17.0.1.
+          [dns]
+          listen = ["127.0.0.1:8600"]
         EOT
       }
 
