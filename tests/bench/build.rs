@@ -10,11 +10,7 @@ fn main() -> anyhow::Result<()> {
     // SAFETY: build scripts are single-threaded; nothing reads the environment concurrently.
     unsafe { std::env::remove_var("RUSTC_BOOTSTRAP") };
     aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "viking-ebpf",
-            root_dir: "../../viking-ebpf",
-            ..Default::default()
-        }],
+        [aya_build::Package { name: "viking-ebpf", root_dir: "../../viking-ebpf", ..Default::default() }],
         aya_build::Toolchain::Custom("debian"),
     )
 }

@@ -166,7 +166,9 @@ pub fn dump(pin_dir: &Path) -> serde_json::Value {
 
 /// The backends of the service at `vip:port` in a dump, or `None` if absent.
 pub fn dumped_backends(dump: &serde_json::Value, vip: &str, port: u16) -> Option<Vec<String>> {
-    dump["services"].as_array()?.iter().find(|s| s["vip"] == vip && s["port"] == port).map(|s| {
-        s["backends"].as_array().into_iter().flatten().filter_map(|b| b.as_str().map(str::to_owned)).collect()
-    })
+    dump["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["vip"] == vip && s["port"] == port)
+        .map(|s| s["backends"].as_array().into_iter().flatten().filter_map(|b| b.as_str().map(str::to_owned)).collect())
 }

@@ -116,8 +116,5 @@ pub fn collect(child: Child) -> Vec<Attempt> {
 
 /// The replies of successful attempts, in order; panics on any failed attempt.
 pub fn replies(attempts: &[Attempt]) -> Vec<String> {
-    attempts
-        .iter()
-        .map(|a| a.reply.clone().unwrap_or_else(|| panic!("connect failed: {a:?}")))
-        .collect()
+    attempts.iter().map(|a| a.reply.clone().unwrap_or_else(|| panic!("connect failed: {a:?}"))).collect()
 }

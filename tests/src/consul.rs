@@ -20,7 +20,8 @@ impl TestConsul {
 
     /// Starts a server with `options`.
     pub fn start_with(options: Options) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let server = runtime.block_on(ConsulTestServer::start(options)).expect("consul test server");
         Self { runtime, server }
     }

@@ -170,7 +170,9 @@ impl TestDocker {
         let root = viking_sandbox::cgroup::root().expect("cgroup2");
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("container cgroup");
         let path = text.lines().find_map(|l| l.strip_prefix("0::")).expect("v2 line");
-        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(root.join(path.trim_start_matches('/'))).expect("cgroup dir"))
+        std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(root.join(path.trim_start_matches('/'))).expect("cgroup dir"),
+        )
     }
 }
 

@@ -43,7 +43,12 @@ fn weights_3_to_1_give_three_quarters_of_10k_connects() {
     web.backends[0].1 = 3;
     let agent = Agent::start(&w.cgroup, &w.pins, &render(&[web.clone()]));
 
-    let attempts = client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions { count: 10_000, ..Default::default() });
+    let attempts = client::connect(
+        Some(&w.cgroup),
+        &w.netns,
+        web.frontend(),
+        ClientOptions { count: 10_000, ..Default::default() },
+    );
     let counts = tally(&client::replies(&attempts));
     let share = counts["b0"] as f64 / 10_000.0;
     assert!((share - 0.75).abs() < 0.01, "b0 got {share:.4} of connects: {counts:?}");
@@ -64,7 +69,8 @@ fn random_spreads_evenly() {
     let _agent = Agent::start(&w.cgroup, &w.pins, &render(&[web.clone()]));
 
     let n = 4000;
-    let attempts = client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions { count: n, ..Default::default() });
+    let attempts =
+        client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions { count: n, ..Default::default() });
     let counts = tally(&client::replies(&attempts));
     // Chi-square with 3 degrees of freedom; 16.27 is the 0.1% critical value.
     let expected = f64::from(n) / 4.0;
@@ -89,13 +95,22 @@ fn least_conn_sends_new_connects_to_backends_with_fewer_open_connections() {
         Mode::Connect(ClientOptions { count: 4, hold_ms: 4000, ..Default::default() }),
     );
     let active_of = |dump: &serde_json::Value, i: usize| dump["services"][0]["backend_stats"][i]["active"].as_u64();
-    assert!(wait_for(Duration::from_secs(3), || (active_of(&agent.dump(), 0) == Some(4)).then_some(())).is_some(), "{}", agent.dump());
+    assert!(
+        wait_for(Duration::from_secs(3), || (active_of(&agent.dump(), 0) == Some(4)).then_some(())).is_some(),
+        "{}",
+        agent.dump()
+    );
 
     // b1 and b2 join. Client B's 4 held connects go to them, none to the busy b0.
     web.backends = vec![(b[0].addr, 1), (b[1].addr, 1), (b[2].addr, 1)];
     agent.write_config(&render(&[web.clone()]));
     assert!(wait_for(Duration::from_secs(2), || (agent.dump()["services"][0]["slots"] == 3).then_some(())).is_some());
-    let attempts = client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions { count: 4, hold_ms: 200, ..Default::default() });
+    let attempts = client::connect(
+        Some(&w.cgroup),
+        &w.netns,
+        web.frontend(),
+        ClientOptions { count: 4, hold_ms: 200, ..Default::default() },
+    );
     let counts = tally(&client::replies(&attempts));
     assert_eq!(counts.get("b0"), None, "the busiest backend got new connects: {counts:?}");
     assert_eq!((counts["b1"], counts["b2"]), (2, 2), "{counts:?}");

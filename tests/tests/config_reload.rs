@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use viking_tests::{
-    Agent, PinGuard, Cgroup, Netns,
+    Agent, Cgroup, Netns, PinGuard,
     agent::dumped_backends,
     backends::tcp_backends,
     client::{self, ClientOptions},
@@ -45,7 +45,8 @@ fn edits_add_and_remove_services_and_backends() {
     agent.write_config(&render(&[web_one.clone(), api.clone()]));
     assert!(wait_dump(&agent, "240.0.0.10", 80, Some(vec![b[1].addr])), "backend not removed:\n{}", agent.log());
     let served_before = b[0].served();
-    let attempts = client::connect(Some(&cgroup), &netns, web.frontend(), ClientOptions { count: 6, ..Default::default() });
+    let attempts =
+        client::connect(Some(&cgroup), &netns, web.frontend(), ClientOptions { count: 6, ..Default::default() });
     assert_eq!(client::replies(&attempts), vec!["b1"; 6]);
     assert_eq!(b[0].served(), served_before, "the removed backend got new connects");
 

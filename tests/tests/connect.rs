@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use viking_tests::{
-    Agent, PinGuard, Cgroup, Netns,
+    Agent, Cgroup, Netns, PinGuard,
     backends::{Backend, tcp_backends},
     client::{self, ClientOptions},
     config::{ServiceSpec, render},
@@ -21,7 +21,11 @@ struct World {
 
 fn world() -> World {
     require_root();
-    World { cgroup: Cgroup::unique().expect("cgroup"), netns: Netns::anonymous().expect("netns"), pins: PinGuard::new() }
+    World {
+        cgroup: Cgroup::unique().expect("cgroup"),
+        netns: Netns::anonymous().expect("netns"),
+        pins: PinGuard::new(),
+    }
 }
 
 fn addrs(backends: &[Backend]) -> Vec<SocketAddr> {
@@ -35,7 +39,8 @@ fn round_robin_alternates_exactly_for_one_client() {
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &addrs(&backends));
     let _agent = Agent::start(&w.cgroup, &w.pins, &render(&[web.clone()]));
 
-    let attempts = client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions { count: 12, ..Default::default() });
+    let attempts =
+        client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions { count: 12, ..Default::default() });
     let replies = client::replies(&attempts);
     let first: Vec<&str> = replies[..3].iter().map(String::as_str).collect();
     let mut sorted = first.clone();
@@ -58,10 +63,16 @@ fn connects_that_are_not_to_a_vip_are_untouched() {
     let direct = client::connect(Some(&w.cgroup), &w.netns, backends[1].addr, ClientOptions::default());
     assert_eq!(client::replies(&direct), ["b1"]);
     // The VIP on another port is not a frontend: the netns has no route, as without Viking.
-    let other_port = client::connect(Some(&w.cgroup), &w.netns, "240.0.0.10:81".parse().unwrap(), ClientOptions::default());
+    let other_port =
+        client::connect(Some(&w.cgroup), &w.netns, "240.0.0.10:81".parse().unwrap(), ClientOptions::default());
     assert_eq!(other_port[0].errno, Some(ENETUNREACH), "{other_port:?}");
     // UDP to the TCP frontend is not a frontend either.
-    let udp = client::connect(Some(&w.cgroup), &w.netns, "240.0.0.10:80".parse().unwrap(), ClientOptions { udp: true, ..Default::default() });
+    let udp = client::connect(
+        Some(&w.cgroup),
+        &w.netns,
+        "240.0.0.10:80".parse().unwrap(),
+        ClientOptions { udp: true, ..Default::default() },
+    );
     assert_eq!(udp[0].errno, Some(ENETUNREACH), "{udp:?}");
 }
 
@@ -84,7 +95,8 @@ fn a_vip_without_backends_refuses_at_once() {
     let empty = ServiceSpec::tcp("empty", "240.0.0.11", 80, &[]);
     let _agent = Agent::start(&w.cgroup, &w.pins, &render(&[empty.clone()]));
 
-    let attempts = client::connect(Some(&w.cgroup), &w.netns, empty.frontend(), ClientOptions { count: 5, ..Default::default() });
+    let attempts =
+        client::connect(Some(&w.cgroup), &w.netns, empty.frontend(), ClientOptions { count: 5, ..Default::default() });
     for attempt in &attempts {
         assert_eq!(attempt.errno, Some(ECONNREFUSED), "{attempt:?}");
         assert!(attempt.elapsed_us < 50_000, "refusal took {} us", attempt.elapsed_us);
@@ -96,14 +108,17 @@ fn a_vip_without_backends_refuses_at_once() {
 #[test]
 fn connected_udp_sockets_are_redirected() {
     let w = world();
-    let dns = [
-        Backend::udp(&w.netns, "u0", "127.0.0.1:0").unwrap(),
-        Backend::udp(&w.netns, "u1", "127.0.0.1:0").unwrap(),
-    ];
+    let dns =
+        [Backend::udp(&w.netns, "u0", "127.0.0.1:0").unwrap(), Backend::udp(&w.netns, "u1", "127.0.0.1:0").unwrap()];
     let mut spec = ServiceSpec::tcp("dns", "240.0.0.53", 53, &addrs(&dns));
     spec.protocol = "udp";
     let _agent = Agent::start(&w.cgroup, &w.pins, &render(&[spec.clone()]));
 
-    let attempts = client::connect(Some(&w.cgroup), &w.netns, spec.frontend(), ClientOptions { count: 4, udp: true, ..Default::default() });
+    let attempts = client::connect(
+        Some(&w.cgroup),
+        &w.netns,
+        spec.frontend(),
+        ClientOptions { count: 4, udp: true, ..Default::default() },
+    );
     assert_eq!(client::replies(&attempts), ["u0", "u1", "u0", "u1"]);
 }

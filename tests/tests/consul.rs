@@ -57,12 +57,19 @@ fn served(agent: &Agent) -> BTreeMap<String, (String, u64, Vec<String>)> {
         .iter()
         .map(|s| {
             let backends = s["backends"].as_array().unwrap().iter().map(|b| b.as_str().unwrap().to_owned()).collect();
-            (s["name"].as_str().unwrap().to_owned(), (s["vip"].as_str().unwrap().to_owned(), s["port"].as_u64().unwrap(), backends))
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                (s["vip"].as_str().unwrap().to_owned(), s["port"].as_u64().unwrap(), backends),
+            )
         })
         .collect()
 }
 
-fn wait_served(agent: &Agent, timeout: Duration, check: impl Fn(&BTreeMap<String, (String, u64, Vec<String>)>) -> bool) -> bool {
+fn wait_served(
+    agent: &Agent,
+    timeout: Duration,
+    check: impl Fn(&BTreeMap<String, (String, u64, Vec<String>)>) -> bool,
+) -> bool {
     wait_for(timeout, || check(&served(agent)).then_some(())).is_some()
 }
 
@@ -79,7 +86,11 @@ fn a_service_follows_registrations_health_and_deregistration_within_a_second() {
     let agent = Agent::start(&h.cgroup, &h.pins, &(render(&[]) + &consul.config_section("")));
 
     register(&consul, "web", "web-1", b[0].addr);
-    assert!(wait_served(&agent, WITHIN, |s| s.get("web").is_some_and(|w| w.2 == [b[0].addr.to_string()])), "{}", agent.log());
+    assert!(
+        wait_served(&agent, WITHIN, |s| s.get("web").is_some_and(|w| w.2 == [b[0].addr.to_string()])),
+        "{}",
+        agent.log()
+    );
     let vip = vip_of(&agent, "web");
     assert!(vip.ip().to_string().starts_with("241."), "allocated from consul.vip_range: {vip}");
     assert_eq!(vip.port(), b[0].addr.port(), "without meta, the instances' common port");
@@ -168,7 +179,10 @@ fn consul_down_at_start_then_up() {
     let local = ServiceSpec::tcp("local", "240.0.0.10", 80, &[b.addr]);
     let agent = Agent::start(&h.cgroup, &h.pins, &(render(&[local.clone()]) + &consul.config_section("")));
     // The static service works while Consul is unreachable, and the error is reported.
-    assert_eq!(client::replies(&client::connect(Some(&h.cgroup), &h.netns, local.frontend(), ClientOptions::default())), ["b0"]);
+    assert_eq!(
+        client::replies(&client::connect(Some(&h.cgroup), &h.netns, local.frontend(), ClientOptions::default())),
+        ["b0"]
+    );
     assert!(agent.wait_log("consul: ", Duration::from_secs(3)), "{}", agent.log());
     assert!(agent.log().contains("keeping the last good state"), "{}", agent.log());
 
@@ -198,12 +212,22 @@ fn an_outage_keeps_serving_the_last_good_state_and_changes_resume_after() {
     assert_eq!(client::replies(&client::connect(Some(&h.cgroup), &h.netns, vip, ClientOptions::default())), ["b0"]);
 
     consul.block_on(consul.server.start_again()).unwrap();
-    consul.server.register(
-        Registration::new("node-web-1", "10.203.0.2", "web").id("web-1").port(b[0].addr.port()).meta("viking_port", &vip.port().to_string()),
-    )
-    .unwrap();
+    consul
+        .server
+        .register(
+            Registration::new("node-web-1", "10.203.0.2", "web")
+                .id("web-1")
+                .port(b[0].addr.port())
+                .meta("viking_port", &vip.port().to_string()),
+        )
+        .unwrap();
     let moved = format!("10.203.0.2:{}", b[0].addr.port());
-    assert!(wait_served(&agent, Duration::from_secs(40), |s| s.get("web").is_some_and(|w| w.2 == [moved.clone()])), "{:?}\n{}", served(&agent), agent.log());
+    assert!(
+        wait_served(&agent, Duration::from_secs(40), |s| s.get("web").is_some_and(|w| w.2 == [moved.clone()])),
+        "{:?}\n{}",
+        served(&agent),
+        agent.log()
+    );
     assert_eq!(vip_of(&agent, "web"), vip, "the VIP is stable");
 }
 
@@ -220,7 +244,12 @@ fn an_index_that_goes_backwards_is_reset_and_changes_keep_flowing() {
     // old, higher index would not see the next change for the whole wait (5 min).
     consul.server.reset_index_to(1);
     register(&consul, "api", "api-1", b[1].addr);
-    assert!(wait_served(&agent, Duration::from_secs(2), |s| s.contains_key("api")), "{:?}\n{}", served(&agent), agent.log());
+    assert!(
+        wait_served(&agent, Duration::from_secs(2), |s| s.contains_key("api")),
+        "{:?}\n{}",
+        served(&agent),
+        agent.log()
+    );
 }
 
 #[test]
@@ -268,14 +297,23 @@ fn bad_instances_are_skipped_with_a_message_and_good_ones_served() {
     let agent = Agent::start(&h.cgroup, &h.pins, &(render(&[]) + &consul.config_section("")));
     let port = b.addr.port();
     let bad = |id: &str, address: &str, p: u16| {
-        Registration::new("node-bad", "10.207.0.99", "web").id(id).port(p).service_address(address).meta("viking_port", "80")
+        Registration::new("node-bad", "10.207.0.99", "web")
+            .id(id)
+            .port(p)
+            .service_address(address)
+            .meta("viking_port", "80")
     };
     consul.server.register(bad("web-vip", "241.0.0.5", port)).unwrap();
     consul.server.register(bad("web-loop", "127.0.0.1", port)).unwrap();
     consul.server.register(bad("web-zero", "10.207.0.1", 0)).unwrap();
     consul.server.register(bad("web-name", "db.internal", port)).unwrap();
     consul.server.register(bad("web-good", "10.207.0.1", port)).unwrap();
-    assert!(wait_served(&agent, WITHIN, |s| s.get("web").is_some_and(|w| w.2 == [b.addr.to_string()])), "{:?}\n{}", served(&agent), agent.log());
+    assert!(
+        wait_served(&agent, WITHIN, |s| s.get("web").is_some_and(|w| w.2 == [b.addr.to_string()])),
+        "{:?}\n{}",
+        served(&agent),
+        agent.log()
+    );
     let log = agent.log();
     for needle in [
         r#"consul service "web" instance "web-vip": address 241.0.0.5"#,
@@ -299,11 +337,15 @@ fn acl_token_is_sent_and_vips_are_released_after_the_grace_period() {
     let agent = Agent::start(&h.cgroup, &h.pins, &(render(&[]) + &section));
     register(&consul, "web", "web-1", b.addr);
     assert!(wait_served(&agent, WITHIN, |s| s.contains_key("web")), "{}", agent.log());
-    assert!(consul.server.request_log().iter().all(|r| r.token.as_deref() == Some("s3cret")), "every request carries the token");
+    assert!(
+        consul.server.request_log().iter().all(|r| r.token.as_deref() == Some("s3cret")),
+        "every request carries the token"
+    );
     assert!(consul.server.kv_get("viking/services/web").is_some());
 
     consul.server.deregister_service("node-web-1", "web-1").unwrap();
-    let released = wait_for(Duration::from_secs(8), || consul.server.kv_get("viking/services/web").is_none().then_some(()));
+    let released =
+        wait_for(Duration::from_secs(8), || consul.server.kv_get("viking/services/web").is_none().then_some(()));
     assert!(released.is_some(), "VIP not released after the grace period:\n{}", agent.log());
     assert!(agent.wait_log(r#"released the VIP of consul service "web""#, Duration::from_secs(2)), "{}", agent.log());
 }

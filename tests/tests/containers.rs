@@ -65,7 +65,10 @@ fn enforce_allows_declared_services_and_refuses_the_rest_at_once() {
     assert!(agent.wait_log(r#"policy: container "stranger""#, Duration::from_secs(2)), "{}", agent.log());
     assert!(agent.log().contains(r#"undeclared service "web" (240.0.0.10:80/tcp): refused"#), "{}", agent.log());
     let dump = agent.dump();
-    let refused = |name: &str| dump["services"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()["stats"]["refused_by_policy"].clone();
+    let refused = |name: &str| {
+        dump["services"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()["stats"]["refused_by_policy"]
+            .clone()
+    };
     assert_eq!((refused("web"), refused("api")), (1.into(), 1.into()), "per-service policy refusals: {dump}");
 }
 
@@ -77,7 +80,11 @@ fn audit_allows_and_reports_undeclared_connects() {
     wait_policy(&agent, &h, "client");
     assert_eq!(h.docker.http_get("client", "240.0.0.20", 80), Ok("api-backend".into()));
     assert!(agent.wait_log(r#"policy: container "client""#, Duration::from_secs(2)), "{}", agent.log());
-    assert!(agent.log().contains(r#"undeclared service "api" (240.0.0.20:80/tcp): allowed (audit)"#), "{}", agent.log());
+    assert!(
+        agent.log().contains(r#"undeclared service "api" (240.0.0.20:80/tcp): allowed (audit)"#),
+        "{}",
+        agent.log()
+    );
 }
 
 #[test]
@@ -124,7 +131,16 @@ fn bad_labels_and_env_are_reported_and_the_valid_declarations_still_apply() {
     h.docker.idle(
         "messy",
         "net",
-        &["--label", "viking.connect_to=web,no such,ghost", "--label", "viking.policy=strict", "-e", "BACKEND_X=api;99999", "-e", "BACKEND_Y=garbage"],
+        &[
+            "--label",
+            "viking.connect_to=web,no such,ghost",
+            "--label",
+            "viking.policy=strict",
+            "-e",
+            "BACKEND_X=api;99999",
+            "-e",
+            "BACKEND_Y=garbage",
+        ],
     );
     let policy = wait_policy(&agent, &h, "messy");
     assert_eq!(policy["allowed"], serde_json::json!(["240.0.0.10"]), "{policy}");

@@ -93,7 +93,10 @@ fn nomad_job_runs_one_privileged_host_agent_per_node() {
         mounts.contains(&("/sys/fs/bpf".into(), "/sys/fs/bpf".into(), Some("rshared".into()))),
         "the host's bpffs, so pins outlive the container: {mounts:?}"
     );
-    assert!(mounts.iter().any(|(source, target, _)| source == "/sys/fs/cgroup" && target == "/sys/fs/cgroup"), "{mounts:?}");
+    assert!(
+        mounts.iter().any(|(source, target, _)| source == "/sys/fs/cgroup" && target == "/sys/fs/cgroup"),
+        "{mounts:?}"
+    );
 
     let args = strings(config, "args");
     assert_eq!(args.first().map(String::as_str), Some("run"));
@@ -132,7 +135,10 @@ fn systemd_unit_restarts_and_never_uninstalls() {
     assert_eq!(get("Service", "ExecStart"), ["/usr/local/bin/viking-agent run --config /etc/viking/viking.toml"]);
     assert_eq!(get("Service", "Restart"), ["always"]);
     assert_eq!(get("Service", "KillSignal"), ["SIGTERM"]);
-    assert!(get("Service", "ExecStop").is_empty() && get("Service", "ExecStopPost").is_empty(), "stopping must not uninstall");
+    assert!(
+        get("Service", "ExecStop").is_empty() && get("Service", "ExecStopPost").is_empty(),
+        "stopping must not uninstall"
+    );
     let nofile: u64 = get("Service", "LimitNOFILE")[0].parse().expect("a number");
     assert!(nofile >= 65536, "one connection per Consul service needs many descriptors");
     let bounding = get("Service", "CapabilityBoundingSet").join(" ");

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use viking_tests::{
-    Agent, PinGuard, Cgroup, Netns,
+    Agent, Cgroup, Netns, PinGuard,
     backends::tcp_backends,
     client::{self, ClientOptions},
     config::{ServiceSpec, render},

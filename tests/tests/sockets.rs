@@ -43,7 +43,8 @@ fn getpeername_returns_the_vip_not_the_backend() {
     let attempts = client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions::default());
     assert_eq!(attempts[0].reply.as_deref(), Some("b0"), "{attempts:?}");
     assert_eq!(attempts[0].peer.as_deref(), Some("240.0.0.10:80"), "TCP getpeername");
-    let attempts = client::connect(Some(&w.cgroup), &w.netns, dns.frontend(), ClientOptions { udp: true, ..Default::default() });
+    let attempts =
+        client::connect(Some(&w.cgroup), &w.netns, dns.frontend(), ClientOptions { udp: true, ..Default::default() });
     assert_eq!(attempts[0].reply.as_deref(), Some("u0"), "{attempts:?}");
     assert_eq!(attempts[0].peer.as_deref(), Some("240.0.0.53:53"), "connected UDP getpeername");
 }
@@ -91,7 +92,10 @@ for _ in range(4):
     let output = command.output().expect("python3");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let lines: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
-    assert_eq!(lines, ["b0 ::ffff:240.0.0.10 80", "b1 ::ffff:240.0.0.10 80", "b0 ::ffff:240.0.0.10 80", "b1 ::ffff:240.0.0.10 80"]);
+    assert_eq!(
+        lines,
+        ["b0 ::ffff:240.0.0.10 80", "b1 ::ffff:240.0.0.10 80", "b0 ::ffff:240.0.0.10 80", "b1 ::ffff:240.0.0.10 80"]
+    );
 }
 
 #[test]
@@ -103,11 +107,17 @@ fn ipv6_vips_are_balanced_over_ipv6_backends() {
     let dns = ServiceSpec::udp("dns6", "fd00:7669:6b69::53", 53, &[udp.addr]);
     let _agent = Agent::start(&w.cgroup, &w.pins, &render(&[web.clone(), dns.clone()]));
 
-    let attempts = client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions { count: 4, ..Default::default() });
+    let attempts =
+        client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions { count: 4, ..Default::default() });
     assert_eq!(client::replies(&attempts), ["b0", "b1", "b0", "b1"]);
     assert!(attempts.iter().all(|a| a.peer.as_deref() == Some("[fd00:7669:6b69::10]:80")), "{attempts:?}");
     let udp_attempts = client::run(&w.cgroup, &w.netns, dns.frontend(), Mode::Sendto { count: 2 });
-    assert!(udp_attempts.iter().all(|a| a.reply.as_deref() == Some("u0") && a.peer.as_deref() == Some("[fd00:7669:6b69::53]:53")), "{udp_attempts:?}");
+    assert!(
+        udp_attempts
+            .iter()
+            .all(|a| a.reply.as_deref() == Some("u0") && a.peer.as_deref() == Some("[fd00:7669:6b69::53]:53")),
+        "{udp_attempts:?}"
+    );
 }
 
 #[test]
@@ -123,12 +133,19 @@ fn udp_sockets_connected_to_a_removed_backend_are_closed_and_reconnect_elsewhere
     // u0 leaves the service but keeps running: without Viking closing the socket, the
     // application would keep talking to it forever.
     agent.write_config(&render(&[ServiceSpec::udp("dns", "240.0.0.53", 53, &[udp[1].addr])]));
-    assert!(agent.wait_log("closed 1 UDP socket(s) connected to removed backends", Duration::from_secs(2)), "{}", agent.log());
+    assert!(
+        agent.wait_log("closed 1 UDP socket(s) connected to removed backends", Duration::from_secs(2)),
+        "{}",
+        agent.log()
+    );
     let attempts = client::collect(session);
 
     let replies: Vec<&str> = attempts.iter().filter_map(|a| a.reply.as_deref()).collect();
     let switch = replies.iter().position(|r| *r == "u1").expect("the session moved to u1");
-    assert!(replies[..switch].iter().all(|r| *r == "u0") && replies[switch..].iter().all(|r| *r == "u1"), "{replies:?}");
+    assert!(
+        replies[..switch].iter().all(|r| *r == "u0") && replies[switch..].iter().all(|r| *r == "u1"),
+        "{replies:?}"
+    );
     let errors: Vec<_> = attempts.iter().filter(|a| a.errno.is_some()).collect();
     assert_eq!(errors.len(), 1, "exactly one failed request, when the socket was closed: {errors:?}");
     // udp_abort() disconnects the socket: a blocked recv fails with ECONNABORTED, the next

@@ -5,7 +5,7 @@ use viking_agent::{
     config::Limits,
     dataplane::{Dataplane, HOOKS, pins::PinDir},
 };
-use viking_tests::{PinGuard, Cgroup, require_root};
+use viking_tests::{Cgroup, PinGuard, require_root};
 
 #[test]
 fn programs_load_through_the_verifier_and_attach() {

@@ -213,12 +213,10 @@ impl Runtime {
             return;
         }
         let repeats = std::mem::replace(entry, (now, 0)).1;
-        let container = self
-            .containers
-            .iter()
-            .flatten()
-            .find(|c| c.cgroup_id == event.cgroup_id)
-            .map_or_else(|| format!("cgroup {}", event.cgroup_id), |c| format!("{:?} (cgroup {})", c.display_name(), event.cgroup_id));
+        let container = self.containers.iter().flatten().find(|c| c.cgroup_id == event.cgroup_id).map_or_else(
+            || format!("cgroup {}", event.cgroup_id),
+            |c| format!("{:?} (cgroup {})", c.display_name(), event.cgroup_id),
+        );
         let service = self
             .served
             .services
@@ -226,7 +224,8 @@ impl Runtime {
             .find(|s| s.frontend.vip == vip && s.frontend.port == port)
             .map_or("(unknown)", |s| s.name.as_str());
         let protocol = Protocol::from_number(event.protocol).map_or("?", Protocol::name);
-        let verdict = if PolicyMode::from_u8(event.mode) == PolicyMode::Enforce { "refused" } else { "allowed (audit)" };
+        let verdict =
+            if PolicyMode::from_u8(event.mode) == PolicyMode::Enforce { "refused" } else { "allowed (audit)" };
         tracing::warn!(
             "policy: container {container} connected to undeclared service {service:?} ({}/{protocol}): {verdict}{}",
             std::net::SocketAddr::new(vip, port),

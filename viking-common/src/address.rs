@@ -22,9 +22,7 @@ impl Ip6 {
     /// Whether this is a v4-mapped IPv4 address.
     #[inline(always)]
     pub const fn is_v4_mapped(&self) -> bool {
-        self.words[0] == 0
-            && self.words[1] == 0
-            && self.words[2] == u32::from_ne_bytes([0, 0, 0xff, 0xff])
+        self.words[0] == 0 && self.words[1] == 0 && self.words[2] == u32::from_ne_bytes([0, 0, 0xff, 0xff])
     }
 
     /// The IPv4 address in network byte order (`user_ip4`); meaningful when v4-mapped.
@@ -60,8 +58,7 @@ impl Ip6 {
         let [a, b, c, d] = self.words;
         let (a, b, c, d) = (a.to_ne_bytes(), b.to_ne_bytes(), c.to_ne_bytes(), d.to_ne_bytes());
         IpAddr::V6(Ipv6Addr::from([
-            a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1],
-            d[2], d[3],
+            a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2], d[3],
         ]))
     }
 }

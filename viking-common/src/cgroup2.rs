@@ -6,9 +6,8 @@ use std::{io, path::PathBuf};
 /// The mount point of the cgroup v2 hierarchy, from `/proc/self/mountinfo`.
 pub fn root() -> io::Result<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    cgroup2_root_in(&mountinfo).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, "no cgroup2 filesystem in /proc/self/mountinfo")
-    })
+    cgroup2_root_in(&mountinfo)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 filesystem in /proc/self/mountinfo"))
 }
 
 /// Parses mountinfo text: field 5 is the mount point, the type follows the ` - ` separator.

@@ -4,8 +4,7 @@ use core::{ffi::c_void, ptr};
 
 use aya_ebpf::helpers::generated::{bpf_get_current_cgroup_id, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_loop};
 use viking_common::{
-    AffinityKey, AffinityValue, Algorithm, Backend, ServiceKey, ServiceStats, ServiceValue,
-    limits::LEAST_CONN_SCAN,
+    AffinityKey, AffinityValue, Algorithm, Backend, ServiceKey, ServiceStats, ServiceValue, limits::LEAST_CONN_SCAN,
 };
 
 use crate::{
@@ -96,9 +95,13 @@ fn choose(frontend: &ServiceKey, service: &ServiceValue, algorithm: Algorithm, p
             backend_in_slot(frontend, slot_of(turn, count))
         }
         // SAFETY: helper without arguments.
-        (Pick::ByAlgorithm, Algorithm::Random) => backend_in_slot(frontend, slot_of(u64::from(unsafe { bpf_get_prandom_u32() }), count)),
+        (Pick::ByAlgorithm, Algorithm::Random) => {
+            backend_in_slot(frontend, slot_of(u64::from(unsafe { bpf_get_prandom_u32() }), count))
+        }
         // A multiplicative hash spreads consecutive cookies over the slots.
-        (Pick::Sticky(cookie), _) => backend_in_slot(frontend, slot_of(cookie.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32, count)),
+        (Pick::Sticky(cookie), _) => {
+            backend_in_slot(frontend, slot_of(cookie.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32, count))
+        }
     };
     // The agent lowers the count before it deletes slots, but a reader may have read the
     // old count just before: slot 1 exists whenever count >= 1.

@@ -10,8 +10,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use viking_common::{
-    AffinityKey, AffinityValue, AllowKey, AuditEvent, Backend, BackendStats, CgroupPolicy, OverlayKey, OverlayTarget, RevNatKey,
-    RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord, SocketState, limits,
+    AffinityKey, AffinityValue, AllowKey, AuditEvent, Backend, BackendStats, CgroupPolicy, OverlayKey, OverlayTarget,
+    RevNatKey, RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord, SocketState,
+    limits,
 };
 
 /// Frontends and their backend slots.
@@ -50,16 +51,14 @@ pub static RR_CURSORS: Array<u64, { limits::MAX_SERVICES as usize }> = Array::ne
 ///   zeroes an id when it assigns it to a new service
 /// - size: `limits.max_services`
 #[btf_map(name = "VIKING_SERVICE_STATS")]
-pub static SERVICE_STATS: PerCpuArray<ServiceStats, { limits::MAX_SERVICES as usize }> =
-    PerCpuArray::new();
+pub static SERVICE_STATS: PerCpuArray<ServiceStats, { limits::MAX_SERVICES as usize }> = PerCpuArray::new();
 
 /// Per-backend counters, per CPU.
 /// - key: backend id; value: [`BackendStats`]
 /// - writer: connect4/6, sendmsg4/6; reader: agent; zeroed by the agent when it assigns the id
 /// - size: `limits.max_backends`
 #[btf_map(name = "VIKING_BACKEND_STATS")]
-pub static BACKEND_STATS: PerCpuArray<BackendStats, { limits::MAX_BACKENDS as usize }> =
-    PerCpuArray::new();
+pub static BACKEND_STATS: PerCpuArray<BackendStats, { limits::MAX_BACKENDS as usize }> = PerCpuArray::new();
 
 /// Open connections per backend, counted for `least_conn` services.
 /// - key: backend id; value: `u64` (atomic add on connect, atomic subtract on release)
@@ -94,8 +93,7 @@ pub static SOCKETS: SkStorage<SocketState> = SkStorage::new();
 /// - writer: sendmsg4/6; reader: recvmsg4/6
 /// - size: `limits.max_rev_nat`, least recently used entries are evicted
 #[btf_map(name = "VIKING_REV_NAT")]
-pub static REV_NAT: LruHashMap<RevNatKey, RevNatValue, { limits::MAX_REV_NAT as usize }> =
-    LruHashMap::new();
+pub static REV_NAT: LruHashMap<RevNatKey, RevNatValue, { limits::MAX_REV_NAT as usize }> = LruHashMap::new();
 
 /// Client affinity: the backend a client cgroup last used for a service.
 /// - key: [`AffinityKey`]; value: [`AffinityValue`]
@@ -103,8 +101,7 @@ pub static REV_NAT: LruHashMap<RevNatKey, RevNatValue, { limits::MAX_REV_NAT as 
 ///   entries naming a backend that left the service
 /// - size: `limits.max_affinity`, least recently used entries are evicted
 #[btf_map(name = "VIKING_AFFINITY")]
-pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue, { limits::MAX_AFFINITY as usize }> =
-    LruHashMap::new();
+pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue, { limits::MAX_AFFINITY as usize }> = LruHashMap::new();
 
 /// Service names, for `maps dump` when no agent runs. No program reads it; it is declared
 /// here so that it is created, sized and pinned with the others.
@@ -112,12 +109,8 @@ pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue, { limits::MAX_AFFINI
 /// - writer and reader: agent
 /// - size: `limits.max_services`, allocated on demand
 #[btf_map(name = "VIKING_SERVICE_NAMES")]
-pub static SERVICE_NAMES: HashMap<
-    u32,
-    ServiceName,
-    { limits::MAX_SERVICES as usize },
-    { BPF_F_NO_PREALLOC as usize },
-> = HashMap::new();
+pub static SERVICE_NAMES: HashMap<u32, ServiceName, { limits::MAX_SERVICES as usize }, { BPF_F_NO_PREALLOC as usize }> =
+    HashMap::new();
 
 /// Per-container policy mode.
 /// - key: cgroup id (`u64`); value: [`CgroupPolicy`] (absent = off)
@@ -141,8 +134,12 @@ pub static ALLOWED: HashMap<AllowKey, u8, { limits::MAX_DECLARATIONS as usize },
 /// - writer: agent; reader: connect4/6, sendmsg4/6 when the destination is the ambassador
 /// - size: `limits::MAX_DECLARATIONS`
 #[btf_map(name = "VIKING_OVERLAYS")]
-pub static OVERLAYS: HashMap<OverlayKey, OverlayTarget, { limits::MAX_DECLARATIONS as usize }, { BPF_F_NO_PREALLOC as usize }> =
-    HashMap::new();
+pub static OVERLAYS: HashMap<
+    OverlayKey,
+    OverlayTarget,
+    { limits::MAX_DECLARATIONS as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
 
 /// Host-wide settings, one entry.
 /// - key: 0; value: [`Settings`] (ambassador address)

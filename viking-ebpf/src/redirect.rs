@@ -12,7 +12,11 @@ use crate::{
 /// Decides where a connect or datagram to the context's destination goes. `Ok(None)`:
 /// leave it alone (not a VIP, or the container bypasses Viking).
 #[inline(always)]
-pub fn resolve<const IPV6: bool>(sock: &SockAddr<'_, IPV6>, protocol: u8, pick: Pick) -> Result<Option<Choice>, Refusal> {
+pub fn resolve<const IPV6: bool>(
+    sock: &SockAddr<'_, IPV6>,
+    protocol: u8,
+    pick: Pick,
+) -> Result<Option<Choice>, Refusal> {
     let mut vip = sock.address();
     let mut port_be = sock.port_be();
     let settings = settings();

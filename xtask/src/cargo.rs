@@ -1,10 +1,6 @@
 //! Running cargo for the workspace.
 
-use std::{
-    ffi::OsString,
-    path::PathBuf,
-    process::Command,
-};
+use std::{ffi::OsString, path::PathBuf, process::Command};
 
 use anyhow::{Context as _, ensure};
 

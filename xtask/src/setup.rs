@@ -77,7 +77,8 @@ fn dpkg_installed(package: &str) -> bool {
 
 fn debian_toolchain() -> anyhow::Result<()> {
     let list = Command::new("rustup").args(["toolchain", "list"]).output().context("running rustup")?;
-    let listed = String::from_utf8_lossy(&list.stdout).lines().any(|l| l.split_whitespace().next() == Some(DEBIAN_TOOLCHAIN));
+    let listed =
+        String::from_utf8_lossy(&list.stdout).lines().any(|l| l.split_whitespace().next() == Some(DEBIAN_TOOLCHAIN));
     if listed {
         return Ok(());
     }
@@ -97,7 +98,13 @@ fn bpf_linker() -> anyhow::Result<()> {
     let path = format!("{LLVM_PREFIX}/bin:{}", std::env::var("PATH").unwrap_or_default());
     run_step(
         Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--no-default-features", "--features", "llvm-22"])
+            .args([
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
             .env("LLVM_PREFIX", LLVM_PREFIX)
             .env("PATH", path),
         "cargo install bpf-linker",

@@ -41,7 +41,8 @@ impl CpuMonitor {
 impl CpuSnapshot {
     /// Share of all CPUs (0..=1) that other processes used in user space since `earlier`.
     pub fn foreign_share_since(&self, earlier: &Self) -> f64 {
-        let foreign = self.machine.saturating_sub(earlier.machine).saturating_sub(self.bench.saturating_sub(earlier.bench));
+        let foreign =
+            self.machine.saturating_sub(earlier.machine).saturating_sub(self.bench.saturating_sub(earlier.bench));
         self.share(foreign, earlier)
     }
 
@@ -61,7 +62,8 @@ impl CpuSnapshot {
 /// `user + nice` and `idle + iowait` of the `cpu` line of /proc/stat.
 fn machine_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let fields: Vec<u64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
     let field = |i: usize| fields.get(i).copied().unwrap_or(0);
     (field(0) + field(1), field(3) + field(4))
 }

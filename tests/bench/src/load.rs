@@ -199,7 +199,8 @@ fn one_connection(to: SocketAddr) -> std::io::Result<()> {
 }
 
 fn connect(to: SocketAddrV4) -> anyhow::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&SocketAddr::V4(to), IO_TIMEOUT).with_context(|| format!("connecting to {to}"))?;
+    let stream =
+        TcpStream::connect_timeout(&SocketAddr::V4(to), IO_TIMEOUT).with_context(|| format!("connecting to {to}"))?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)?;

@@ -30,7 +30,8 @@ impl Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         Self {
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|e| format!("unknown ({e})"), |s| s.trim().to_owned()),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|e| format!("unknown ({e})"), |s| s.trim().to_owned()),
             cpu: field(&cpuinfo, "model name").unwrap_or("unknown CPU").to_owned(),
             cores: std::thread::available_parallelism().map_or(0, usize::from),
             memory_gib: field(&meminfo, "MemTotal")

@@ -112,7 +112,13 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(agent: &std::path::Path, out: &std::path::Path, work_dir: &std::path::Path, plan: plan::Plan, command_line: &str) -> anyhow::Result<()> {
+fn run(
+    agent: &std::path::Path,
+    out: &std::path::Path,
+    work_dir: &std::path::Path,
+    plan: plan::Plan,
+    command_line: &str,
+) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmark needs root: it loads BPF programs and creates cgroups and network namespaces");
@@ -122,7 +128,8 @@ fn run(agent: &std::path::Path, out: &std::path::Path, work_dir: &std::path::Pat
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let interrupted = interrupted.clone();
-        ctrlc::set_handler(move || interrupted.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
+        ctrlc::set_handler(move || interrupted.store(true, Ordering::Relaxed))
+            .context("installing the Ctrl-C handler")?;
     }
     std::fs::create_dir_all(work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
     let machine = machine::Machine::describe();
@@ -138,7 +145,12 @@ fn run(agent: &std::path::Path, out: &std::path::Path, work_dir: &std::path::Pat
     Ok(())
 }
 
-fn run_consul(agent: &std::path::Path, out: &std::path::Path, work_dir: &std::path::Path, command_line: &str) -> anyhow::Result<()> {
+fn run_consul(
+    agent: &std::path::Path,
+    out: &std::path::Path,
+    work_dir: &std::path::Path,
+    command_line: &str,
+) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmark needs root: it loads BPF programs and creates cgroups");

@@ -91,7 +91,13 @@ impl World<'_> {
     }
 
     fn direct(&self) -> Route<'_> {
-        Route { setup: Setup::Direct, cgroup: &self.cgroups.plain, namespace: self.namespace, target: BACKENDS[0], targets: 2 }
+        Route {
+            setup: Setup::Direct,
+            cgroup: &self.cgroups.plain,
+            namespace: self.namespace,
+            target: BACKENDS[0],
+            targets: 2,
+        }
     }
 
     fn route_args(&self, route: &Route<'_>, workload: Workload) -> Args {
@@ -123,14 +129,24 @@ impl World<'_> {
             Err(err) => results.notes.push(format!("Viking, {services} services: not measured: {err}")),
         }
         baseline.set_services(services)?;
-        let iptables = Iptables::create(services, self.plan.server_workers, self.work_dir, self.plan.iptables_install_limit)
-            .map_err(|e| format!("{e:#}"));
+        let iptables =
+            Iptables::create(services, self.plan.server_workers, self.work_dir, self.plan.iptables_install_limit)
+                .map_err(|e| format!("{e:#}"));
         match &iptables {
-            Ok(ipt) => eprintln!("viking-bench: iptables-restore of {services} services took {:.1} s", ipt.install.as_secs_f64()),
+            Ok(ipt) => eprintln!(
+                "viking-bench: iptables-restore of {services} services took {:.1} s",
+                ipt.install.as_secs_f64()
+            ),
             Err(err) => results.notes.push(format!("iptables DNAT, {services} services: not measured: {err}")),
         }
 
-        let vips = |setup, cgroup, namespace| Route { setup, cgroup, namespace, target: SocketAddrV4::new(vip(0), VIP_PORT), targets: services };
+        let vips = |setup, cgroup, namespace| Route {
+            setup,
+            cgroup,
+            namespace,
+            target: SocketAddrV4::new(vip(0), VIP_PORT),
+            targets: services,
+        };
         let mut routes = vec![self.direct()];
         if viking_apply.is_ok() {
             routes.push(vips(Setup::Viking, &self.cgroups.viking, self.namespace));
@@ -141,7 +157,13 @@ impl World<'_> {
         }
         if first {
             // Neither depends on the number of services: measured once.
-            routes.push(Route { setup: Setup::Haproxy, cgroup: &self.cgroups.plain, namespace: self.namespace, target: FRONTEND, targets: 1 });
+            routes.push(Route {
+                setup: Setup::Haproxy,
+                cgroup: &self.cgroups.plain,
+                namespace: self.namespace,
+                target: FRONTEND,
+                targets: 1,
+            });
             routes.push(Route { setup: Setup::DirectUnderViking, cgroup: &self.cgroups.viking, ..self.direct() });
         }
 
@@ -163,7 +185,9 @@ impl World<'_> {
                      connects beyond it are dropped, which lowers iptables' rate"
                 )),
                 Ok(_) => {}
-                Err(err) => results.notes.push(format!("iptables DNAT, {services} services: conntrack count unreadable: {err:#}")),
+                Err(err) => results
+                    .notes
+                    .push(format!("iptables DNAT, {services} services: conntrack count unreadable: {err:#}")),
             }
         }
         let iptables_install = match &iptables {
@@ -186,7 +210,14 @@ impl World<'_> {
     }
 
     /// One load run; failures, partial failures and disturbed runs become notes.
-    fn run(&self, route: &Route<'_>, args: &Args, purpose: &str, services: u32, results: &mut Results) -> Result<Outcome, String> {
+    fn run(
+        &self,
+        route: &Route<'_>,
+        args: &Args,
+        purpose: &str,
+        services: u32,
+        results: &mut Results,
+    ) -> Result<Outcome, String> {
         let before = self.cpu.snapshot();
         let outcome = run_load(route.cgroup, route.namespace, args).map_err(|e| format!("{e:#}"))?;
         let after = self.cpu.snapshot();
@@ -197,7 +228,10 @@ impl World<'_> {
             results.disturbed.push((what.clone(), foreign));
         }
         if outcome.operations == 0 {
-            return Err(format!("no operation succeeded ({})", outcome.first_error.as_deref().unwrap_or("no error reported")));
+            return Err(format!(
+                "no operation succeeded ({})",
+                outcome.first_error.as_deref().unwrap_or("no error reported")
+            ));
         }
         if outcome.errors > 0 {
             results.notes.push(format!(
@@ -209,7 +243,9 @@ impl World<'_> {
         }
         let shown = match args.workload {
             Workload::Connections => format!("{:.0} conn/s", outcome.rate()),
-            Workload::Latency => format!("p50 {:.1} µs, p99 {:.1} µs", outcome.p50_ns as f64 / 1e3, outcome.p99_ns as f64 / 1e3),
+            Workload::Latency => {
+                format!("p50 {:.1} µs, p99 {:.1} µs", outcome.p50_ns as f64 / 1e3, outcome.p99_ns as f64 / 1e3)
+            }
             Workload::Bulk => format!("{:.2} Gbit/s", gbit_s(&outcome)),
         };
         eprintln!("viking-bench:   {what}: {shown} (CPU idle {:.0}%)", after.idle_share_since(&before) * 100.0);
@@ -219,16 +255,28 @@ impl World<'_> {
     /// Program costs per call: one new-connections run each for Viking and the baseline
     /// program with BPF run-time statistics on (they add two clock reads per call, so the
     /// throughput runs are made without them).
-    fn cost(&self, routes: &[Route<'_>], services: u32, agent: &Agent, baseline: &Baseline, results: &mut Results) -> anyhow::Result<Cost> {
+    fn cost(
+        &self,
+        routes: &[Route<'_>],
+        services: u32,
+        agent: &Agent,
+        baseline: &Baseline,
+        results: &mut Results,
+    ) -> anyhow::Result<Cost> {
         let mut cost = Cost::default();
-        let args = |route: &Route<'_>| Args { duration_ms: self.plan.cost_run.as_millis() as u64, ..self.route_args(route, Workload::Connections) };
+        let args = |route: &Route<'_>| Args {
+            duration_ms: self.plan.cost_run.as_millis() as u64,
+            ..self.route_args(route, Workload::Connections)
+        };
         let _stats = RunTimeStats::enable()?;
         if let Some(route) = routes.iter().find(|r| r.setup == Setup::Viking) {
             self.check_interrupted()?;
             let connect4 = agent.program_id(names::PROG_CONNECT4)?;
             let release = agent.program_id(names::PROG_SOCK_RELEASE)?;
             let (c0, r0) = (Counters::read(connect4)?, Counters::read(release)?);
-            let outcome = self.run(route, &args(route), "new connections, BPF statistics on", services, results).map_err(anyhow::Error::msg)?;
+            let outcome = self
+                .run(route, &args(route), "new connections, BPF statistics on", services, results)
+                .map_err(anyhow::Error::msg)?;
             let (calls, per_call) = Counters::read(connect4)?.since(&c0);
             cost.viking_connect4 = per_call;
             cost.viking_release = Counters::read(release)?.since(&r0).1;
@@ -243,7 +291,8 @@ impl World<'_> {
             self.check_interrupted()?;
             let id = baseline.program_id()?;
             let before = Counters::read(id)?;
-            self.run(route, &args(route), "new connections, BPF statistics on", services, results).map_err(anyhow::Error::msg)?;
+            self.run(route, &args(route), "new connections, BPF statistics on", services, results)
+                .map_err(anyhow::Error::msg)?;
             cost.baseline = Counters::read(id)?.since(&before).1;
         }
         let shown = |v: Option<f64>| v.map_or("-".into(), |ns| format!("{ns:.0} ns"));
@@ -265,7 +314,12 @@ impl World<'_> {
             .collect();
         let mut rows: Vec<Persistent> = measured
             .iter()
-            .map(|r| Persistent { setup: r.setup, p50_us: Sample::default(), p99_us: Sample::default(), gbit_s: Sample::default() })
+            .map(|r| Persistent {
+                setup: r.setup,
+                p50_us: Sample::default(),
+                p99_us: Sample::default(),
+                gbit_s: Sample::default(),
+            })
             .collect();
         for repetition in 0..self.plan.persistent_repetitions {
             for k in 0..measured.len() {

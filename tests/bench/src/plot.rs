@@ -28,16 +28,14 @@ pub fn new_connections(results: &Results, path: &Path) -> anyhow::Result<()> {
     let series = |setup: Setup| -> Vec<(f64, f64)> {
         results.points.iter().filter_map(|p| Some((f64::from(p.services), p.ratio(setup)?))).collect()
     };
-    let lines = [(Setup::Viking, RGBColor(0, 114, 178)), (Setup::Baseline, RGBColor(0, 158, 115)), (Setup::Iptables, RGBColor(213, 94, 0))];
+    let lines = [
+        (Setup::Viking, RGBColor(0, 114, 178)),
+        (Setup::Baseline, RGBColor(0, 158, 115)),
+        (Setup::Iptables, RGBColor(213, 94, 0)),
+    ];
     let haproxy = results.points.iter().find_map(|p| p.ratio(Setup::Haproxy));
     let max_services = results.points.iter().map(|p| f64::from(p.services)).fold(1.0, f64::max);
-    let top = lines
-        .iter()
-        .flat_map(|(s, _)| series(*s))
-        .map(|(_, r)| r)
-        .chain(haproxy)
-        .fold(1.0, f64::max)
-        + 0.1;
+    let top = lines.iter().flat_map(|(s, _)| series(*s)).map(|(_, r)| r).chain(haproxy).fold(1.0, f64::max) + 0.1;
 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;

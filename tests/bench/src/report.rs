@@ -199,7 +199,13 @@ impl Report<'_> {
                 (Some(v), None) => format!("{v:.1} Gbit/s"),
                 _ => "failed".into(),
             };
-            let _ = writeln!(out, "| {} | {} | {} | {bulk} |", row.setup.label(), latency(|p| &p.p50_us), latency(|p| &p.p99_us));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {bulk} |",
+                row.setup.label(),
+                latency(|p| &p.p50_us),
+                latency(|p| &p.p99_us)
+            );
         }
         out.push_str(
             "\nLatency: one persistent connection, one request at a time, every round trip timed (for \
@@ -210,7 +216,9 @@ impl Report<'_> {
     }
 
     fn install_table(&self) -> String {
-        let mut out = String::from("| services | Viking (agent applies the config change) | iptables-restore (one batch) |\n|---:|---:|---:|\n");
+        let mut out = String::from(
+            "| services | Viking (agent applies the config change) | iptables-restore (one batch) |\n|---:|---:|---:|\n",
+        );
         let shown = |r: &Result<std::time::Duration, String>| match r {
             Ok(d) => format!("{:.2} s", d.as_secs_f64()),
             Err(_) => "failed (see notes)".into(),

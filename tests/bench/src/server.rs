@@ -80,7 +80,9 @@ fn worker(listener: &TcpListener, stop: &AtomicBool) {
         match listener.accept() {
             Ok((stream, _)) => serve(stream),
             // The poll timeout (to check `stop`) or a handshake the client aborted.
-            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::ConnectionAborted) => {}
+            Err(err)
+                if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::ConnectionAborted) => {
+            }
             // Anything else (e.g. out of file descriptors): back off instead of spinning.
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }

@@ -51,7 +51,8 @@ fn flat(results: &Results) -> Verdict {
     let Some((first_services, Some(first))) = ratios.first().copied() else {
         return Verdict { target, measured: "first point not measured".into(), met: None };
     };
-    let worst = ratios.iter().filter_map(|(s, r)| r.map(|r| (*s, r - first))).max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+    let worst =
+        ratios.iter().filter_map(|(s, r)| r.map(|r| (*s, r - first))).max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
     let missing = ratios.iter().any(|(_, r)| r.is_none());
     let measured = match worst {
         Some((services, delta)) => format!("largest change from {first_services} svc: {delta:+.3} at {services} svc"),
@@ -121,7 +122,11 @@ mod tests {
         let sample = |v| Ok(Sample { values: vec![v] });
         Point {
             services,
-            connections: vec![(Setup::Direct, sample(direct)), (Setup::Viking, sample(viking)), (Setup::Iptables, sample(iptables))],
+            connections: vec![
+                (Setup::Direct, sample(direct)),
+                (Setup::Viking, sample(viking)),
+                (Setup::Iptables, sample(iptables)),
+            ],
             viking_apply: Ok(Duration::ZERO),
             iptables_install: Ok(Duration::ZERO),
             cost: Cost { viking_connect4: Some(400.0), viking_release: None, baseline: Some(300.0) },
@@ -130,7 +135,8 @@ mod tests {
 
     #[test]
     fn a_drop_below_the_ratio_is_a_miss_and_named() {
-        let results = Results { points: vec![point(1, 100.0, 99.0, 70.0), point(1000, 100.0, 90.0, 20.0)], ..Results::default() };
+        let results =
+            Results { points: vec![point(1, 100.0, 99.0, 70.0), point(1000, 100.0, 90.0, 20.0)], ..Results::default() };
         let verdicts = check(&results);
         assert_eq!(verdicts[0].met, Some(false));
         assert!(verdicts[0].measured.contains("1000 svc: 0.900×"));

@@ -54,9 +54,7 @@ impl Acl {
         };
         match (self.tokens.get(token), access) {
             (None, _) => Err(HttpError::forbidden("ACL not found")),
-            (Some(TokenRights::ReadOnly), Access::Write) => {
-                Err(HttpError::forbidden("Permission denied"))
-            }
+            (Some(TokenRights::ReadOnly), Access::Write) => Err(HttpError::forbidden("Permission denied")),
             (Some(_), _) => Ok(()),
         }
     }

@@ -88,10 +88,7 @@ impl Notifier {
     /// A receiver that sees every notification of `topic` from now on.
     fn subscribe(&self, topic: Topic) -> watch::Receiver<()> {
         let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
-        topics
-            .entry(topic)
-            .or_insert_with(|| watch::channel(()).0)
-            .subscribe()
+        topics.entry(topic).or_insert_with(|| watch::channel(()).0).subscribe()
     }
 
     /// Wakes the waiters of these topics; forgets topics nobody waits on.

@@ -57,14 +57,9 @@ fn parse_segment(text: &str) -> Option<(u128, &str)> {
     if int_digits.is_empty() && frac_digits.is_empty() {
         return None;
     }
-    let (unit_nanos, rest) = UNITS
-        .iter()
-        .find_map(|(suffix, nanos)| rest.strip_prefix(suffix).map(|tail| (*nanos, tail)))?;
-    let whole = if int_digits.is_empty() {
-        0
-    } else {
-        int_digits.parse::<u128>().ok()?
-    };
+    let (unit_nanos, rest) =
+        UNITS.iter().find_map(|(suffix, nanos)| rest.strip_prefix(suffix).map(|tail| (*nanos, tail)))?;
+    let whole = if int_digits.is_empty() { 0 } else { int_digits.parse::<u128>().ok()? };
     let mut nanos = whole.checked_mul(unit_nanos)?;
     // Fractions are scaled digit by digit so "1.5s" stays exact.
     let mut scale = unit_nanos;

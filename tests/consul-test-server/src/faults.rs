@@ -32,11 +32,7 @@ pub enum Fault {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// Answer with this status, body and optional `Retry-After` seconds.
-    Respond {
-        status: StatusCode,
-        body: String,
-        retry_after: Option<u64>,
-    },
+    Respond { status: StatusCode, body: String, retry_after: Option<u64> },
     /// Serve the request normally.
     Proceed,
 }
@@ -55,9 +51,7 @@ pub struct FaultSwitch {
 
 impl Default for FaultSwitch {
     fn default() -> Self {
-        FaultSwitch {
-            rules: watch::channel(Vec::new()).0,
-        }
+        FaultSwitch { rules: watch::channel(Vec::new()).0 }
     }
 }
 
@@ -71,17 +65,13 @@ impl FaultSwitch {
     pub fn set_for(&self, prefix: &str, fault: Fault) {
         self.rules.send_modify(|rules| {
             rules.retain(|rule| rule.prefix != prefix);
-            rules.push(Rule {
-                prefix: prefix.to_owned(),
-                fault,
-            });
+            rules.push(Rule { prefix: prefix.to_owned(), fault });
         });
     }
 
     /// Removes the rule for `prefix`; hanging requests it held proceed.
     pub fn clear_for(&self, prefix: &str) {
-        self.rules
-            .send_modify(|rules| rules.retain(|rule| rule.prefix != prefix));
+        self.rules.send_modify(|rules| rules.retain(|rule| rule.prefix != prefix));
     }
 
     /// Removes every rule; hanging requests proceed.
@@ -105,22 +95,12 @@ impl FaultSwitch {
             tokio::time::sleep(delay).await;
         }
         match fault {
-            Some(Fault::Status500) => {
-                respond(StatusCode::INTERNAL_SERVER_ERROR, "No cluster leader", None)
-            }
-            Some(Fault::Status500Body(body)) => {
-                respond(StatusCode::INTERNAL_SERVER_ERROR, &body, None)
-            }
-            Some(Fault::TooManyRequests) => {
-                respond(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", None)
-            }
+            Some(Fault::Status500) => respond(StatusCode::INTERNAL_SERVER_ERROR, "No cluster leader", None),
+            Some(Fault::Status500Body(body)) => respond(StatusCode::INTERNAL_SERVER_ERROR, &body, None),
+            Some(Fault::TooManyRequests) => respond(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", None),
             Some(Fault::TooManyRequestsRetryAfter(after)) => {
                 let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-                respond(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too Many Requests",
-                    Some(seconds),
-                )
+                respond(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", Some(seconds))
             }
             Some(Fault::Hang | Fault::Delay(_)) | None => Verdict::Proceed,
         }
@@ -128,11 +108,7 @@ impl FaultSwitch {
 }
 
 fn respond(status: StatusCode, body: &str, retry_after: Option<u64>) -> Verdict {
-    Verdict::Respond {
-        status,
-        body: body.to_owned(),
-        retry_after,
-    }
+    Verdict::Respond { status, body: body.to_owned(), retry_after }
 }
 
 /// Total delay and the deciding non-delay fault for `path`.
@@ -143,9 +119,7 @@ fn evaluate(rules: &[Rule], path: &str) -> (Duration, Option<Fault>) {
     for rule in matching {
         match rule.fault {
             Fault::Delay(extra) => delay += extra,
-            _ if decisive.is_none_or(|d| d.prefix.len() < rule.prefix.len()) => {
-                decisive = Some(rule)
-            }
+            _ if decisive.is_none_or(|d| d.prefix.len() < rule.prefix.len()) => decisive = Some(rule),
             _ => {}
         }
     }
@@ -162,10 +136,7 @@ mod tests {
     async fn longest_prefix_wins_and_clear_restores() {
         let faults = FaultSwitch::default();
         faults.set(Fault::Status500);
-        faults.set_for(
-            "/v1/kv/",
-            Fault::TooManyRequestsRetryAfter(Duration::from_millis(1500)),
-        );
+        faults.set_for("/v1/kv/", Fault::TooManyRequestsRetryAfter(Duration::from_millis(1500)));
         let kv = faults.apply("/v1/kv/a").await;
         assert_eq!(
             kv,
@@ -176,13 +147,7 @@ mod tests {
             }
         );
         let health = faults.apply("/v1/health/service/web").await;
-        assert!(matches!(
-            health,
-            Verdict::Respond {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                ..
-            }
-        ));
+        assert!(matches!(health, Verdict::Respond { status: StatusCode::INTERNAL_SERVER_ERROR, .. }));
         faults.clear();
         assert_eq!(faults.apply("/v1/kv/a").await, Verdict::Proceed);
     }

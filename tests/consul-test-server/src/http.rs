@@ -23,10 +23,7 @@ pub(crate) struct HttpError {
 
 impl HttpError {
     pub(crate) fn new(status: StatusCode, body: impl Into<String>) -> Self {
-        HttpError {
-            status,
-            body: body.into(),
-        }
+        HttpError { status, body: body.into() }
     }
 
     pub(crate) fn bad_request(body: impl Into<String>) -> Self {
@@ -50,19 +47,14 @@ impl HttpError {
 pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
 /// A 200 JSON response with an already serialized body.
 pub(crate) fn json_bytes(body: Vec<u8>) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -73,8 +65,7 @@ pub(crate) fn json(value: &impl Serialize) -> Result<HttpResponse, HttpError> {
 
 /// Serializes a response body.
 pub(crate) fn encode(value: &impl Serialize) -> Result<Vec<u8>, HttpError> {
-    serde_json::to_vec(value)
-        .map_err(|err| HttpError::internal(format!("encoding response: {err}")))
+    serde_json::to_vec(value).map_err(|err| HttpError::internal(format!("encoding response: {err}")))
 }
 
 /// Decoded query parameters, in order, repeated keys kept.
@@ -85,9 +76,7 @@ pub(crate) struct Params {
 
 impl Params {
     pub(crate) fn parse(raw: Option<&str>) -> Self {
-        let pairs = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+        let pairs = form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).into_owned().collect();
         Params { pairs }
     }
 
@@ -98,10 +87,7 @@ impl Params {
 
     /// Every value of `key`.
     pub(crate) fn all<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a str> {
-        self.pairs
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Whether `key` is present at all (`?recurse` counts).
@@ -121,22 +107,14 @@ impl Params {
 
     /// An unsigned integer parameter.
     pub(crate) fn number(&self, key: &str, error: &str) -> Result<Option<u64>, HttpError> {
-        self.get(key)
-            .map(|value| {
-                value
-                    .parse::<u64>()
-                    .map_err(|_| HttpError::bad_request(error))
-            })
-            .transpose()
+        self.get(key).map(|value| value.parse::<u64>().map_err(|_| HttpError::bad_request(error))).transpose()
     }
 
     /// Rejects `?dc=` naming another datacenter, as Consul does when it
     /// cannot forward the request.
     pub(crate) fn check_datacenter(&self, datacenter: &str) -> Result<(), HttpError> {
         match self.get("dc") {
-            Some(dc) if !dc.is_empty() && dc != datacenter => {
-                Err(HttpError::internal("No path to datacenter"))
-            }
+            Some(dc) if !dc.is_empty() && dc != datacenter => Err(HttpError::internal("No path to datacenter")),
             _ => Ok(()),
         }
     }
@@ -163,45 +141,30 @@ impl ReadOptions {
     pub(crate) fn parse(params: &Params, datacenter: &str) -> Result<Self, HttpError> {
         params.check_datacenter(datacenter)?;
         if params.has("filter") {
-            return Err(HttpError::bad_request(
-                "consul-test-server does not implement ?filter",
-            ));
+            return Err(HttpError::bad_request("consul-test-server does not implement ?filter"));
         }
         let consistency = match (params.has("stale"), params.has("consistent")) {
             (true, true) => {
-                return Err(HttpError::bad_request(
-                    "Cannot specify ?stale with ?consistent, conflicting semantics.",
-                ));
+                return Err(HttpError::bad_request("Cannot specify ?stale with ?consistent, conflicting semantics."));
             }
             (true, false) => Consistency::Stale,
             (false, true) => Consistency::Consistent,
             (false, false) => Consistency::Leader,
         };
         let wait = match params.get("wait").filter(|w| !w.is_empty()) {
-            Some(text) => Some(
-                duration::parse(text).ok_or_else(|| HttpError::bad_request("Invalid wait time"))?,
-            ),
+            Some(text) => Some(duration::parse(text).ok_or_else(|| HttpError::bad_request("Invalid wait time"))?),
             None => None,
         };
         let min_index = match params.get("index").filter(|i| !i.is_empty()) {
-            Some(text) => text
-                .parse::<u64>()
-                .map_err(|_| HttpError::bad_request("Invalid index"))?,
+            Some(text) => text.parse::<u64>().map_err(|_| HttpError::bad_request("Invalid index"))?,
             None => 0,
         };
-        Ok(ReadOptions {
-            blocking: Blocking { min_index, wait },
-            consistency,
-        })
+        Ok(ReadOptions { blocking: Blocking { min_index, wait }, consistency })
     }
 }
 
 /// Adds the query metadata headers Consul sets on every read.
-pub(crate) fn with_read_meta(
-    mut response: HttpResponse,
-    index: u64,
-    consistency: Consistency,
-) -> HttpResponse {
+pub(crate) fn with_read_meta(mut response: HttpResponse, index: u64, consistency: Consistency) -> HttpResponse {
     let headers = response.headers_mut();
     headers.insert("x-consul-index", HeaderValue::from(index));
     headers.insert("x-consul-knownleader", HeaderValue::from_static("true"));
@@ -211,9 +174,6 @@ pub(crate) fn with_read_meta(
         Consistency::Stale => "stale",
         Consistency::Consistent => "consistent",
     };
-    headers.insert(
-        "x-consul-effective-consistency",
-        HeaderValue::from_static(consistency),
-    );
+    headers.insert("x-consul-effective-consistency", HeaderValue::from_static(consistency));
     response
 }

@@ -25,11 +25,7 @@ const BACKLOG: u32 = 1024;
 
 /// Binds a listening socket on `addr`.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
@@ -62,10 +58,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
         let shared = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(routes::handle(&shared, request).await) }
     });
-    if let Err(err) = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
+    if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
         tracing::debug!(%err, "consul-test-server: connection ended with an error");
     }
 }

@@ -29,11 +29,7 @@ async fn main() -> std::io::Result<()> {
         let acl = args.tokens.into_iter().fold(Acl::new(), Acl::read_write);
         args.read_only_tokens.into_iter().fold(acl, Acl::read_only)
     });
-    let options = Options {
-        listen: args.listen,
-        datacenter: args.datacenter,
-        acl,
-    };
+    let options = Options { listen: args.listen, datacenter: args.datacenter, acl };
     let server = ConsulTestServer::start(options).await?;
     println!("consul-test-server listening on {}", server.http_addr());
     tokio::signal::ctrl_c().await

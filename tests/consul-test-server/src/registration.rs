@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::wire::{
-    CheckDefinition, RegisterRequest, ServiceDefinition, Status, Weights, WeightsDefinition,
-};
+use crate::wire::{CheckDefinition, RegisterRequest, ServiceDefinition, Status, Weights, WeightsDefinition};
 
 /// One service instance on one node, with its checks.
 ///
@@ -48,17 +46,8 @@ pub struct Registration {
 
 impl Registration {
     /// A service `service` on node `node` at `address`.
-    pub fn new(
-        node: impl Into<String>,
-        address: impl Into<String>,
-        service: impl Into<String>,
-    ) -> Self {
-        Registration {
-            node: node.into(),
-            address: address.into(),
-            service: service.into(),
-            ..Registration::default()
-        }
+    pub fn new(node: impl Into<String>, address: impl Into<String>, service: impl Into<String>) -> Self {
+        Registration { node: node.into(), address: address.into(), service: service.into(), ..Registration::default() }
     }
 
     /// Sets the service ID.
@@ -111,16 +100,9 @@ impl Registration {
 
     /// The equivalent `PUT /v1/catalog/register` body.
     pub(crate) fn into_request(self) -> RegisterRequest {
-        let service_id = if self.id.is_empty() {
-            self.service.clone()
-        } else {
-            self.id
-        };
+        let service_id = if self.id.is_empty() { self.service.clone() } else { self.id };
         let node_checks = self.node_checks.into_iter().map(|c| c.into_definition(""));
-        let service_checks = self
-            .checks
-            .into_iter()
-            .map(|c| c.into_definition(&service_id));
+        let service_checks = self.checks.into_iter().map(|c| c.into_definition(&service_id));
         RegisterRequest {
             node: self.node,
             address: self.address,
@@ -131,10 +113,9 @@ impl Registration {
                 address: self.service_address.unwrap_or_default(),
                 meta: (!self.meta.is_empty()).then_some(self.meta),
                 port: self.port,
-                weights: self.weights.map(|w| WeightsDefinition {
-                    passing: i64::from(w.passing),
-                    warning: i64::from(w.warning),
-                }),
+                weights: self
+                    .weights
+                    .map(|w| WeightsDefinition { passing: i64::from(w.passing), warning: i64::from(w.warning) }),
                 ..ServiceDefinition::default()
             }),
             checks: Some(node_checks.chain(service_checks).collect()),
@@ -159,12 +140,7 @@ pub struct CheckSpec {
 impl CheckSpec {
     /// A check with this ID and status.
     pub fn new(id: impl Into<String>, status: Status) -> Self {
-        CheckSpec {
-            id: id.into(),
-            name: String::new(),
-            status,
-            output: String::new(),
-        }
+        CheckSpec { id: id.into(), name: String::new(), status, output: String::new() }
     }
 
     /// A passing check.
@@ -195,11 +171,7 @@ impl CheckSpec {
     }
 
     fn into_definition(self, service_id: &str) -> CheckDefinition {
-        let name = if self.name.is_empty() {
-            self.id.clone()
-        } else {
-            self.name
-        };
+        let name = if self.name.is_empty() { self.id.clone() } else { self.name };
         CheckDefinition {
             check_id: self.id,
             name,

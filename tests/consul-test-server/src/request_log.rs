@@ -49,9 +49,6 @@ impl RequestLog {
     }
 
     pub(crate) fn clear(&self) {
-        self.records
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.records.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 }

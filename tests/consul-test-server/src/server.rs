@@ -30,11 +30,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            datacenter: "dc1".to_owned(),
-            acl: None,
-        }
+        Options { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), datacenter: "dc1".to_owned(), acl: None }
     }
 }
 
@@ -68,11 +64,7 @@ impl ConsulTestServer {
         let tcp = listener::bind(options.listen)?;
         let addr = tcp.local_addr()?;
         let accept_loop = listener::spawn(tcp, Arc::clone(&shared));
-        Ok(ConsulTestServer {
-            shared,
-            addr,
-            accept_loop: Mutex::new(Some(accept_loop)),
-        })
+        Ok(ConsulTestServer { shared, addr, accept_loop: Mutex::new(Some(accept_loop)) })
     }
 
     /// The bound address.
@@ -87,23 +79,17 @@ impl ConsulTestServer {
 
     /// Registers (or updates) a service instance; returns the write's index.
     pub fn register(&self, registration: Registration) -> Result<u64, CatalogError> {
-        self.shared
-            .write(|store, touched| store.register(registration.into_request(), touched))
+        self.shared.write(|store, touched| store.register(registration.into_request(), touched))
     }
 
     /// Registers many instances under one lock and one round of wake-ups,
     /// for seeding thousands of services quickly. Stops at the first error;
     /// returns the index of the last write.
-    pub fn register_many(
-        &self,
-        registrations: impl IntoIterator<Item = Registration>,
-    ) -> Result<u64, CatalogError> {
+    pub fn register_many(&self, registrations: impl IntoIterator<Item = Registration>) -> Result<u64, CatalogError> {
         self.shared.write(|store, touched| {
             registrations
                 .into_iter()
-                .try_fold(store.raft_index(), |_, registration| {
-                    store.register(registration.into_request(), touched)
-                })
+                .try_fold(store.raft_index(), |_, registration| store.register(registration.into_request(), touched))
         })
     }
 
@@ -118,28 +104,22 @@ impl ConsulTestServer {
 
     /// Removes a node with all its services and checks.
     pub fn deregister_node(&self, node: &str) -> Result<u64, CatalogError> {
-        self.deregister(DeregisterRequest {
-            node: node.to_owned(),
-            ..DeregisterRequest::default()
-        })
+        self.deregister(DeregisterRequest { node: node.to_owned(), ..DeregisterRequest::default() })
     }
 
     fn deregister(&self, request: DeregisterRequest) -> Result<u64, CatalogError> {
-        self.shared
-            .write(|store, touched| store.deregister(&request, touched))
+        self.shared.write(|store, touched| store.deregister(&request, touched))
     }
 
     /// Sets the status of every check with this ID (on any node), keeping
     /// its output. Returns how many checks have the ID.
     pub fn set_check_status(&self, check_id: &str, status: Status) -> usize {
-        self.shared
-            .write(|store, touched| store.update_check(check_id, status, None, touched))
+        self.shared.write(|store, touched| store.update_check(check_id, status, None, touched))
     }
 
     /// Sets status and output of every check with this ID.
     pub fn set_check(&self, check_id: &str, status: Status, output: &str) -> usize {
-        self.shared
-            .write(|store, touched| store.update_check(check_id, status, Some(output), touched))
+        self.shared.write(|store, touched| store.update_check(check_id, status, Some(output), touched))
     }
 
     /// Writes a KV value; returns its new `ModifyIndex`.
@@ -201,11 +181,7 @@ impl ConsulTestServer {
     /// Stops listening and drops every open connection; connecting then
     /// fails with "connection refused". State is kept.
     pub async fn stop(&self) {
-        let accept_loop = self
-            .accept_loop
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let accept_loop = self.accept_loop.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(accept_loop) = accept_loop {
             accept_loop.abort();
             // Waiting for the cancelled task guarantees the socket is closed.
@@ -220,10 +196,7 @@ impl ConsulTestServer {
     /// Listens again on the same address after [`ConsulTestServer::stop`].
     /// Does nothing if already listening.
     pub async fn start_again(&self) -> io::Result<()> {
-        let mut accept_loop = self
-            .accept_loop
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut accept_loop = self.accept_loop.lock().unwrap_or_else(PoisonError::into_inner);
         if accept_loop.is_none() {
             let tcp = listener::bind(self.addr)?;
             *accept_loop = Some(listener::spawn(tcp, Arc::clone(&self.shared)));
@@ -233,21 +206,13 @@ impl ConsulTestServer {
 
     /// Whether the server is accepting connections.
     pub fn is_listening(&self) -> bool {
-        self.accept_loop
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+        self.accept_loop.lock().unwrap_or_else(PoisonError::into_inner).is_some()
     }
 }
 
 impl Drop for ConsulTestServer {
     fn drop(&mut self) {
-        if let Some(accept_loop) = self
-            .accept_loop
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        if let Some(accept_loop) = self.accept_loop.lock().unwrap_or_else(PoisonError::into_inner).take() {
             accept_loop.abort();
         }
     }

@@ -52,10 +52,7 @@ impl Shared {
 
     /// Moves every index back to at most `index` and ends all blocking waits.
     pub(crate) fn reset_index_to(&self, index: u64) {
-        self.store
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .reset_index_to(index);
+        self.store.write().unwrap_or_else(PoisonError::into_inner).reset_index_to(index);
         self.notifier.notify_all();
     }
 

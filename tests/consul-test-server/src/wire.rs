@@ -67,10 +67,7 @@ pub struct Weights {
 impl Default for Weights {
     /// Consul's default when a registration carries no (or invalid) weights.
     fn default() -> Self {
-        Weights {
-            passing: 1,
-            warning: 1,
-        }
+        Weights { passing: 1, warning: 1 }
     }
 }
 

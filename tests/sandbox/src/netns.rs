@@ -70,7 +70,10 @@ impl Netns {
         crate::process::place_netns_only(&mut command, self)?;
         let output = command.output()?;
         if !output.status.success() {
-            return Err(io::Error::other(format!("ip addr add {cidr}: {}", String::from_utf8_lossy(&output.stderr).trim())));
+            return Err(io::Error::other(format!(
+                "ip addr add {cidr}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
         }
         Ok(())
     }
@@ -124,7 +127,11 @@ fn set_loopback_up() -> io::Result<()> {
         // SAFETY: reading and writing the flags member of the union set just above.
         unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
         // SAFETY: valid socket and ifreq.
-        if unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) } < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        if unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) } < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     };
     // SAFETY: closing the socket opened above.
     unsafe { libc::close(sock) };
@@ -136,9 +143,8 @@ fn bind_mount(source: &Path, target: &Path) -> io::Result<()> {
     let source = CString::new(source.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let c_target = CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: valid NUL-terminated paths; a bind mount takes no data.
-    let ret = unsafe {
-        libc::mount(source.as_ptr(), c_target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
-    };
+    let ret =
+        unsafe { libc::mount(source.as_ptr(), c_target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
     if ret != 0 {
         let err = io::Error::last_os_error();
         let _ = std::fs::remove_file(target);

@@ -84,8 +84,12 @@ impl Attempt {
     fn report(start: Instant, result: std::io::Result<(String, SocketAddr)>) {
         let elapsed_us = start.elapsed().as_micros();
         let attempt = match result {
-            Ok((reply, peer)) => Attempt { reply: Some(reply), peer: Some(peer.to_string()), error: None, errno: None, elapsed_us },
-            Err(err) => Attempt { reply: None, peer: None, errno: err.raw_os_error(), error: Some(err.to_string()), elapsed_us },
+            Ok((reply, peer)) => {
+                Attempt { reply: Some(reply), peer: Some(peer.to_string()), error: None, errno: None, elapsed_us }
+            }
+            Err(err) => {
+                Attempt { reply: None, peer: None, errno: err.raw_os_error(), error: Some(err.to_string()), elapsed_us }
+            }
         };
         println!("{}", serde_json::to_string(&attempt).expect("serializable"));
         let _ = std::io::stdout().flush();
@@ -104,7 +108,11 @@ fn main() {
                     std::thread::sleep(Duration::from_millis(interval_ms));
                 }
                 let start = Instant::now();
-                let result = if udp { udp_attempt(to, timeout).map(|(r, p, _)| (r, p)) } else { tcp_attempt(to, timeout, &mut held) };
+                let result = if udp {
+                    udp_attempt(to, timeout).map(|(r, p, _)| (r, p))
+                } else {
+                    tcp_attempt(to, timeout, &mut held)
+                };
                 Attempt::report(start, result);
             }
             std::thread::sleep(Duration::from_millis(hold_ms));

@@ -63,11 +63,17 @@ pub fn render(dumped: &[DumpedService], names: &[String], prefix: &str, format: 
             alias.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'),
             "service {name:?}: variable {alias}_PORT would start with a digit; set `--prefix`"
         );
-        anyhow::ensure!(seen_aliases.insert(alias.clone()), "service {name:?}: another service's variables are also named {alias}_*");
+        anyhow::ensure!(
+            seen_aliases.insert(alias.clone()),
+            "service {name:?}: another service's variables are also named {alias}_*"
+        );
         let mut ports: Vec<(u16, &str, IpAddr)> = Vec::new();
         // The kernel holds only TCP and UDP frontends; anything else has no link variable.
         for service in dumped.iter().filter(|s| &s.name == name && matches!(s.protocol.as_str(), "tcp" | "udp")) {
-            let vip: IpAddr = service.vip.parse().map_err(|_| anyhow::anyhow!("service {name:?}: VIP {:?} is not an address", service.vip))?;
+            let vip: IpAddr = service
+                .vip
+                .parse()
+                .map_err(|_| anyhow::anyhow!("service {name:?}: VIP {:?} is not an address", service.vip))?;
             ports.push((service.port, service.protocol.as_str(), vip));
         }
         // Docker's order: by port number, TCP first when a number has both.

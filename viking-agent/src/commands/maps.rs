@@ -155,7 +155,11 @@ fn read_policy(pin_dir: &Path) -> anyhow::Result<Vec<DumpedPolicy>> {
     }
     for ((cgroup_id, port, protocol), (vip, vip_port)) in &policy.overlays {
         let frontend = format!("{}/{protocol}", std::net::SocketAddr::new(*vip, *vip_port));
-        entry(&mut by_cgroup, *cgroup_id).overlays.push(DumpedOverlay { port: *port, protocol: protocol.name().into(), frontend });
+        entry(&mut by_cgroup, *cgroup_id).overlays.push(DumpedOverlay {
+            port: *port,
+            protocol: protocol.name().into(),
+            frontend,
+        });
     }
     Ok(by_cgroup.into_values().collect())
 }
@@ -169,7 +173,12 @@ pub fn dump(pin_dir: &Path, json: bool) -> anyhow::Result<()> {
     }
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::NOTHING).set_header([
-        "NAME", "FRONTEND", "ALGORITHM", "BACKENDS", "REDIRECTED", "REFUSED",
+        "NAME",
+        "FRONTEND",
+        "ALGORITHM",
+        "BACKENDS",
+        "REDIRECTED",
+        "REFUSED",
     ]);
     for s in &dump.services {
         let vip = s.vip.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, s.port).to_string());
@@ -193,7 +202,8 @@ pub fn dump(pin_dir: &Path, json: bool) -> anyhow::Result<()> {
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::NOTHING).set_header(["CGROUP", "MODE", "DECLARED VIPS", "OVERLAYS"]);
         for p in &dump.policy {
-            let overlays: Vec<String> = p.overlays.iter().map(|o| format!("{}/{} -> {}", o.port, o.protocol, o.frontend)).collect();
+            let overlays: Vec<String> =
+                p.overlays.iter().map(|o| format!("{}/{} -> {}", o.port, o.protocol, o.frontend)).collect();
             table.add_row([p.cgroup_id.to_string(), p.mode.clone(), p.allowed.join(" "), overlays.join(" ")]);
         }
         println!("\n{table}");

@@ -22,7 +22,7 @@ use crate::{
     },
     reconcile::Reconciler,
     runtime::{Runtime, RuntimeOptions},
-    sources::{SourceId, Snapshot, Update, consul::ConsulSource, docker::DockerSource, static_file::StaticFileSource},
+    sources::{Snapshot, SourceId, Update, consul::ConsulSource, docker::DockerSource, static_file::StaticFileSource},
 };
 
 /// Options of `run`.

@@ -9,8 +9,8 @@ use crate::dataplane::{self, pins::PinDir};
 /// Removes the installation pinned at `pin_dir`. Afterwards VIP connects are no longer
 /// redirected. Safe to run twice.
 pub fn uninstall(pin_dir: &Path) -> anyhow::Result<()> {
-    let removed = dataplane::uninstall(&PinDir::new(pin_dir))
-        .with_context(|| format!("uninstalling {}", pin_dir.display()))?;
+    let removed =
+        dataplane::uninstall(&PinDir::new(pin_dir)).with_context(|| format!("uninstalling {}", pin_dir.display()))?;
     if removed.links.is_empty() && removed.maps.is_empty() {
         println!("nothing installed at {}", pin_dir.display());
     } else {

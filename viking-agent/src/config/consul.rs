@@ -73,8 +73,12 @@ const DEFAULT_RELEASE_AFTER: Duration = Duration::from_secs(24 * 3600);
 impl ConsulSection {
     /// Resolves the section against the environment. `env` is `std::env::var` in the agent
     /// and a map in tests.
-    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<ConsulSettings, (&'static str, String, String)> {
-        let address = self.address.clone().or_else(|| env("CONSUL_HTTP_ADDR")).unwrap_or_else(|| "127.0.0.1:8500".into());
+    pub fn resolve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ConsulSettings, (&'static str, String, String)> {
+        let address =
+            self.address.clone().or_else(|| env("CONSUL_HTTP_ADDR")).unwrap_or_else(|| "127.0.0.1:8500".into());
         let url = if address.starts_with("http://") || address.starts_with("https://") {
             address.trim_end_matches('/').to_owned()
         } else if env("CONSUL_HTTP_SSL").is_some_and(|v| v == "true" || v == "1") {
@@ -91,7 +95,11 @@ impl ConsulSection {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             (cert, _) => {
-                let (field, set) = if cert.is_some() { ("consul.client_key", "client_cert") } else { ("consul.client_cert", "client_key") };
+                let (field, set) = if cert.is_some() {
+                    ("consul.client_key", "client_cert")
+                } else {
+                    ("consul.client_cert", "client_key")
+                };
                 return Err((field, "(missing)".into(), format!("required when {set} is set")));
             }
         };
@@ -101,7 +109,11 @@ impl ConsulSection {
         }
         let kv_prefix = self.kv_prefix.clone().unwrap_or_else(|| "viking".into());
         if kv_prefix.is_empty() || kv_prefix.starts_with('/') || kv_prefix.ends_with('/') {
-            return Err(("consul.kv_prefix", format!("{kv_prefix:?}"), "must be non-empty, without leading or trailing '/'".into()));
+            return Err((
+                "consul.kv_prefix",
+                format!("{kv_prefix:?}"),
+                "must be non-empty, without leading or trailing '/'".into(),
+            ));
         }
         Ok(ConsulSettings {
             url,
@@ -165,7 +177,10 @@ mod tests {
     #[test]
     fn the_file_wins_over_the_environment() {
         let section = ConsulSection { token: Some("from-file".into()), ..Default::default() };
-        assert_eq!(section.resolve(env(&[("CONSUL_HTTP_TOKEN", "from-env")])).unwrap().token.as_deref(), Some("from-file"));
+        assert_eq!(
+            section.resolve(env(&[("CONSUL_HTTP_TOKEN", "from-env")])).unwrap().token.as_deref(),
+            Some("from-file")
+        );
     }
 
     #[test]

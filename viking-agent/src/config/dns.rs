@@ -17,8 +17,7 @@ use crate::dns::DnsSettings;
 
 /// Default listen address: loopback, on Consul's DNS port, so a host resolver
 /// (systemd-resolved, dnsmasq) forwards the domain to it and nothing else can reach it.
-const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8600);
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8600);
 /// Default domain: names are `<service>.service.viking`.
 const DEFAULT_DOMAIN: &str = "viking";
 /// Default TTL: short, so a removed service stops resolving within seconds.
@@ -103,7 +102,8 @@ mod tests {
 
     #[test]
     fn written_values_are_used() {
-        let settings = parse("listen = [\"172.17.0.1:53\", \"[::1]:53\"]\ndomain = \"Lb.Example.\"\nttl_seconds = 0").unwrap();
+        let settings =
+            parse("listen = [\"172.17.0.1:53\", \"[::1]:53\"]\ndomain = \"Lb.Example.\"\nttl_seconds = 0").unwrap();
         assert_eq!(settings.listen, vec!["172.17.0.1:53".parse().unwrap(), "[::1]:53".parse().unwrap()]);
         assert_eq!(settings.domain, "lb.example", "lower-cased, final dot dropped");
         assert_eq!(settings.ttl, 0);

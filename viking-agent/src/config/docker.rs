@@ -31,8 +31,12 @@ pub const DEFAULT_AMBASSADOR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(240, 0
 
 impl DockerSection {
     /// Resolves the section; `DOCKER_HOST` is the default socket, as for the docker CLI.
-    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<DockerSettings, (&'static str, String, String)> {
-        let host = self.host.clone().or_else(|| env("DOCKER_HOST")).unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+    pub fn resolve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<DockerSettings, (&'static str, String, String)> {
+        let host =
+            self.host.clone().or_else(|| env("DOCKER_HOST")).unwrap_or_else(|| "unix:///var/run/docker.sock".into());
         let Some(socket) = host.strip_prefix("unix://").filter(|p| p.starts_with('/')) else {
             return Err(("docker.host", format!("{host:?}"), "only unix:///path sockets are supported".into()));
         };
@@ -40,9 +44,15 @@ impl DockerSection {
             None | Some("off") => PolicyMode::Off,
             Some("audit") => PolicyMode::Audit,
             Some("enforce") => PolicyMode::Enforce,
-            Some(other) => return Err(("docker.policy", format!("{other:?}"), "must be \"off\", \"audit\" or \"enforce\"".into())),
+            Some(other) => {
+                return Err(("docker.policy", format!("{other:?}"), "must be \"off\", \"audit\" or \"enforce\"".into()));
+            }
         };
-        Ok(DockerSettings { socket: socket.to_owned(), policy, ambassador: self.ambassador.unwrap_or(DEFAULT_AMBASSADOR) })
+        Ok(DockerSettings {
+            socket: socket.to_owned(),
+            policy,
+            ambassador: self.ambassador.unwrap_or(DEFAULT_AMBASSADOR),
+        })
     }
 }
 
@@ -56,7 +66,8 @@ mod tests {
         assert_eq!(settings.socket, "/var/run/docker.sock");
         assert_eq!(settings.policy, PolicyMode::Off);
         assert_eq!(settings.ambassador, DEFAULT_AMBASSADOR);
-        let env = DockerSection::default().resolve(|k| (k == "DOCKER_HOST").then(|| "unix:///tmp/d.sock".into())).unwrap();
+        let env =
+            DockerSection::default().resolve(|k| (k == "DOCKER_HOST").then(|| "unix:///tmp/d.sock".into())).unwrap();
         assert_eq!(env.socket, "/tmp/d.sock");
     }
 

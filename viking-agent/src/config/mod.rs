@@ -19,8 +19,8 @@ use viking_common::limits;
 use crate::model::DesiredState;
 pub use consul::{ConsulSettings, default_consul_vip_range};
 pub use docker::{DEFAULT_AMBASSADOR, DockerSettings};
-pub(crate) use service::{check_backend_addr, check_name};
 pub use service::ServiceError;
+pub(crate) use service::{check_backend_addr, check_name};
 
 /// A parsed configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,11 +236,7 @@ fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
     ];
     for (field, value, min, max) in checks {
         if !(min..=max).contains(&value) {
-            return Err(ConfigError::Value {
-                field,
-                value: value.to_string(),
-                reason: "out of range".into(),
-            });
+            return Err(ConfigError::Value { field, value: value.to_string(), reason: "out of range".into() });
         }
     }
     Ok(())

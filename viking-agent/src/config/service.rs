@@ -114,21 +114,31 @@ impl RawBackend {
             toml::Value::String(address) => Ok(Self { address: address.clone(), weight: None }),
             toml::Value::Table(table) => {
                 if let Some((key, value)) = table.iter().find(|(k, _)| !BACKEND_KEYS.contains(&k.as_str())) {
-                    return Err((format!("{field}.{key}"), value.to_string(), "unknown key; known keys: address, weight".into()));
+                    return Err((
+                        format!("{field}.{key}"),
+                        value.to_string(),
+                        "unknown key; known keys: address, weight".into(),
+                    ));
                 }
                 let address = match table.get("address") {
                     Some(toml::Value::String(address)) => address.clone(),
-                    Some(other) => return Err((format!("{field}.address"), other.to_string(), "must be a string".into())),
+                    Some(other) => {
+                        return Err((format!("{field}.address"), other.to_string(), "must be a string".into()));
+                    }
                     None => return Err((format!("{field}.address"), "(missing)".into(), "required".into())),
                 };
                 let weight = match table.get("weight") {
                     None => None,
                     Some(toml::Value::Integer(weight)) => Some(*weight),
-                    Some(other) => return Err((format!("{field}.weight"), other.to_string(), "must be an integer".into())),
+                    Some(other) => {
+                        return Err((format!("{field}.weight"), other.to_string(), "must be an integer".into()));
+                    }
                 };
                 Ok(Self { address, weight })
             }
-            other => Err((field, other.to_string(), "must be \"ip:port\" or { address = \"ip:port\", weight = N }".into())),
+            other => {
+                Err((field, other.to_string(), "must be \"ip:port\" or { address = \"ip:port\", weight = N }".into()))
+            }
         }
     }
 }
@@ -229,10 +239,7 @@ fn check_service(
     if let Err(reason) = check_name(&raw.name) {
         return Err(fail("name", format!("{:?}", raw.name), reason.into()));
     }
-    let vip: IpAddr = raw
-        .vip
-        .parse()
-        .map_err(|_| fail("vip", format!("{:?}", raw.vip), "not an IP address".into()))?;
+    let vip: IpAddr = raw.vip.parse().map_err(|_| fail("vip", format!("{:?}", raw.vip), "not an IP address".into()))?;
     if !agent.is_vip_range(vip) {
         return Err(fail(
             "vip",
@@ -293,19 +300,11 @@ fn check_service(
         return Err(fail(
             "backends",
             format!("{} entries", backends.len()),
-            format!(
-                "more than limits.max_backends_per_service = {}",
-                limits.max_backends_per_service
-            ),
+            format!("more than limits.max_backends_per_service = {}", limits.max_backends_per_service),
         ));
     }
-    let service = Service {
-        name: raw.name,
-        frontend: Frontend { vip, port, protocol },
-        algorithm,
-        affinity_secs,
-        backends,
-    };
+    let service =
+        Service { name: raw.name, frontend: Frontend { vip, port, protocol }, algorithm, affinity_secs, backends };
     Ok((service, backend_errors))
 }
 
@@ -325,9 +324,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
 
 /// A backend must be a usable unicast `ip:port` of the VIP's family, and never a VIP.
 pub(crate) fn check_backend(text: &str, vip: IpAddr, agent: &AgentSettings) -> Result<SocketAddr, String> {
-    let addr: SocketAddr = text
-        .parse()
-        .map_err(|_| "not an `ip:port` address (IPv6: `[addr]:port`)".to_owned())?;
+    let addr: SocketAddr = text.parse().map_err(|_| "not an `ip:port` address (IPv6: `[addr]:port`)".to_owned())?;
     check_backend_addr(addr, vip, agent)?;
     Ok(addr)
 }
@@ -349,4 +346,3 @@ pub(crate) fn check_backend_addr(addr: SocketAddr, vip: IpAddr, agent: &AgentSet
     }
     Ok(())
 }
-

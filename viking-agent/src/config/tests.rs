@@ -31,25 +31,40 @@ fn a_valid_file_parses_with_defaults() {
 #[test]
 fn vip_outside_the_range_is_rejected() {
     let err = error_of(&one_service("name = \"web\"\nvip = \"10.0.0.1\"\nport = 80"));
-    assert_eq!(err, "service[0] \"web\": `vip` = \"10.0.0.1\": outside the VIP ranges (240.0.0.0/4); set agent.vip_ranges (service skipped)");
+    assert_eq!(
+        err,
+        "service[0] \"web\": `vip` = \"10.0.0.1\": outside the VIP ranges (240.0.0.0/4); set agent.vip_ranges (service skipped)"
+    );
 }
 
 #[test]
 fn vip_range_is_configurable() {
-    let text = format!("[agent]\nvip_ranges = [\"10.96.0.0/12\"]\n{}", one_service("name = \"web\"\nvip = \"10.96.0.1\"\nport = 80"));
+    let text = format!(
+        "[agent]\nvip_ranges = [\"10.96.0.0/12\"]\n{}",
+        one_service("name = \"web\"\nvip = \"10.96.0.1\"\nport = 80")
+    );
     assert!(Config::parse(&text).unwrap().errors.is_empty());
 }
 
 #[test]
 fn vip_that_is_not_an_address_is_rejected() {
-    assert!(error_of(&one_service("name = \"web\"\nvip = \"web.local\"\nport = 80")).contains("`vip` = \"web.local\": not an IP address"));
+    assert!(
+        error_of(&one_service("name = \"web\"\nvip = \"web.local\"\nport = 80"))
+            .contains("`vip` = \"web.local\": not an IP address")
+    );
 }
 
 #[test]
 fn port_zero_and_out_of_range_are_rejected() {
-    assert!(error_of(&one_service("name = \"web\"\nvip = \"240.0.0.10\"\nport = 0")).contains("`port` = 0: must be 1..=65535"));
+    assert!(
+        error_of(&one_service("name = \"web\"\nvip = \"240.0.0.10\"\nport = 0"))
+            .contains("`port` = 0: must be 1..=65535")
+    );
     assert!(error_of(&one_service("name = \"web\"\nvip = \"240.0.0.10\"\nport = 70000")).contains("`port` = 70000"));
-    assert!(error_of(&one_service("name = \"web\"\nvip = \"240.0.0.10\"\nport = \"80\"")).contains("`port` = \"80\": must be an integer"));
+    assert!(
+        error_of(&one_service("name = \"web\"\nvip = \"240.0.0.10\"\nport = \"80\""))
+            .contains("`port` = \"80\": must be an integer")
+    );
 }
 
 #[test]
@@ -61,11 +76,15 @@ fn backend_that_is_a_vip_is_skipped() {
 
 #[test]
 fn backend_with_port_zero_or_bad_address_is_skipped() {
-    assert!(error_of(&one_service(&format!("{WEB}backends = [\"127.0.0.1:0\"]"))).contains("port 0 is not a destination"));
+    assert!(
+        error_of(&one_service(&format!("{WEB}backends = [\"127.0.0.1:0\"]"))).contains("port 0 is not a destination")
+    );
     assert!(error_of(&one_service(&format!("{WEB}backends = [\"nonsense\"]"))).contains("not an `ip:port` address"));
     assert!(error_of(&one_service(&format!("{WEB}backends = [\"224.0.0.1:80\"]"))).contains("not a unicast address"));
     assert!(error_of(&one_service(&format!("{WEB}backends = [\"0.0.0.0:80\"]"))).contains("not a unicast address"));
-    assert!(error_of(&one_service(&format!("{WEB}backends = [80]"))).contains("`backends[0]` = 80: must be \"ip:port\" or"));
+    assert!(
+        error_of(&one_service(&format!("{WEB}backends = [80]"))).contains("`backends[0]` = 80: must be \"ip:port\" or")
+    );
 }
 
 #[test]
@@ -79,12 +98,21 @@ fn a_duplicate_backend_is_skipped_once() {
 fn duplicate_frontend_is_rejected() {
     let text = format!("{}{}", one_service(WEB), one_service("name = \"web2\"\nvip = \"240.0.0.10\"\nport = 80"));
     let err = error_of(&text);
-    assert!(err.starts_with("service[1] \"web2\": `vip` = 240.0.0.10:80/tcp: duplicate frontend, already used by service \"web\""), "{err}");
+    assert!(
+        err.starts_with(
+            "service[1] \"web2\": `vip` = 240.0.0.10:80/tcp: duplicate frontend, already used by service \"web\""
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn same_vip_and_port_with_another_protocol_is_fine() {
-    let text = format!("{}{}", one_service(WEB), one_service("name = \"web\"\nvip = \"240.0.0.10\"\nport = 80\nprotocol = \"udp\""));
+    let text = format!(
+        "{}{}",
+        one_service(WEB),
+        one_service("name = \"web\"\nvip = \"240.0.0.10\"\nport = 80\nprotocol = \"udp\"")
+    );
     assert!(Config::parse(&text).unwrap().errors.is_empty());
 }
 
@@ -99,7 +127,10 @@ fn one_name_has_one_vip_and_one_vip_one_name() {
 #[test]
 fn too_many_backends_names_the_limit() {
     let backends: Vec<String> = (1..=3).map(|p| format!("\"127.0.0.1:{p}\"")).collect();
-    let text = format!("[limits]\nmax_backends_per_service = 2\n{}", one_service(&format!("{WEB}backends = [{}]", backends.join(","))));
+    let text = format!(
+        "[limits]\nmax_backends_per_service = 2\n{}",
+        one_service(&format!("{WEB}backends = [{}]", backends.join(",")))
+    );
     let err = error_of(&text);
     assert!(err.contains("`backends` = 3 entries: more than limits.max_backends_per_service = 2"), "{err}");
 }
@@ -118,14 +149,23 @@ fn unknown_keys_are_rejected() {
 fn missing_and_malformed_fields_are_named() {
     assert!(error_of(&one_service("vip = \"240.0.0.10\"\nport = 80")).contains("`name` = (missing): required"));
     assert!(error_of(&one_service("name = \"web\"\nport = 80")).contains("`vip` = (missing): required"));
-    assert!(error_of(&one_service("name = \"bad name\"\nvip = \"240.0.0.10\"\nport = 80")).contains("`name` = \"bad name\": may only contain"));
-    assert!(error_of(&one_service(&format!("{WEB}protocol = \"sctp\""))).contains("`protocol` = \"sctp\": must be \"tcp\" or \"udp\""));
+    assert!(
+        error_of(&one_service("name = \"bad name\"\nvip = \"240.0.0.10\"\nport = 80"))
+            .contains("`name` = \"bad name\": may only contain")
+    );
+    assert!(
+        error_of(&one_service(&format!("{WEB}protocol = \"sctp\"")))
+            .contains("`protocol` = \"sctp\": must be \"tcp\" or \"udp\"")
+    );
     assert!(error_of(&one_service(&format!("{WEB}algorithm = \"fastest\""))).contains("`algorithm` = \"fastest\""));
 }
 
 #[test]
 fn family_mismatch_is_rejected() {
-    assert!(error_of(&one_service(&format!("{WEB}backends = [\"[fd00::1]:80\"]"))).contains("address family differs from the VIP"));
+    assert!(
+        error_of(&one_service(&format!("{WEB}backends = [\"[fd00::1]:80\"]")))
+            .contains("address family differs from the VIP")
+    );
 }
 
 #[test]

@@ -5,7 +5,8 @@ use std::mem::size_of;
 
 use viking_common::{
     AffinityKey, AffinityValue, AllowKey, Backend, BackendStats, CgroupPolicy, OverlayKey, OverlayTarget, RevNatKey,
-    RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord, SocketState, limits, names,
+    RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord, SocketState, limits,
+    names,
 };
 
 use crate::config::Limits;

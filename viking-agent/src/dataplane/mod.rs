@@ -115,12 +115,9 @@ impl Dataplane {
         }
         let mut ebpf = loader.load(object::BYTES)?;
 
-        let cgroup_dir = File::open(cgroup)
-            .map_err(|source| DataplaneError::Cgroup { path: cgroup.into(), source })?;
-        let cgroup_id = cgroup_dir
-            .metadata()
-            .map_err(|source| DataplaneError::Cgroup { path: cgroup.into(), source })?
-            .ino();
+        let cgroup_dir = File::open(cgroup).map_err(|source| DataplaneError::Cgroup { path: cgroup.into(), source })?;
+        let cgroup_id =
+            cgroup_dir.metadata().map_err(|source| DataplaneError::Cgroup { path: cgroup.into(), source })?.ino();
         for hook in &HOOKS {
             attach(&mut ebpf, hook, pins, &cgroup_dir, cgroup_id)?;
         }
@@ -138,10 +135,8 @@ fn check_pinned_map(path: &Path, spec: &layout::PinnedMapSpec, limits: &Limits) 
     if !path.exists() {
         return Ok(false);
     }
-    let info = MapInfo::from_pin(path).map_err(|err| DataplaneError::PinDir {
-        path: path.into(),
-        source: std::io::Error::other(err),
-    })?;
+    let info = MapInfo::from_pin(path)
+        .map_err(|err| DataplaneError::PinDir { path: path.into(), source: std::io::Error::other(err) })?;
     let mismatch = |what, found, expected| DataplaneError::IncompatiblePin { path: path.into(), what, found, expected };
     if info.key_size() != spec.key_size {
         return Err(mismatch("key size", info.key_size(), spec.key_size));
@@ -161,7 +156,13 @@ fn check_pinned_map(path: &Path, spec: &layout::PinnedMapSpec, limits: &Limits) 
     Ok(true)
 }
 
-fn attach(ebpf: &mut Ebpf, hook: &layout::Hook, pins: &PinDir, cgroup: &File, cgroup_id: u64) -> Result<(), DataplaneError> {
+fn attach(
+    ebpf: &mut Ebpf,
+    hook: &layout::Hook,
+    pins: &PinDir,
+    cgroup: &File,
+    cgroup_id: u64,
+) -> Result<(), DataplaneError> {
     let fail = |source: BoxError| DataplaneError::Program { program: hook.program, source };
     let program = ebpf.program_mut(hook.program).ok_or_else(|| fail("not in the eBPF object".into()))?;
     let mut program = LoadedHook::load(program, hook.kind).map_err(fail)?;

@@ -81,8 +81,6 @@ fn is_bpffs(path: &Path) -> io::Result<bool> {
 fn mount_bpffs(target: &Path) -> io::Result<()> {
     let target = CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: valid NUL-terminated strings; no data argument.
-    let ret = unsafe {
-        libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
-    };
+    let ret = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
     if ret != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }

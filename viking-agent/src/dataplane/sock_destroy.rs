@@ -177,9 +177,7 @@ fn peer_of(family: u8, id: &InetDiagSockId) -> SocketAddr {
 
 fn send(sock: &OwnedFd, request: &Request) -> io::Result<()> {
     // SAFETY: `request` is a plain repr(C) value of exactly the length given.
-    let sent = unsafe {
-        libc::send(sock.as_raw_fd(), (request as *const Request).cast(), size_of::<Request>(), 0)
-    };
+    let sent = unsafe { libc::send(sock.as_raw_fd(), (request as *const Request).cast(), size_of::<Request>(), 0) };
     if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 

@@ -92,10 +92,8 @@ impl KernelTables {
     pub fn open_pinned(pins: &PinDir) -> Result<Self, TableError> {
         Self::from_maps(|name| {
             let path = pins.map(name);
-            let data = MapData::from_pin(&path).map_err(|err| TableError::Missing {
-                name,
-                detail: format!("{}: {err}", path.display()),
-            })?;
+            let data = MapData::from_pin(&path)
+                .map_err(|err| TableError::Missing { name, detail: format!("{}: {err}", path.display()) })?;
             Map::from_map_data(data).map_err(map_err(name))
         })
     }
@@ -127,9 +125,8 @@ impl KernelTables {
         let mut snapshot = KernelSnapshot::default();
         for (key, value) in &entries {
             if key.slot == 0 {
-                let slots = (1..=value.count)
-                    .map(|slot| entries.get(&key.with_slot(slot)).map(|v| v.backend_id))
-                    .collect();
+                let slots =
+                    (1..=value.count).map(|slot| entries.get(&key.with_slot(slot)).map(|v| v.backend_id)).collect();
                 let name = self.names.get(&value.service_id, 0).map(|n| n.as_str().to_owned()).unwrap_or_default();
                 snapshot.services.insert(*key, InstalledService { entry: *value, slots, name });
             }

@@ -114,7 +114,9 @@ impl Zone {
                 return Found::NxDomain;
             }
             return match qtype {
-                RecordType::SOA | RecordType::ANY => Found::Records { answers: vec![self.soa.clone()], additionals: Vec::new() },
+                RecordType::SOA | RecordType::ANY => {
+                    Found::Records { answers: vec![self.soa.clone()], additionals: Vec::new() }
+                }
                 _ => Found::NoData,
             };
         }

@@ -20,8 +20,8 @@ use tokio::{
     sync::watch,
 };
 
-use self::{answer::Zone, handler::Handler};
 pub use self::table::NameTable;
+use self::{answer::Zone, handler::Handler};
 
 /// A TCP client that sends no query for this long is disconnected, so idle connections
 /// cannot pile up.
@@ -86,7 +86,9 @@ async fn bind_pair(listen: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener
         let local = udp.local_addr()?;
         match TcpListener::bind(local).await {
             Ok(tcp) => return Ok((udp, tcp, local)),
-            Err(err) => last_error = Some(anyhow::Error::new(err).context(format!("dns: binding TCP {local} (`dns.listen`)"))),
+            Err(err) => {
+                last_error = Some(anyhow::Error::new(err).context(format!("dns: binding TCP {local} (`dns.listen`)")))
+            }
         }
     }
     Err(last_error.unwrap_or_else(|| anyhow::anyhow!("dns: cannot bind {listen}")))

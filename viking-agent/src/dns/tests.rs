@@ -25,8 +25,13 @@ pub(super) fn state(services: &[(&str, &str, u16, Protocol)]) -> DesiredState {
     let mut state = DesiredState::default();
     for (name, vip, port, protocol) in services {
         let frontend = Frontend { vip: vip.parse().expect("test VIP"), port: *port, protocol: *protocol };
-        let service =
-            Service { name: (*name).into(), frontend, algorithm: Algorithm::RoundRobin, affinity_secs: 0, backends: Vec::new() };
+        let service = Service {
+            name: (*name).into(),
+            frontend,
+            algorithm: Algorithm::RoundRobin,
+            affinity_secs: 0,
+            backends: Vec::new(),
+        };
         state.insert(service);
     }
     state
@@ -55,7 +60,8 @@ async fn ask_udp(server: SocketAddr, name: &str, qtype: RecordType) -> Message {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     socket.send_to(&query(name, qtype, 0x5151), server).await.unwrap();
     let mut buf = vec![0; 4096];
-    let (len, from) = tokio::time::timeout(EXCHANGE_TIMEOUT, socket.recv_from(&mut buf)).await.expect("UDP answer").unwrap();
+    let (len, from) =
+        tokio::time::timeout(EXCHANGE_TIMEOUT, socket.recv_from(&mut buf)).await.expect("UDP answer").unwrap();
     assert_eq!(from, server);
     let answer = Message::from_vec(&buf[..len]).unwrap();
     assert_eq!(answer.metadata.id, 0x5151);
@@ -101,7 +107,9 @@ async fn answers_over_udp_and_tcp() {
     ]));
     let (server, _tx) = start(table).await;
     for tcp in [false, true] {
-        let ask = async |name: &str, qtype| if tcp { ask_tcp(server, name, qtype).await } else { ask_udp(server, name, qtype).await };
+        let ask = async |name: &str, qtype| {
+            if tcp { ask_tcp(server, name, qtype).await } else { ask_udp(server, name, qtype).await }
+        };
         let a = ask("web.service.viking.", RecordType::A).await;
         assert_eq!(a.metadata.response_code, ResponseCode::NoError, "tcp={tcp}");
         assert!(a.metadata.authoritative);
@@ -127,7 +135,10 @@ async fn answers_over_udp_and_tcp() {
 #[tokio::test]
 async fn serves_the_table_published_last() {
     let (server, tx) = start(NameTable::from_state(&state(&[("web", "240.0.0.10", 80, Protocol::Tcp)]))).await;
-    assert_eq!(ask_udp(server, "db.service.viking.", RecordType::A).await.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        ask_udp(server, "db.service.viking.", RecordType::A).await.metadata.response_code,
+        ResponseCode::NXDomain
+    );
     tx.send_replace(Arc::new(NameTable::from_state(&state(&[("db", "240.0.0.20", 5432, Protocol::Tcp)]))));
     assert_eq!(addresses(&ask_udp(server, "db.service.viking.", RecordType::A).await), ["240.0.0.20"]);
     assert_eq!(addresses(&ask_tcp(server, "db.service.viking.", RecordType::A).await), ["240.0.0.20"]);

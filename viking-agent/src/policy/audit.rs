@@ -1,6 +1,9 @@
 //! Reading the kernel's reports of undeclared VIP connects (`AUDIT_EVENTS`).
 
-use aya::{Ebpf, maps::{MapData, RingBuf}};
+use aya::{
+    Ebpf,
+    maps::{MapData, RingBuf},
+};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use viking_common::{AuditEvent, names};
 
@@ -21,9 +24,10 @@ pub fn forward(ebpf: &mut Ebpf, tx: mpsc::UnboundedSender<AuditEvent>) -> Result
             let ring = guard.get_inner_mut();
             while let Some(record) = ring.next() {
                 if let Some(event) = decode(&record)
-                    && tx.send(event).is_err() {
-                        return;
-                    }
+                    && tx.send(event).is_err()
+                {
+                    return;
+                }
             }
             guard.clear_ready();
         }

@@ -83,7 +83,10 @@ pub fn build(inputs: &Inputs<'_>) -> (KernelPolicy, Vec<String>) {
             for protocol in [Protocol::Tcp, Protocol::Udp] {
                 let candidates: Vec<&Frontend> = frontends.iter().filter(|f| f.protocol == protocol).collect();
                 // The service's frontend on the same port, else its only one.
-                let target = candidates.iter().find(|f| f.port == *port).or(candidates.first().filter(|_| candidates.len() == 1));
+                let target = candidates
+                    .iter()
+                    .find(|f| f.port == *port)
+                    .or(candidates.first().filter(|_| candidates.len() == 1));
                 match target {
                     Some(frontend) => {
                         policy.overlays.insert((container.cgroup_id, *port, protocol), (frontend.vip, frontend.port));
@@ -128,7 +131,13 @@ mod tests {
         let mut state = DesiredState::default();
         for (name, vip, port) in list {
             let frontend = Frontend { vip: vip.parse().unwrap(), port: *port, protocol: Protocol::Tcp };
-            let service = Service { name: (*name).into(), frontend, algorithm: Default::default(), affinity_secs: 0, backends: vec![] };
+            let service = Service {
+                name: (*name).into(),
+                frontend,
+                algorithm: Default::default(),
+                affinity_secs: 0,
+                backends: vec![],
+            };
             state.insert(service);
         }
         state
@@ -142,7 +151,12 @@ mod tests {
             container("b", 2, &[], &["BACKEND_APP=app2;80"]),
         ];
         let consul = BTreeMap::new();
-        let (policy, problems) = build(&Inputs { containers: &containers, consul: &consul, services: &state, default_mode: PolicyMode::Audit });
+        let (policy, problems) = build(&Inputs {
+            containers: &containers,
+            consul: &consul,
+            services: &state,
+            default_mode: PolicyMode::Audit,
+        });
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(policy.modes, BTreeMap::from([(1, PolicyMode::Enforce), (2, PolicyMode::Audit)]));
         assert!(policy.allowed.contains(&(1, "240.0.0.10".parse().unwrap())));
@@ -158,9 +172,17 @@ mod tests {
         let state = services(&[("web", "240.0.0.10", 80)]);
         let containers = [container("a", 1, &[(LABEL_CONNECT_TO, "web,nope")], &[])];
         let consul = BTreeMap::new();
-        let (policy, problems) = build(&Inputs { containers: &containers, consul: &consul, services: &state, default_mode: PolicyMode::Enforce });
+        let (policy, problems) = build(&Inputs {
+            containers: &containers,
+            consul: &consul,
+            services: &state,
+            default_mode: PolicyMode::Enforce,
+        });
         assert_eq!(policy.allowed.len(), 1);
-        assert_eq!(problems, [r#"container "a" declares service "nope", which does not exist (yet); ignored until it does"#]);
+        assert_eq!(
+            problems,
+            [r#"container "a" declares service "nope", which does not exist (yet); ignored until it does"#]
+        );
     }
 
     #[test]
@@ -168,8 +190,14 @@ mod tests {
         let state = services(&[("db", "240.0.0.30", 5432)]);
         let mut task = container("web-task", 5, &[], &[]);
         task.nomad = Some(NomadTask { task: "web".into(), alloc_id: "4f1d-aa".into() });
-        let consul = BTreeMap::from([("_nomad-task-4f1d-aa-web-web-http".to_owned(), BTreeSet::from(["db".to_owned()]))]);
-        let (policy, _) = build(&Inputs { containers: &[task], consul: &consul, services: &state, default_mode: PolicyMode::Enforce });
+        let consul =
+            BTreeMap::from([("_nomad-task-4f1d-aa-web-web-http".to_owned(), BTreeSet::from(["db".to_owned()]))]);
+        let (policy, _) = build(&Inputs {
+            containers: &[task],
+            consul: &consul,
+            services: &state,
+            default_mode: PolicyMode::Enforce,
+        });
         assert!(policy.allowed.contains(&(5, "240.0.0.30".parse().unwrap())));
     }
 }

@@ -131,7 +131,9 @@ impl PolicyWriter {
         }
         let t = &mut self.tables;
         for (cgroup_id, vip) in desired.allowed.difference(&self.current.allowed) {
-            t.allowed.insert(AllowKey { cgroup_id: *cgroup_id, vip: Ip6::from_ip(*vip) }, 1, 0).map_err(map_err(names::ALLOWED))?;
+            t.allowed
+                .insert(AllowKey { cgroup_id: *cgroup_id, vip: Ip6::from_ip(*vip) }, 1, 0)
+                .map_err(map_err(names::ALLOWED))?;
             writes += 1;
         }
         for (key, target) in &desired.overlays {
@@ -175,7 +177,11 @@ fn overlay_target(&(vip, port): &(IpAddr, u16)) -> OverlayTarget {
     OverlayTarget { vip: Ip6::from_ip(vip), port_be: port.to_be(), _pad: 0 }
 }
 
-fn remove<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>, key: &K, name: &'static str) -> Result<(), TableError> {
+fn remove<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    key: &K,
+    name: &'static str,
+) -> Result<(), TableError> {
     match map.remove(key) {
         Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
         Err(err) => Err(map_err(name)(err)),

@@ -168,11 +168,8 @@ impl<K: KernelWriter> Reconciler<K> {
                 continue;
             };
             service_ids.claim(service.entry.service_id);
-            let slots: Vec<Option<u32>> = service
-                .slots
-                .iter()
-                .map(|slot| slot.filter(|id| backends.addr_of.contains_key(id)))
-                .collect();
+            let slots: Vec<Option<u32>> =
+                service.slots.iter().map(|slot| slot.filter(|id| backends.addr_of.contains_key(id))).collect();
             for id in slots.iter().flatten() {
                 *backends.refs.entry(*id).or_default() += 1;
             }
@@ -191,9 +188,17 @@ impl<K: KernelWriter> Reconciler<K> {
         for key in &snapshot.orphan_slots {
             kernel.delete_slot(key)?;
         }
-        let orphan_backends =
-            backends.addr_of.keys().copied().filter(|id| !backends.refs.contains_key(id)).collect();
-        Ok(Self { kernel, limits, installed, service_ids, backends, slots_used, orphan_backends, applied: HashMap::new() })
+        let orphan_backends = backends.addr_of.keys().copied().filter(|id| !backends.refs.contains_key(id)).collect();
+        Ok(Self {
+            kernel,
+            limits,
+            installed,
+            service_ids,
+            backends,
+            slots_used,
+            orphan_backends,
+            applied: HashMap::new(),
+        })
     }
 
     /// The maps, for reading counters.
@@ -212,11 +217,8 @@ impl<K: KernelWriter> Reconciler<K> {
             .installed
             .iter()
             .map(|(frontend, installed)| {
-                let slot_addrs: Vec<SocketAddr> = installed
-                    .slots
-                    .iter()
-                    .filter_map(|slot| self.backends.addr_of.get(&(*slot)?).copied())
-                    .collect();
+                let slot_addrs: Vec<SocketAddr> =
+                    installed.slots.iter().filter_map(|slot| self.backends.addr_of.get(&(*slot)?).copied()).collect();
                 let service = Service {
                     name: installed.name.clone(),
                     frontend: *frontend,
@@ -261,9 +263,10 @@ impl<K: KernelWriter> Reconciler<K> {
         }
         for id in std::mem::take(&mut self.orphan_backends) {
             if !self.backends.refs.contains_key(&id)
-                && let Err(err) = self.free_backend(id, &mut report) {
-                    report.failed.push(format!("clearing backend id {id}: {err}"));
-                }
+                && let Err(err) = self.free_backend(id, &mut report)
+            {
+                report.failed.push(format!("clearing backend id {id}: {err}"));
+            }
         }
         report
     }
@@ -279,9 +282,11 @@ impl<K: KernelWriter> Reconciler<K> {
                 && old.affinity_secs == service.affinity_secs
                 && old.name == service.name
                 && old.slots.len() == layout.len()
-                && old.slots.iter().zip(&layout).all(|(slot, addr)| {
-                    slot.and_then(|id| self.backends.addr_of.get(&id)) == Some(addr)
-                });
+                && old
+                    .slots
+                    .iter()
+                    .zip(&layout)
+                    .all(|(slot, addr)| slot.and_then(|id| self.backends.addr_of.get(&id)) == Some(addr));
             if unchanged {
                 return Ok(false);
             }
@@ -296,9 +301,10 @@ impl<K: KernelWriter> Reconciler<K> {
         }
         let service_id = match &old {
             Some(old) => old.service_id,
-            None => self.service_ids.allocate().ok_or_else(|| {
-                ApplyError::Limit(format!("limits.max_services = {}", self.limits.max_services))
-            })?,
+            None => self
+                .service_ids
+                .allocate()
+                .ok_or_else(|| ApplyError::Limit(format!("limits.max_services = {}", self.limits.max_services)))?,
         };
         let new_ids = match self.acquire_backends(&layout, report) {
             Ok(ids) => ids,
@@ -313,10 +319,11 @@ impl<K: KernelWriter> Reconciler<K> {
         match result {
             Ok(()) => {
                 if let Some(old) = &old
-                    && old.affinity_secs > 0 {
-                        let keep: HashSet<u32> = new_ids.iter().copied().collect();
-                        self.kernel.forget_affinity(service_id, &keep)?;
-                    }
+                    && old.affinity_secs > 0
+                {
+                    let keep: HashSet<u32> = new_ids.iter().copied().collect();
+                    self.kernel.forget_affinity(service_id, &keep)?;
+                }
                 for id in old.iter().flat_map(|o| o.slots.iter().flatten()) {
                     self.release_backend(*id, report)?;
                 }
@@ -363,7 +370,10 @@ impl<K: KernelWriter> Reconciler<K> {
             let unchanged = old.and_then(|o| o.slots.get(index).copied().flatten()) == Some(*id);
             if !unchanged {
                 let slot = (index + 1) as u16;
-                self.kernel.set_slot(key.with_slot(slot), ServiceValue { backend_id: *id, service_id, ..Default::default() })?;
+                self.kernel.set_slot(
+                    key.with_slot(slot),
+                    ServiceValue { backend_id: *id, service_id, ..Default::default() },
+                )?;
                 report.writes += 1;
             }
         }
@@ -377,7 +387,9 @@ impl<K: KernelWriter> Reconciler<K> {
         };
         let old_count = old.map(|o| o.slots.len());
         let entry_changed = |o: &Installed| {
-            o.slots.len() != new_ids.len() || o.algorithm != service.algorithm || o.affinity_secs != service.affinity_secs
+            o.slots.len() != new_ids.len()
+                || o.algorithm != service.algorithm
+                || o.affinity_secs != service.affinity_secs
         };
         if old.is_none_or(entry_changed) {
             self.kernel.set_slot(key, entry)?;

@@ -24,7 +24,8 @@ pub fn layout(service: &Service, max_slots: u16) -> Vec<SocketAddr> {
         for (c, w) in current.iter_mut().zip(&weights) {
             *c += w;
         }
-        let (best, _) = current.iter().enumerate().max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i))).expect("non-empty");
+        let (best, _) =
+            current.iter().enumerate().max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i))).expect("non-empty");
         current[best] -= total;
         slots.push(service.backends[best].addr);
     }

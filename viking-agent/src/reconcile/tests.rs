@@ -227,7 +227,8 @@ fn a_full_limit_fails_that_service_only_and_names_the_limit() {
 fn slot_limit_is_checked_before_writing() {
     let limits = Limits { max_service_slots: 3, ..Limits::default() };
     let mut r = reconciler(limits);
-    let report = r.apply(&state(&[service("a", "240.0.0.1", 80, &["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"])]));
+    let report =
+        r.apply(&state(&[service("a", "240.0.0.1", 80, &["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"])]));
     assert!(report.failed[0].contains("limits.max_service_slots = 3"), "{report:?}");
     assert!(r.kernel().slots.is_empty());
 }

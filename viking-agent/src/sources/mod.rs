@@ -75,10 +75,15 @@ impl SourceSet {
                 } else if let Some(vip) = vip_of.get(service.name.as_str()).filter(|v| **v != frontend.vip) {
                     Some(format!("the name already has VIP {vip}"))
                 } else {
-                    name_of.get(&frontend.vip).filter(|n| **n != service.name).map(|n| format!("the VIP already belongs to {n:?}"))
+                    name_of
+                        .get(&frontend.vip)
+                        .filter(|n| **n != service.name)
+                        .map(|n| format!("the VIP already belongs to {n:?}"))
                 };
                 match clash {
-                    Some(why) => conflicts.push(format!("{source:?} service {:?} {frontend} ignored: {why}", service.name)),
+                    Some(why) => {
+                        conflicts.push(format!("{source:?} service {:?} {frontend} ignored: {why}", service.name))
+                    }
                     None => {
                         vip_of.insert(&service.name, frontend.vip);
                         name_of.insert(frontend.vip, &service.name);

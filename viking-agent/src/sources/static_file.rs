@@ -4,14 +4,14 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use tokio::sync::mpsc;
 
-use super::{SourceId, Snapshot, Update};
+use super::{Snapshot, SourceId, Update};
 use crate::{
     config::{Config, ConsulSettings, Limits, Parsed},
     model::{DesiredState, Service},
@@ -63,9 +63,10 @@ impl StaticFileSource {
         loop {
             tick.tick().await;
             if let Some(state) = self.poll()
-                && tx.send(Update::Services(Snapshot { source: SourceId::StaticFile, state })).await.is_err() {
-                    return;
-                }
+                && tx.send(Update::Services(Snapshot { source: SourceId::StaticFile, state })).await.is_err()
+            {
+                return;
+            }
         }
     }
 

@@ -2,9 +2,7 @@
 
 use core::ptr;
 
-use aya_ebpf::{
-    helpers::generated::bpf_sk_storage_get, macros::cgroup_sock, programs::SockContext,
-};
+use aya_ebpf::{helpers::generated::bpf_sk_storage_get, macros::cgroup_sock, programs::SockContext};
 use viking_common::SocketState;
 
 use crate::{balancer::close_connection, maps::SOCKETS};

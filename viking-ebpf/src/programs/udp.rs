@@ -48,7 +48,8 @@ fn try_sendmsg<const IPV6: bool>(ctx: &SockAddrContext) -> Result<(), Refusal> {
         return Ok(());
     };
     sock.set(&choice.backend.address, choice.backend.port_be)?;
-    let key = RevNatKey { cookie, backend: choice.backend.address, backend_port_be: choice.backend.port_be, _pad: [0; 6] };
+    let key =
+        RevNatKey { cookie, backend: choice.backend.address, backend_port_be: choice.backend.port_be, _pad: [0; 6] };
     let value = RevNatValue { vip, vip_port_be, _pad: 0 };
     // Only write when it changed: a DNS client sends many datagrams to one VIP.
     // SAFETY: the value is read by copy right away.

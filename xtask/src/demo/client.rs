@@ -13,8 +13,8 @@ use anyhow::Context as _;
 pub fn client(to: &str, count: u32) -> anyhow::Result<()> {
     let addr: SocketAddr = to.parse().with_context(|| format!("bad address {to:?}"))?;
     for _ in 0..count {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .with_context(|| format!("connect to {addr}"))?;
+        let mut stream =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).with_context(|| format!("connect to {addr}"))?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         stream.write_all(format!("GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
         let mut response = String::new();

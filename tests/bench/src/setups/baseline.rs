@@ -30,7 +30,8 @@ pub struct Baseline {
 impl Baseline {
     /// Loads the program with room for `max_services` redirects and attaches it to `cgroup`.
     pub fn attach(cgroup: &Cgroup, max_services: u32) -> anyhow::Result<Self> {
-        let mut ebpf = EbpfLoader::new().map_max_entries(MAP, max_services).load(OBJECT).context("loading baseline-redirect")?;
+        let mut ebpf =
+            EbpfLoader::new().map_max_entries(MAP, max_services).load(OBJECT).context("loading baseline-redirect")?;
         let program: &mut CgroupSockAddr =
             ebpf.program_mut(PROGRAM).context("baseline-redirect has no program baseline_conn4")?.try_into()?;
         program.load().context("loading baseline_conn4 into the kernel")?;

@@ -99,7 +99,11 @@ fn rules(count: u32) -> String {
             let left = BACKENDS.len() - k;
             // Backend k of n is taken with probability 1/(n-k) among the remaining ones:
             // uniform overall, as kube-proxy writes it.
-            let pick = if left > 1 { format!("-m statistic --mode random --probability {:.5} ", 1.0 / left as f64) } else { String::new() };
+            let pick = if left > 1 {
+                format!("-m statistic --mode random --probability {:.5} ", 1.0 / left as f64)
+            } else {
+                String::new()
+            };
             let _ = writeln!(text, "-A VB-SVC-{i} -p tcp {pick}-j DNAT --to-destination {backend}");
         }
     }

@@ -37,19 +37,14 @@ pub(super) fn check(
         CheckAction::Fail => (Status::Critical, note()),
         CheckAction::Update => {
             let update: CheckUpdate = decode_json(body)?;
-            let status = Status::parse(&update.status).ok_or_else(|| {
-                HttpError::bad_request(format!("Invalid check status: {:?}", update.status))
-            })?;
+            let status = Status::parse(&update.status)
+                .ok_or_else(|| HttpError::bad_request(format!("Invalid check status: {:?}", update.status)))?;
             (status, update.output)
         }
     };
-    let found =
-        shared.write(|store, touched| store.update_check(check_id, status, Some(&output), touched));
+    let found = shared.write(|store, touched| store.update_check(check_id, status, Some(&output), touched));
     if found == 0 {
-        return Err(HttpError::new(
-            StatusCode::NOT_FOUND,
-            format!("Unknown check ID {check_id:?}"),
-        ));
+        return Err(HttpError::new(StatusCode::NOT_FOUND, format!("Unknown check ID {check_id:?}")));
     }
     Ok(text(StatusCode::OK, ""))
 }

@@ -4,38 +4,24 @@ use bytes::Bytes;
 
 use super::{decode_json, render};
 use crate::blocking;
-use crate::http::{
-    HttpError, HttpResponse, Params, ReadOptions, encode, json, json_bytes, with_read_meta,
-};
+use crate::http::{HttpError, HttpResponse, Params, ReadOptions, encode, json, json_bytes, with_read_meta};
 use crate::shared::Shared;
 use crate::state::{CatalogError, Topic};
 use crate::wire::{DeregisterRequest, RegisterRequest};
 
 /// `PUT /v1/catalog/register` → `true`.
-pub(super) fn register(
-    shared: &Shared,
-    params: &Params,
-    body: &Bytes,
-) -> Result<HttpResponse, HttpError> {
+pub(super) fn register(shared: &Shared, params: &Params, body: &Bytes) -> Result<HttpResponse, HttpError> {
     params.check_datacenter(&shared.datacenter)?;
     let request: RegisterRequest = decode_json(body)?;
-    shared
-        .write(|store, touched| store.register(request, touched))
-        .map_err(catalog_error)?;
+    shared.write(|store, touched| store.register(request, touched)).map_err(catalog_error)?;
     json(&true)
 }
 
 /// `PUT /v1/catalog/deregister` → `true`.
-pub(super) fn deregister(
-    shared: &Shared,
-    params: &Params,
-    body: &Bytes,
-) -> Result<HttpResponse, HttpError> {
+pub(super) fn deregister(shared: &Shared, params: &Params, body: &Bytes) -> Result<HttpResponse, HttpError> {
     params.check_datacenter(&shared.datacenter)?;
     let request: DeregisterRequest = decode_json(body)?;
-    shared
-        .write(|store, touched| store.deregister(&request, touched))
-        .map_err(catalog_error)?;
+    shared.write(|store, touched| store.deregister(&request, touched)).map_err(catalog_error)?;
     json(&true)
 }
 
@@ -50,19 +36,11 @@ pub(super) async fn services(shared: &Shared, params: &Params) -> Result<HttpRes
         |store| encode(&store.service_tags()),
     )
     .await;
-    Ok(with_read_meta(
-        json_bytes(body?),
-        index,
-        options.consistency,
-    ))
+    Ok(with_read_meta(json_bytes(body?), index, options.consistency))
 }
 
 /// `GET /v1/catalog/service/:service`, with `?tag=` (repeatable), blocking.
-pub(super) async fn service(
-    shared: &Shared,
-    params: &Params,
-    name: &str,
-) -> Result<HttpResponse, HttpError> {
+pub(super) async fn service(shared: &Shared, params: &Params, name: &str) -> Result<HttpResponse, HttpError> {
     let options = ReadOptions::parse(params, &shared.datacenter)?;
     if name.is_empty() {
         return Err(HttpError::bad_request("Missing service name"));
@@ -83,11 +61,7 @@ pub(super) async fn service(
         },
     )
     .await;
-    Ok(with_read_meta(
-        json_bytes(body?),
-        index,
-        options.consistency,
-    ))
+    Ok(with_read_meta(json_bytes(body?), index, options.consistency))
 }
 
 /// `GET /v1/catalog/datacenters`: only this server's.

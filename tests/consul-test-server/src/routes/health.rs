@@ -2,20 +2,14 @@
 
 use super::render;
 use crate::blocking;
-use crate::http::{
-    HttpError, HttpResponse, Params, ReadOptions, encode, json_bytes, with_read_meta,
-};
+use crate::http::{HttpError, HttpResponse, Params, ReadOptions, encode, json_bytes, with_read_meta};
 use crate::shared::Shared;
 use crate::state::Topic;
 
 /// Instances of a service with their node and checks. `?passing` keeps only
 /// instances whose every check passes, `?tag=` (repeatable) requires tags.
 /// An unknown service is `[]`, not 404. Blocking.
-pub(super) async fn service(
-    shared: &Shared,
-    params: &Params,
-    name: &str,
-) -> Result<HttpResponse, HttpError> {
+pub(super) async fn service(shared: &Shared, params: &Params, name: &str) -> Result<HttpResponse, HttpError> {
     let options = ReadOptions::parse(params, &shared.datacenter)?;
     if name.is_empty() {
         return Err(HttpError::bad_request("Missing service name"));
@@ -37,9 +31,5 @@ pub(super) async fn service(
         },
     )
     .await;
-    Ok(with_read_meta(
-        json_bytes(body?),
-        index,
-        options.consistency,
-    ))
+    Ok(with_read_meta(json_bytes(body?), index, options.consistency))
 }

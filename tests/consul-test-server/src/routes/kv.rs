@@ -6,9 +6,7 @@ use bytes::Bytes;
 use hyper::StatusCode;
 
 use crate::blocking;
-use crate::http::{
-    HttpError, HttpResponse, Params, ReadOptions, encode, json, json_bytes, text, with_read_meta,
-};
+use crate::http::{HttpError, HttpResponse, Params, ReadOptions, encode, json, json_bytes, text, with_read_meta};
 use crate::shared::Shared;
 use crate::state::{KvDelete, KvRecord, Store, Topic};
 use crate::wire::KvEntryOut;
@@ -18,22 +16,12 @@ const MAX_VALUE_BYTES: usize = 512 * 1024;
 
 /// Reads one key, a prefix (`?recurse`) or key names (`?keys`, with
 /// `?separator=`). Missing data is 404 with the index headers. Blocking.
-pub(super) async fn get(
-    shared: &Shared,
-    params: &Params,
-    key: &str,
-) -> Result<HttpResponse, HttpError> {
+pub(super) async fn get(shared: &Shared, params: &Params, key: &str) -> Result<HttpResponse, HttpError> {
     let options = ReadOptions::parse(params, &shared.datacenter)?;
     let (index, response) = if params.has("keys") {
         let separator = params.get("separator").unwrap_or_default();
-        blocking::run(
-            shared,
-            Topic::Kv,
-            options.blocking,
-            |s| s.kv_prefix_index(key),
-            |s| list_keys(s, key, separator),
-        )
-        .await
+        blocking::run(shared, Topic::Kv, options.blocking, |s| s.kv_prefix_index(key), |s| list_keys(s, key, separator))
+            .await
     } else if params.has("recurse") {
         blocking::run(
             shared,
@@ -42,11 +30,7 @@ pub(super) async fn get(
             |s| s.kv_prefix_index(key),
             |s| {
                 let entries: Vec<_> = s.kv_range(key).map(|(k, r)| entry(k, r)).collect();
-                if entries.is_empty() {
-                    Ok(not_found())
-                } else {
-                    json(&entries)
-                }
+                if entries.is_empty() { Ok(not_found()) } else { json(&entries) }
             },
         )
         .await
@@ -73,44 +57,29 @@ pub(super) async fn get(
 
 /// Writes a key; `?cas=` makes it a check-and-set, `?flags=` sets the flags.
 /// Answers `true` or `false`.
-pub(super) fn put(
-    shared: &Shared,
-    params: &Params,
-    key: &str,
-    body: Bytes,
-) -> Result<HttpResponse, HttpError> {
+pub(super) fn put(shared: &Shared, params: &Params, key: &str, body: Bytes) -> Result<HttpResponse, HttpError> {
     params.check_datacenter(&shared.datacenter)?;
     if key.is_empty() {
         return Err(HttpError::bad_request("Missing key name"));
     }
     if params.has("acquire") || params.has("release") {
-        return Err(HttpError::bad_request(
-            "consul-test-server does not implement sessions (?acquire, ?release)",
-        ));
+        return Err(HttpError::bad_request("consul-test-server does not implement sessions (?acquire, ?release)"));
     }
     let flags = params.number("flags", "Invalid flags")?.unwrap_or(0);
     let cas = params.number("cas", "Invalid cas value")?;
     if body.len() > MAX_VALUE_BYTES {
         return Err(HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "Request body({} bytes) too large, max size: {MAX_VALUE_BYTES} bytes",
-                body.len()
-            ),
+            format!("Request body({} bytes) too large, max size: {MAX_VALUE_BYTES} bytes", body.len()),
         ));
     }
-    let written =
-        shared.write(|store, touched| store.kv_put(key, body.to_vec(), flags, cas, touched));
+    let written = shared.write(|store, touched| store.kv_put(key, body.to_vec(), flags, cas, touched));
     json(&written)
 }
 
 /// Deletes a key, a prefix (`?recurse`) or, with `?cas=`, a key only if
 /// unchanged. Answers `true` or `false`.
-pub(super) fn delete(
-    shared: &Shared,
-    params: &Params,
-    key: &str,
-) -> Result<HttpResponse, HttpError> {
+pub(super) fn delete(shared: &Shared, params: &Params, key: &str) -> Result<HttpResponse, HttpError> {
     params.check_datacenter(&shared.datacenter)?;
     let recurse = params.has("recurse");
     if !recurse && key.is_empty() {
@@ -143,10 +112,7 @@ fn entry<'a>(key: &'a str, record: &KvRecord) -> KvEntryOut<'a> {
 fn list_keys(store: &Store, prefix: &str, separator: &str) -> Result<HttpResponse, HttpError> {
     let mut keys: Vec<&str> = Vec::new();
     for (key, _) in store.kv_range(prefix) {
-        let listed = match key[prefix.len()..]
-            .find(separator)
-            .filter(|_| !separator.is_empty())
-        {
+        let listed = match key[prefix.len()..].find(separator).filter(|_| !separator.is_empty()) {
             Some(at) => &key[..prefix.len() + at + separator.len()],
             None => key.as_str(),
         };

@@ -40,29 +40,16 @@ pub(crate) async fn handle(shared: &Shared, request: Request<Incoming>) -> HttpR
         token: token.clone(),
         received_at: Instant::now(),
     });
-    if let Verdict::Respond {
-        status,
-        body,
-        retry_after,
-    } = shared.faults.apply(parts.uri.path()).await
-    {
+    if let Verdict::Respond { status, body, retry_after } = shared.faults.apply(parts.uri.path()).await {
         let mut response = text(status, body);
         if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         return response;
     }
-    let request = RequestHead {
-        method: &parts.method,
-        raw_path: parts.uri.path(),
-        params: &params,
-        token: token.as_deref(),
-    };
-    serve(shared, request, body)
-        .await
-        .unwrap_or_else(HttpError::into_response)
+    let request =
+        RequestHead { method: &parts.method, raw_path: parts.uri.path(), params: &params, token: token.as_deref() };
+    serve(shared, request, body).await.unwrap_or_else(HttpError::into_response)
 }
 
 /// The parts of a request the router needs.
@@ -86,14 +73,9 @@ enum Endpoint<'a> {
     StatusLeader,
 }
 
-async fn serve(
-    shared: &Shared,
-    request: RequestHead<'_>,
-    body: Incoming,
-) -> Result<HttpResponse, HttpError> {
-    let path = percent_decode_str(request.raw_path)
-        .decode_utf8()
-        .map_err(|_| HttpError::bad_request("Invalid URL path"))?;
+async fn serve(shared: &Shared, request: RequestHead<'_>, body: Incoming) -> Result<HttpResponse, HttpError> {
+    let path =
+        percent_decode_str(request.raw_path).decode_utf8().map_err(|_| HttpError::bad_request("Invalid URL path"))?;
     let (endpoint, access) = route(request.method, &path)?;
     if let Some(acl) = &shared.acl {
         acl.authorize(request.token, access)?;
@@ -106,13 +88,9 @@ async fn serve(
         Endpoint::CatalogService(name) => catalog::service(shared, params, name).await,
         Endpoint::CatalogDatacenters => catalog::datacenters(shared),
         Endpoint::HealthService(name) => health::service(shared, params, name).await,
-        Endpoint::AgentCheck(action, id) => {
-            agent::check(shared, params, action, id, &read_body(body).await?)
-        }
+        Endpoint::AgentCheck(action, id) => agent::check(shared, params, action, id, &read_body(body).await?),
         Endpoint::Kv(key) if *request.method == Method::GET => kv::get(shared, params, key).await,
-        Endpoint::Kv(key) if *request.method == Method::PUT => {
-            kv::put(shared, params, key, read_body(body).await?)
-        }
+        Endpoint::Kv(key) if *request.method == Method::PUT => kv::put(shared, params, key, read_body(body).await?),
         Endpoint::Kv(key) => kv::delete(shared, params, key),
         // Consul answers with its Raft leader's address; clients only check it is non-empty.
         Endpoint::StatusLeader => json(&"127.0.0.1:8300"),
@@ -125,25 +103,14 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<(Endpoint<'a>, Access), H
         if allowed.contains(method) {
             Ok((endpoint, access))
         } else {
-            Err(HttpError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("method {method} not allowed"),
-            ))
+            Err(HttpError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed")))
         }
     };
     let get = [Method::GET];
     let put = [Method::PUT];
     if let Some(key) = path.strip_prefix("/v1/kv/") {
-        let access = if method == Method::GET {
-            Access::Read
-        } else {
-            Access::Write
-        };
-        return allow(
-            &[Method::GET, Method::PUT, Method::DELETE],
-            Endpoint::Kv(key),
-            access,
-        );
+        let access = if method == Method::GET { Access::Read } else { Access::Write };
+        return allow(&[Method::GET, Method::PUT, Method::DELETE], Endpoint::Kv(key), access);
     }
     if let Some(name) = path.strip_prefix("/v1/health/service/") {
         return allow(&get, Endpoint::HealthService(name), Access::Read);
@@ -170,25 +137,18 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<(Endpoint<'a>, Access), H
         "/v1/catalog/services" => allow(&get, Endpoint::CatalogServices, Access::Read),
         "/v1/catalog/datacenters" => allow(&get, Endpoint::CatalogDatacenters, Access::Open),
         "/v1/status/leader" => allow(&get, Endpoint::StatusLeader, Access::Open),
-        _ => Err(HttpError::new(
-            StatusCode::NOT_FOUND,
-            "404 page not found\n",
-        )),
+        _ => Err(HttpError::new(StatusCode::NOT_FOUND, "404 page not found\n")),
     }
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, HttpError> {
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) => Err(HttpError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("reading request body: {err}"),
-        )),
+        Err(err) => Err(HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("reading request body: {err}"))),
     }
 }
 
 /// Decodes a JSON request body with Consul's error message.
 fn decode_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, HttpError> {
-    serde_json::from_slice(body)
-        .map_err(|err| HttpError::bad_request(format!("Request decode failed: {err}")))
+    serde_json::from_slice(body).map_err(|err| HttpError::bad_request(format!("Request decode failed: {err}")))
 }

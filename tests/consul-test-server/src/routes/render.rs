@@ -3,21 +3,13 @@
 use std::collections::BTreeMap;
 
 use crate::state::{CheckRecord, NodeRecord, ServiceRecord};
-use crate::wire::{
-    CatalogServiceOut, CheckOut, Empty, HealthEntryOut, NodeOut, ProxyOut, ServiceOut, Status,
-};
+use crate::wire::{CatalogServiceOut, CheckOut, Empty, HealthEntryOut, NodeOut, ProxyOut, ServiceOut, Status};
 
 static NO_META: BTreeMap<String, String> = BTreeMap::new();
 
 /// Whether a service has every wanted tag; Consul compares tags case-insensitively.
 pub(super) fn has_tags(service: &ServiceRecord, wanted_lowercase: &[String]) -> bool {
-    wanted_lowercase.iter().all(|want| {
-        service
-            .fields
-            .tags
-            .iter()
-            .any(|tag| tag.to_lowercase() == *want)
-    })
+    wanted_lowercase.iter().all(|want| service.fields.tags.iter().any(|tag| tag.to_lowercase() == *want))
 }
 
 /// One `/v1/health/service` element, or `None` when `passing_only` and some
@@ -28,28 +20,18 @@ pub(super) fn health_entry<'a>(
     passing_only: bool,
 ) -> Option<HealthEntryOut<'a>> {
     let checks: Vec<&CheckRecord> = node.checks_of(&service.fields.id).collect();
-    if passing_only
-        && checks
-            .iter()
-            .any(|check| check.fields.status != Status::Passing)
-    {
+    if passing_only && checks.iter().any(|check| check.fields.status != Status::Passing) {
         return None;
     }
     Some(HealthEntryOut {
         node: node_out(node),
         service: service_out(service),
-        checks: checks
-            .into_iter()
-            .map(|check| check_out(node, service, check))
-            .collect(),
+        checks: checks.into_iter().map(|check| check_out(node, service, check)).collect(),
     })
 }
 
 /// One `/v1/catalog/service` element.
-pub(super) fn catalog_entry<'a>(
-    node: &'a NodeRecord,
-    service: &'a ServiceRecord,
-) -> CatalogServiceOut<'a> {
+pub(super) fn catalog_entry<'a>(node: &'a NodeRecord, service: &'a ServiceRecord) -> CatalogServiceOut<'a> {
     let fields = &service.fields;
     CatalogServiceOut {
         id: &node.fields.id,
@@ -110,17 +92,10 @@ fn service_out(service: &ServiceRecord) -> ServiceOut<'_> {
     }
 }
 
-fn check_out<'a>(
-    node: &'a NodeRecord,
-    service: &'a ServiceRecord,
-    check: &'a CheckRecord,
-) -> CheckOut<'a> {
+fn check_out<'a>(node: &'a NodeRecord, service: &'a ServiceRecord, check: &'a CheckRecord) -> CheckOut<'a> {
     let fields = &check.fields;
-    let (service_name, service_tags): (&str, &[String]) = if fields.service_id.is_empty() {
-        ("", &[])
-    } else {
-        (&service.fields.name, &service.fields.tags)
-    };
+    let (service_name, service_tags): (&str, &[String]) =
+        if fields.service_id.is_empty() { ("", &[]) } else { (&service.fields.name, &service.fields.tags) };
     CheckOut {
         node: &node.name,
         check_id: &fields.id,

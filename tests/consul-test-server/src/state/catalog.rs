@@ -5,29 +5,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::records::{
-    CheckFields, CheckRecord, NodeFields, NodeRecord, ServiceFields, ServiceRecord,
-};
+use super::records::{CheckFields, CheckRecord, NodeFields, NodeRecord, ServiceFields, ServiceRecord};
 use super::validate::CatalogError;
 use super::{Store, Topic, Touched};
 use crate::wire::{DeregisterRequest, RegisterRequest, Status};
 
 impl Store {
     /// Applies a `PUT /v1/catalog/register` body; returns the write's index.
-    pub(crate) fn register(
-        &mut self,
-        request: RegisterRequest,
-        touched: &mut Touched,
-    ) -> Result<u64, CatalogError> {
+    pub(crate) fn register(&mut self, request: RegisterRequest, touched: &mut Touched) -> Result<u64, CatalogError> {
         let plan = self.plan(request)?;
         let index = self.next_index();
-        self.upsert_node(
-            &plan.node,
-            plan.node_fields,
-            plan.skip_node_update,
-            index,
-            touched,
-        );
+        self.upsert_node(&plan.node, plan.node_fields, plan.skip_node_update, index, touched);
         if let Some(service) = plan.service {
             self.upsert_service(&plan.node, service, index, touched);
         }
@@ -100,9 +88,7 @@ impl Store {
     pub(crate) fn service_tags(&self) -> BTreeMap<&str, BTreeSet<&str>> {
         let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for (_, service) in self.instances.values().flat_map(|keys| self.resolve(keys)) {
-            out.entry(&service.fields.name)
-                .or_default()
-                .extend(service.fields.tags.iter().map(String::as_str));
+            out.entry(&service.fields.name).or_default().extend(service.fields.tags.iter().map(String::as_str));
         }
         out
     }
@@ -112,22 +98,13 @@ impl Store {
     /// registered it is the services table's index, as nothing more
     /// specific exists.
     pub(crate) fn service_index(&self, name: &str) -> u64 {
-        self.service_indexes
-            .get(&name.to_lowercase())
-            .copied()
-            .unwrap_or(self.services_table_index)
+        self.service_indexes.get(&name.to_lowercase()).copied().unwrap_or(self.services_table_index)
     }
 
     /// The instances of a service (case-insensitive name), ordered by node
     /// then service ID. Cost is proportional to the instances, not the catalog.
-    pub(crate) fn instances_of(
-        &self,
-        name: &str,
-    ) -> impl Iterator<Item = (&NodeRecord, &ServiceRecord)> {
-        self.instances
-            .get(&name.to_lowercase())
-            .into_iter()
-            .flat_map(|keys| self.resolve(keys))
+    pub(crate) fn instances_of(&self, name: &str) -> impl Iterator<Item = (&NodeRecord, &ServiceRecord)> {
+        self.instances.get(&name.to_lowercase()).into_iter().flat_map(|keys| self.resolve(keys))
     }
 
     fn resolve<'a>(
@@ -140,14 +117,7 @@ impl Store {
         })
     }
 
-    fn upsert_node(
-        &mut self,
-        name: &str,
-        fields: NodeFields,
-        skip_update: bool,
-        index: u64,
-        touched: &mut Touched,
-    ) {
+    fn upsert_node(&mut self, name: &str, fields: NodeFields, skip_update: bool, index: u64, touched: &mut Touched) {
         let Some(node) = self.nodes.get_mut(name) else {
             let record = NodeRecord {
                 name: name.to_owned(),
@@ -171,13 +141,7 @@ impl Store {
         }
     }
 
-    fn upsert_service(
-        &mut self,
-        node_name: &str,
-        fields: ServiceFields,
-        index: u64,
-        touched: &mut Touched,
-    ) {
+    fn upsert_service(&mut self, node_name: &str, fields: ServiceFields, index: u64, touched: &mut Touched) {
         let Some(node) = self.nodes.get_mut(node_name) else {
             return;
         };
@@ -192,11 +156,7 @@ impl Store {
                 Some(old)
             }
             None => {
-                let record = ServiceRecord {
-                    fields,
-                    create_index: index,
-                    modify_index: index,
-                };
+                let record = ServiceRecord { fields, create_index: index, modify_index: index };
                 node.services.insert(id.clone(), record);
                 None
             }
@@ -206,21 +166,12 @@ impl Store {
             self.remove_instance(&old_name, &key);
             self.bump_service(old_name, index, touched);
         }
-        self.instances
-            .entry(new_name.clone())
-            .or_default()
-            .insert(key);
+        self.instances.entry(new_name.clone()).or_default().insert(key);
         self.bump_service(new_name, index, touched);
         self.touch_service_list(index, touched);
     }
 
-    fn upsert_check(
-        &mut self,
-        node_name: &str,
-        fields: CheckFields,
-        index: u64,
-        touched: &mut Touched,
-    ) {
+    fn upsert_check(&mut self, node_name: &str, fields: CheckFields, index: u64, touched: &mut Touched) {
         let Some(node) = self.nodes.get_mut(node_name) else {
             return;
         };
@@ -241,16 +192,9 @@ impl Store {
             }
             None => {
                 let id = fields.id.clone();
-                let record = CheckRecord {
-                    fields,
-                    create_index: index,
-                    modify_index: index,
-                };
+                let record = CheckRecord { fields, create_index: index, modify_index: index };
                 node.checks.insert(id.clone(), record);
-                self.check_nodes
-                    .entry(id)
-                    .or_default()
-                    .insert(node_name.to_owned());
+                self.check_nodes.entry(id).or_default().insert(node_name.to_owned());
             }
         }
         for name in affected {
@@ -276,13 +220,7 @@ impl Store {
         self.touch_service_list(index, touched);
     }
 
-    fn delete_service(
-        &mut self,
-        node_name: &str,
-        service_id: &str,
-        index: u64,
-        touched: &mut Touched,
-    ) {
+    fn delete_service(&mut self, node_name: &str, service_id: &str, index: u64, touched: &mut Touched) {
         let Some(node) = self.nodes.get_mut(node_name) else {
             return;
         };
@@ -290,12 +228,8 @@ impl Store {
             return;
         };
         // A service's checks go with it.
-        let check_ids: Vec<String> = node
-            .checks
-            .values()
-            .filter(|c| c.fields.service_id == service_id)
-            .map(|c| c.fields.id.clone())
-            .collect();
+        let check_ids: Vec<String> =
+            node.checks.values().filter(|c| c.fields.service_id == service_id).map(|c| c.fields.id.clone()).collect();
         for check_id in &check_ids {
             node.checks.remove(check_id);
         }

@@ -36,9 +36,7 @@ impl Store {
     /// The index a single-key read reports: the key's `ModifyIndex`, or the
     /// KV table's index when the key does not exist.
     pub(crate) fn kv_key_index(&self, key: &str) -> u64 {
-        self.kv
-            .get(key)
-            .map_or(self.kv_table_index, |r| r.modify_index)
+        self.kv.get(key).map_or(self.kv_table_index, |r| r.modify_index)
     }
 
     /// The index a prefix read reports: the highest `ModifyIndex` (or delete
@@ -50,10 +48,7 @@ impl Store {
     }
 
     /// Keys under `prefix` in order, with their records.
-    pub(crate) fn kv_range<'a>(
-        &'a self,
-        prefix: &'a str,
-    ) -> impl Iterator<Item = (&'a String, &'a KvRecord)> {
+    pub(crate) fn kv_range<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a KvRecord)> {
         prefixed(&self.kv, prefix)
     }
 
@@ -79,15 +74,8 @@ impl Store {
         if !allowed {
             return false;
         }
-        let (create_index, lock_index) =
-            existing.map_or((index, 0), |r| (r.create_index, r.lock_index));
-        let record = KvRecord {
-            value,
-            flags,
-            lock_index,
-            create_index,
-            modify_index: index,
-        };
+        let (create_index, lock_index) = existing.map_or((index, 0), |r| (r.create_index, r.lock_index));
+        let record = KvRecord { value, flags, lock_index, create_index, modify_index: index };
         self.kv.insert(key.to_owned(), record);
         self.tombstones.remove(key);
         self.kv_table_index = index;
@@ -100,12 +88,7 @@ impl Store {
     pub(crate) fn kv_delete(&mut self, key: &str, mode: KvDelete, touched: &mut Touched) -> bool {
         let index = self.next_index();
         let doomed: Vec<String> = match mode {
-            KvDelete::Key => self
-                .kv
-                .get_key_value(key)
-                .map(|(k, _)| k.clone())
-                .into_iter()
-                .collect(),
+            KvDelete::Key => self.kv.get_key_value(key).map(|(k, _)| k.clone()).into_iter().collect(),
             KvDelete::Tree => self.kv_range(key).map(|(k, _)| k.clone()).collect(),
             KvDelete::Cas(expected) => match self.kv.get(key) {
                 // Consul: a CAS delete of a missing key succeeds; cas=0 never matches.
@@ -127,10 +110,6 @@ impl Store {
     }
 }
 
-fn prefixed<'a, V>(
-    map: &'a BTreeMap<String, V>,
-    prefix: &'a str,
-) -> impl Iterator<Item = (&'a String, &'a V)> {
-    map.range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-        .take_while(move |(key, _)| key.starts_with(prefix))
+fn prefixed<'a, V>(map: &'a BTreeMap<String, V>, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a V)> {
+    map.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)).take_while(move |(key, _)| key.starts_with(prefix))
 }

@@ -29,18 +29,9 @@ pub(crate) struct NodeRecord {
 impl NodeRecord {
     /// Checks that apply to the service `service_id`: the node-level ones
     /// (empty `ServiceID`) first, then the service's own, as Consul lists them.
-    pub(crate) fn checks_of<'a>(
-        &'a self,
-        service_id: &'a str,
-    ) -> impl Iterator<Item = &'a CheckRecord> {
-        let node_level = self
-            .checks
-            .values()
-            .filter(|c| c.fields.service_id.is_empty());
-        let own = self
-            .checks
-            .values()
-            .filter(move |c| c.fields.service_id == service_id);
+    pub(crate) fn checks_of<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a CheckRecord> {
+        let node_level = self.checks.values().filter(|c| c.fields.service_id.is_empty());
+        let own = self.checks.values().filter(move |c| c.fields.service_id == service_id);
         node_level.chain(own)
     }
 

@@ -84,19 +84,12 @@ impl Store {
             if s.service.is_empty() {
                 return Err(CatalogError::MissingServiceName);
             }
-            if s.address
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_unspecified())
-            {
+            if s.address.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
                 return Err(CatalogError::InvalidServiceAddress);
             }
             Ok(ServiceFields {
                 kind: s.kind,
-                id: if s.id.is_empty() {
-                    s.service.clone()
-                } else {
-                    s.id
-                },
+                id: if s.id.is_empty() { s.service.clone() } else { s.id },
                 name: s.service,
                 tags: s.tags.unwrap_or_default(),
                 address: s.address,
@@ -111,8 +104,7 @@ impl Store {
 
         let existing = self.nodes.get(&request.node);
         let service_exists = |id: &str| {
-            service.as_ref().is_some_and(|s| s.id == id)
-                || existing.is_some_and(|n| n.services.contains_key(id))
+            service.as_ref().is_some_and(|s| s.id == id) || existing.is_some_and(|n| n.services.contains_key(id))
         };
         let checks = request
             .check
@@ -148,16 +140,9 @@ impl Store {
 /// (from `Name`) and `Status` (critical), as Consul applies them.
 fn check_fields(node: &str, check: CheckDefinition) -> Result<CheckFields, CatalogError> {
     if !check.node.is_empty() && check.node != node {
-        return Err(CatalogError::CheckNodeMismatch {
-            node: node.to_owned(),
-            check_node: check.node,
-        });
+        return Err(CatalogError::CheckNodeMismatch { node: node.to_owned(), check_node: check.node });
     }
-    let id = if check.check_id.is_empty() {
-        check.name.clone()
-    } else {
-        check.check_id
-    };
+    let id = if check.check_id.is_empty() { check.name.clone() } else { check.check_id };
     if id.is_empty() {
         return Err(CatalogError::MissingCheckId);
     }

@@ -12,28 +12,15 @@ async fn status_500_and_429_until_cleared() -> Result<()> {
     let (server, client) = start().await?;
     server.faults().set(Fault::Status500);
     let failed = client.get("/v1/health/service/web").await?;
-    assert_eq!(
-        (failed.status, failed.text()),
-        (500, "No cluster leader".to_owned())
-    );
+    assert_eq!((failed.status, failed.text()), (500, "No cluster leader".to_owned()));
     assert_eq!(failed.index(), None);
 
-    server
-        .faults()
-        .set(Fault::Status500Body("rpc error".into()));
-    assert_eq!(
-        client.get("/v1/catalog/services").await?.text(),
-        "rpc error"
-    );
+    server.faults().set(Fault::Status500Body("rpc error".into()));
+    assert_eq!(client.get("/v1/catalog/services").await?.text(), "rpc error");
 
-    server
-        .faults()
-        .set(Fault::TooManyRequestsRetryAfter(Duration::from_secs(3)));
+    server.faults().set(Fault::TooManyRequestsRetryAfter(Duration::from_secs(3)));
     let limited = client.get("/v1/health/service/web").await?;
-    assert_eq!(
-        (limited.status, limited.text()),
-        (429, "Too Many Requests".to_owned())
-    );
+    assert_eq!((limited.status, limited.text()), (429, "Too Many Requests".to_owned()));
     assert_eq!(limited.headers["retry-after"], "3");
 
     server.faults().set(Fault::TooManyRequests);
@@ -65,19 +52,9 @@ async fn hang_holds_requests_until_cleared() -> Result<()> {
 
     // A client with a short timeout gives up.
     let impatient = Client::new(server.http_addr())?;
-    let request = impatient
-        .request(reqwest::Method::GET, "/v1/health/service/web")
-        .timeout(Duration::from_millis(300));
-    let error = impatient
-        .send(request)
-        .await
-        .expect_err("a hung request must not be answered");
-    assert!(
-        error
-            .downcast_ref::<reqwest::Error>()
-            .is_some_and(reqwest::Error::is_timeout),
-        "{error}"
-    );
+    let request = impatient.request(reqwest::Method::GET, "/v1/health/service/web").timeout(Duration::from_millis(300));
+    let error = impatient.send(request).await.expect_err("a hung request must not be answered");
+    assert!(error.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout), "{error}");
 
     // A patient one is answered once the switch is cleared.
     let waiting = tokio::spawn(async move { client.get("/v1/health/service/web").await });
@@ -93,9 +70,7 @@ async fn hang_holds_requests_until_cleared() -> Result<()> {
 #[tokio::test]
 async fn delay_slows_every_response() -> Result<()> {
     let (server, client) = start().await?;
-    server
-        .faults()
-        .set(Fault::Delay(Duration::from_millis(300)));
+    server.faults().set(Fault::Delay(Duration::from_millis(300)));
     let started = Instant::now();
     let reply = client.get("/v1/catalog/services").await?;
     let elapsed = started.elapsed();

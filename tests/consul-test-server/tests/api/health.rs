@@ -65,12 +65,8 @@ async fn entries_have_consul_field_names() -> Result<()> {
 async fn passing_filter_counts_node_checks_and_treats_warning_as_failing() -> Result<()> {
     let (server, client) = start().await?;
     server.register_many([
-        Registration::new("n1", "10.0.0.1", "web")
-            .id("all-passing")
-            .check(CheckSpec::passing("c1")),
-        Registration::new("n2", "10.0.0.2", "web")
-            .id("warning")
-            .check(CheckSpec::warning("c2")),
+        Registration::new("n1", "10.0.0.1", "web").id("all-passing").check(CheckSpec::passing("c1")),
+        Registration::new("n2", "10.0.0.2", "web").id("warning").check(CheckSpec::warning("c2")),
         Registration::new("n3", "10.0.0.3", "web")
             .id("node-critical")
             .node_check(CheckSpec::critical("serf-n3"))
@@ -81,36 +77,16 @@ async fn passing_filter_counts_node_checks_and_treats_warning_as_failing() -> Re
             .check(CheckSpec::passing("c4")),
         Registration::new("n5", "10.0.0.5", "web").id("no-checks"),
     ])?;
-    let everything = [
-        "all-passing",
-        "no-checks",
-        "node-critical",
-        "node-passing",
-        "warning",
-    ];
+    let everything = ["all-passing", "no-checks", "node-critical", "node-passing", "warning"];
     let healthy = ["all-passing", "no-checks", "node-passing"];
-    assert_eq!(
-        ids(&client.get("/v1/health/service/web").await?.json()?),
-        everything
-    );
+    assert_eq!(ids(&client.get("/v1/health/service/web").await?.json()?), everything);
     for query in ["passing", "passing=true", "passing=1"] {
-        let reply = client
-            .get(&format!("/v1/health/service/web?{query}"))
-            .await?;
+        let reply = client.get(&format!("/v1/health/service/web?{query}")).await?;
         assert_eq!(ids(&reply.json()?), healthy, "{query}");
     }
-    assert_eq!(
-        ids(&client
-            .get("/v1/health/service/web?passing=false")
-            .await?
-            .json()?),
-        everything
-    );
+    assert_eq!(ids(&client.get("/v1/health/service/web?passing=false").await?.json()?), everything);
     let bad = client.get("/v1/health/service/web?passing=maybe").await?;
-    assert_eq!(
-        (bad.status, bad.text()),
-        (400, "Invalid value for ?passing".to_owned())
-    );
+    assert_eq!((bad.status, bad.text()), (400, "Invalid value for ?passing".to_owned()));
 
     // A node check turning critical takes every service of that node out.
     server.set_check_status("serf-n4", Status::Critical);
@@ -122,17 +98,8 @@ async fn passing_filter_counts_node_checks_and_treats_warning_as_failing() -> Re
 #[tokio::test]
 async fn service_address_defaults_to_empty_string() -> Result<()> {
     let (server, client) = start().await?;
-    server.register(
-        Registration::new("n1", "10.0.0.1", "web")
-            .id("plain")
-            .port(80),
-    )?;
-    server.register(
-        Registration::new("n2", "10.0.0.2", "web")
-            .id("own")
-            .port(80)
-            .service_address("192.0.2.7"),
-    )?;
+    server.register(Registration::new("n1", "10.0.0.1", "web").id("plain").port(80))?;
+    server.register(Registration::new("n2", "10.0.0.2", "web").id("own").port(80).service_address("192.0.2.7"))?;
     let body = client.get("/v1/health/service/web").await?.json()?;
     assert_eq!(body[0]["Service"]["Address"], "");
     assert_eq!(body[0]["Node"]["Address"], "10.0.0.1");
@@ -143,22 +110,11 @@ async fn service_address_defaults_to_empty_string() -> Result<()> {
 #[tokio::test]
 async fn tag_filter_is_case_insensitive_and_conjunctive() -> Result<()> {
     let (server, client) = start().await?;
-    server.register(
-        Registration::new("n1", "10.0.0.1", "web")
-            .id("a")
-            .tag("Primary")
-            .tag("v1"),
-    )?;
+    server.register(Registration::new("n1", "10.0.0.1", "web").id("a").tag("Primary").tag("v1"))?;
     server.register(Registration::new("n2", "10.0.0.2", "web").id("b").tag("v1"))?;
-    let tagged = client
-        .get("/v1/health/service/web?tag=primary")
-        .await?
-        .json()?;
+    let tagged = client.get("/v1/health/service/web?tag=primary").await?.json()?;
     assert_eq!(ids(&tagged), ["a"]);
-    let both = client
-        .get("/v1/health/service/web?tag=v1&tag=PRIMARY")
-        .await?
-        .json()?;
+    let both = client.get("/v1/health/service/web?tag=v1&tag=PRIMARY").await?.json()?;
     assert_eq!(ids(&both), ["a"]);
     let v1 = client.get("/v1/health/service/web?tag=v1").await?.json()?;
     assert_eq!(ids(&v1), ["a", "b"]);
@@ -179,17 +135,8 @@ async fn unknown_service_is_an_empty_list_with_an_index() -> Result<()> {
 async fn other_datacenters_are_unreachable() -> Result<()> {
     let (_server, client) = start().await?;
     let reply = client.get("/v1/health/service/web?dc=dc2").await?;
-    assert_eq!(
-        (reply.status, reply.text()),
-        (500, "No path to datacenter".to_owned())
-    );
-    assert_eq!(
-        client
-            .get("/v1/health/service/web?dc=dc1&stale")
-            .await?
-            .status,
-        200
-    );
+    assert_eq!((reply.status, reply.text()), (500, "No path to datacenter".to_owned()));
+    assert_eq!(client.get("/v1/health/service/web?dc=dc1&stale").await?.status, 200);
     Ok(())
 }
 
@@ -205,81 +152,41 @@ async fn http_registration_and_agent_check_updates() -> Result<()> {
                    {"Name": "node-alive"}]
     });
     let registered = client.put_json("/v1/catalog/register", &body).await?;
-    assert_eq!(
-        (registered.status, registered.text()),
-        (200, "true".to_owned())
-    );
+    assert_eq!((registered.status, registered.text()), (200, "true".to_owned()));
 
     let entry = client.get("/v1/health/service/api").await?.json()?;
-    assert_eq!(
-        entry[0]["Service"]["ID"], "api",
-        "ID defaults to the service name"
-    );
-    assert_eq!(
-        entry[0]["Service"]["Weights"],
-        json!({"Passing": 5, "Warning": 2})
-    );
-    assert_eq!(
-        entry[0]["Service"]["TaggedAddresses"],
-        json!({"lan": {"Address": "10.0.0.1", "Port": 9000}})
-    );
+    assert_eq!(entry[0]["Service"]["ID"], "api", "ID defaults to the service name");
+    assert_eq!(entry[0]["Service"]["Weights"], json!({"Passing": 5, "Warning": 2}));
+    assert_eq!(entry[0]["Service"]["TaggedAddresses"], json!({"lan": {"Address": "10.0.0.1", "Port": 9000}}));
     assert_eq!(entry[0]["Node"]["Meta"], json!({"rack": "r1"}));
     // A check with only a Name gets it as CheckID and starts critical.
     assert_eq!(entry[0]["Checks"][0]["CheckID"], "node-alive");
     assert_eq!(entry[0]["Checks"][0]["Status"], "critical");
 
-    let warned = client
-        .put("/v1/agent/check/warn/api-ttl?note=slow", "")
-        .await?;
+    let warned = client.put("/v1/agent/check/warn/api-ttl?note=slow", "").await?;
     assert_eq!(warned.status, 200);
     let checks = &client.get("/v1/health/service/api").await?.json()?[0]["Checks"];
-    assert_eq!(
-        (checks[1]["Status"].as_str(), checks[1]["Output"].as_str()),
-        (Some("warning"), Some("slow"))
-    );
+    assert_eq!((checks[1]["Status"].as_str(), checks[1]["Output"].as_str()), (Some("warning"), Some("slow")));
 
     let update = json!({"Status": "passing", "Output": "fine"});
-    assert_eq!(
-        client
-            .put_json("/v1/agent/check/update/api-ttl", &update)
-            .await?
-            .status,
-        200
-    );
+    assert_eq!(client.put_json("/v1/agent/check/update/api-ttl", &update).await?.status, 200);
     let missing = client.put("/v1/agent/check/pass/nope", "").await?;
-    assert_eq!(
-        (missing.status, missing.text()),
-        (404, "Unknown check ID \"nope\"".to_owned())
-    );
+    assert_eq!((missing.status, missing.text()), (404, "Unknown check ID \"nope\"".to_owned()));
 
     let deregister = json!({"Node": "host-a", "ServiceID": "api"});
-    assert_eq!(
-        client
-            .put_json("/v1/catalog/deregister", &deregister)
-            .await?
-            .text(),
-        "true"
-    );
-    assert_eq!(
-        client.get("/v1/health/service/api").await?.json()?,
-        json!([])
-    );
+    assert_eq!(client.put_json("/v1/catalog/deregister", &deregister).await?.text(), "true");
+    assert_eq!(client.get("/v1/health/service/api").await?.json()?, json!([]));
     Ok(())
 }
 
 #[tokio::test]
 async fn reregistering_bumps_modify_index_only_on_change() -> Result<()> {
     let (server, client) = start().await?;
-    let registration = Registration::new("host-a", "10.0.0.1", "web")
-        .id("web-1")
-        .port(80);
+    let registration = Registration::new("host-a", "10.0.0.1", "web").id("web-1").port(80);
     let created = server.register(registration.clone())?;
     server.register(registration.clone())?;
     let same = client.get("/v1/health/service/web").await?.json()?;
-    assert_eq!(
-        same[0]["Service"]["ModifyIndex"], created,
-        "identical write is idempotent"
-    );
+    assert_eq!(same[0]["Service"]["ModifyIndex"], created, "identical write is idempotent");
 
     let changed = server.register(registration.port(81))?;
     let body = client.get("/v1/health/service/web").await?.json()?;
@@ -294,14 +201,8 @@ async fn invalid_registrations_get_consul_errors() -> Result<()> {
     let (_server, client) = start().await?;
     let cases = [
         (json!({"Address": "10.0.0.1"}), "Must provide node"),
-        (
-            json!({"Node": "a"}),
-            "Must provide address if SkipNodeUpdate is not set",
-        ),
-        (
-            json!({"Node": "a", "Address": "10.0.0.1", "Datacenter": "dc9"}),
-            "No path to datacenter",
-        ),
+        (json!({"Node": "a"}), "Must provide address if SkipNodeUpdate is not set"),
+        (json!({"Node": "a", "Address": "10.0.0.1", "Datacenter": "dc9"}), "No path to datacenter"),
         (
             json!({"Node": "a", "Address": "10.0.0.1", "Check": {"CheckID": "c", "ServiceID": "ghost"}}),
             "Missing service registration",
@@ -309,11 +210,7 @@ async fn invalid_registrations_get_consul_errors() -> Result<()> {
     ];
     for (body, message) in cases {
         let reply = client.put_json("/v1/catalog/register", &body).await?;
-        assert_eq!(
-            (reply.status, reply.text()),
-            (500, message.to_owned()),
-            "{body}"
-        );
+        assert_eq!((reply.status, reply.text()), (500, message.to_owned()), "{body}");
     }
     let garbage = client.put("/v1/catalog/register", "{").await?;
     assert_eq!(garbage.status, 400);

@@ -13,33 +13,20 @@ async fn stop_refuses_connections_and_start_again_keeps_state() -> Result<()> {
     let addr = server.addr();
     server.register(Registration::new("n1", "10.0.0.1", "web").check(CheckSpec::passing("c")))?;
     server.kv_put("viking/config", "on");
-    let index = client
-        .get("/v1/health/service/web")
-        .await?
-        .index()
-        .unwrap_or_default();
+    let index = client.get("/v1/health/service/web").await?.index().unwrap_or_default();
 
     // A blocking query in flight is cut off by the stop, as by a crash.
     let waiting = {
         let client = client.clone();
-        tokio::spawn(async move {
-            client
-                .get(&format!("/v1/health/service/web?index={index}&wait=5s"))
-                .await
-        })
+        tokio::spawn(async move { client.get(&format!("/v1/health/service/web?index={index}&wait=5s")).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     server.stop().await;
     assert!(!server.is_listening());
     assert!(waiting.await?.is_err(), "in-flight request must fail");
 
-    let refused = client
-        .get("/v1/catalog/services")
-        .await
-        .expect_err("nothing listens");
-    let refused = refused
-        .downcast_ref::<reqwest::Error>()
-        .expect("a reqwest error");
+    let refused = client.get("/v1/catalog/services").await.expect_err("nothing listens");
+    let refused = refused.downcast_ref::<reqwest::Error>().expect("a reqwest error");
     assert!(refused.is_connect(), "{refused}");
 
     server.start_again().await?;
@@ -56,9 +43,7 @@ async fn stop_refuses_connections_and_start_again_keeps_state() -> Result<()> {
 #[tokio::test]
 async fn request_log_records_blocking_parameters() -> Result<()> {
     let (server, client) = start().await?;
-    client
-        .get("/v1/health/service/web?passing&index=1&wait=100ms")
-        .await?;
+    client.get("/v1/health/service/web?passing&index=1&wait=100ms").await?;
     let log = server.request_log();
     assert_eq!(log.len(), 1);
     let record = &log[0];
@@ -78,13 +63,7 @@ async fn unknown_paths_and_methods() -> Result<()> {
     let (_server, client) = start().await?;
     assert_eq!(client.get("/v1/agent/self").await?.status, 404);
     let wrong = client.get("/v1/catalog/register").await?;
-    assert_eq!(
-        (wrong.status, wrong.text()),
-        (405, "method GET not allowed".to_owned())
-    );
-    assert_eq!(
-        client.get("/v1/catalog/datacenters").await?.json()?,
-        serde_json::json!(["dc1"])
-    );
+    assert_eq!((wrong.status, wrong.text()), (405, "method GET not allowed".to_owned()));
+    assert_eq!(client.get("/v1/catalog/datacenters").await?.json()?, serde_json::json!(["dc1"]));
     Ok(())
 }

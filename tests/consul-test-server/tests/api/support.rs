@@ -33,12 +33,7 @@ pub struct Reply {
 impl Reply {
     /// `X-Consul-Index`, parsed.
     pub fn index(&self) -> Option<u64> {
-        self.headers
-            .get("x-consul-index")?
-            .to_str()
-            .ok()?
-            .parse()
-            .ok()
+        self.headers.get("x-consul-index")?.to_str().ok()?.parse().ok()
     }
 
     pub fn text(&self) -> String {
@@ -46,8 +41,7 @@ impl Reply {
     }
 
     pub fn json(&self) -> Result<Value> {
-        serde_json::from_slice(&self.body)
-            .with_context(|| format!("body is not JSON: {}", self.text()))
+        serde_json::from_slice(&self.body).with_context(|| format!("body is not JSON: {}", self.text()))
     }
 }
 
@@ -59,12 +53,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: String) -> Result<Self> {
-        Ok(Client {
-            http: reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .build()?,
-            base,
-        })
+        Ok(Client { http: reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?, base })
     }
 
     /// The underlying client and base URL, for requests needing custom headers.
@@ -77,11 +66,7 @@ impl Client {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await?.to_vec();
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Ok(Reply { status, headers, body })
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply> {
@@ -89,8 +74,7 @@ impl Client {
     }
 
     pub async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<Reply> {
-        self.send(self.request(reqwest::Method::PUT, path).body(body))
-            .await
+        self.send(self.request(reqwest::Method::PUT, path).body(body)).await
     }
 
     pub async fn put_json(&self, path: &str, body: &Value) -> Result<Reply> {

@@ -80,7 +80,8 @@ impl ConsulClient {
         let mut builder = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(5));
         let mut base = settings.url.clone();
         if let Some(ca) = &settings.ca_cert {
-            let pem = std::fs::read(ca).map_err(|e| ConsulError::Setup(format!("consul.ca_cert {}: {e}", ca.display())))?;
+            let pem =
+                std::fs::read(ca).map_err(|e| ConsulError::Setup(format!("consul.ca_cert {}: {e}", ca.display())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| ConsulError::Setup(format!("consul.ca_cert {}: {e}", ca.display())))?;
             for cert in certs {
@@ -88,9 +89,14 @@ impl ConsulClient {
             }
         }
         if let Some((cert, key)) = &settings.client_identity {
-            let mut pem = std::fs::read(cert).map_err(|e| ConsulError::Setup(format!("consul.client_cert {}: {e}", cert.display())))?;
-            pem.extend(std::fs::read(key).map_err(|e| ConsulError::Setup(format!("consul.client_key {}: {e}", key.display())))?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| ConsulError::Setup(format!("consul client identity: {e}")))?;
+            let mut pem = std::fs::read(cert)
+                .map_err(|e| ConsulError::Setup(format!("consul.client_cert {}: {e}", cert.display())))?;
+            pem.extend(
+                std::fs::read(key)
+                    .map_err(|e| ConsulError::Setup(format!("consul.client_key {}: {e}", key.display())))?,
+            );
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| ConsulError::Setup(format!("consul client identity: {e}")))?;
             builder = builder.identity(identity);
         }
         if let Some(name) = &settings.tls_server_name {
@@ -104,7 +110,14 @@ impl ConsulClient {
             base = format!("https://{name}:{}", addr.port());
         }
         let http = builder.build().map_err(|e| ConsulError::Setup(e.to_string()))?;
-        Ok(Self { http, base, token: settings.token.clone(), datacenter: settings.datacenter.clone(), stale: settings.stale, wait })
+        Ok(Self {
+            http,
+            base,
+            token: settings.token.clone(),
+            datacenter: settings.datacenter.clone(),
+            stale: settings.stale,
+            wait,
+        })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -120,7 +133,12 @@ impl ConsulClient {
 
     /// `GET path`; with `index`, a blocking query that returns when the result changes or
     /// after the configured wait.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)], index: Option<u64>) -> Result<Indexed<T>, ConsulError> {
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        index: Option<u64>,
+    ) -> Result<Indexed<T>, ConsulError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.request(reqwest::Method::GET, path).query(query);
         if self.stale {
@@ -150,7 +168,8 @@ impl ConsulClient {
     /// (0: only if the key does not exist). Returns whether it was written.
     pub async fn kv_put_cas(&self, key: &str, value: &str, cas: u64) -> Result<bool, ConsulError> {
         let path = format!("/v1/kv/{key}");
-        let request = self.request(reqwest::Method::PUT, &path).query(&[("cas", cas.to_string())]).body(value.to_owned());
+        let request =
+            self.request(reqwest::Method::PUT, &path).query(&[("cas", cas.to_string())]).body(value.to_owned());
         self.boolean(path, request).await
     }
 

@@ -55,7 +55,9 @@ pub const TAG_CONNECT_TO: &str = "connect_to=";
 pub fn read(name: &str, entries: &[HealthEntry], agent: &AgentSettings, max_backends: u16) -> Reading {
     let mut reading = Reading::default();
     let mut problems = Vec::new();
-    let mut problem = |instance: &str, what: String| problems.push(format!("consul service {name:?} instance {instance:?}: {what}; instance skipped"));
+    let mut problem = |instance: &str, what: String| {
+        problems.push(format!("consul service {name:?} instance {instance:?}: {what}; instance skipped"))
+    };
     let mut backends: BTreeMap<SocketAddr, BackendSpec> = BTreeMap::new();
     let mut ports: BTreeMap<u16, usize> = BTreeMap::new();
     let mut declared: Vec<(String, ServiceShapeDecl)> = Vec::new();
@@ -79,7 +81,8 @@ pub fn read(name: &str, entries: &[HealthEntry], agent: &AgentSettings, max_back
             problem(&instance.id, format!("address {address:?} is not an IP address"));
             continue;
         };
-        let Ok(port) = u16::try_from(instance.port).map_err(drop).and_then(|p| if p == 0 { Err(()) } else { Ok(p) }) else {
+        let Ok(port) = u16::try_from(instance.port).map_err(drop).and_then(|p| if p == 0 { Err(()) } else { Ok(p) })
+        else {
             problem(&instance.id, format!("port {} is not 1..=65535", instance.port));
             continue;
         };
@@ -130,7 +133,12 @@ impl ServiceShapeDecl {
 
 /// The logical port is `viking_port` from the instances' meta, which must agree; without
 /// it, the port all instances share. Protocol and algorithm come from meta too.
-fn shape(name: &str, declared: &[(String, ServiceShapeDecl)], ports: &BTreeMap<u16, usize>, problems: &mut Vec<String>) -> Option<ServiceShape> {
+fn shape(
+    name: &str,
+    declared: &[(String, ServiceShapeDecl)],
+    ports: &BTreeMap<u16, usize>,
+    problems: &mut Vec<String>,
+) -> Option<ServiceShape> {
     let first = &declared.first()?.1;
     if let Some((id, _)) = declared.iter().find(|(_, d)| d != first) {
         problems.push(format!(
@@ -141,7 +149,9 @@ fn shape(name: &str, declared: &[(String, ServiceShapeDecl)], ports: &BTreeMap<u
         Some(text) => match text.parse::<u16>() {
             Ok(port) if port != 0 => port,
             _ => {
-                problems.push(format!("consul service {name:?}: meta {META_PORT} = {text:?} is not 1..=65535; service skipped"));
+                problems.push(format!(
+                    "consul service {name:?}: meta {META_PORT} = {text:?} is not 1..=65535; service skipped"
+                ));
                 return None;
             }
         },
@@ -159,7 +169,9 @@ fn shape(name: &str, declared: &[(String, ServiceShapeDecl)], ports: &BTreeMap<u
         None | Some("tcp") => Protocol::Tcp,
         Some("udp") => Protocol::Udp,
         Some(other) => {
-            problems.push(format!("consul service {name:?}: meta {META_PROTOCOL} = {other:?} is not tcp or udp; service skipped"));
+            problems.push(format!(
+                "consul service {name:?}: meta {META_PROTOCOL} = {other:?} is not tcp or udp; service skipped"
+            ));
             return None;
         }
     };
@@ -168,7 +180,9 @@ fn shape(name: &str, declared: &[(String, ServiceShapeDecl)], ports: &BTreeMap<u
         Some(text) => match Algorithm::ALL.into_iter().find(|a| a.name() == text) {
             Some(algorithm) => algorithm,
             None => {
-                problems.push(format!("consul service {name:?}: meta {META_ALGORITHM} = {text:?} is unknown; round_robin used"));
+                problems.push(format!(
+                    "consul service {name:?}: meta {META_ALGORITHM} = {text:?} is unknown; round_robin used"
+                ));
                 Algorithm::RoundRobin
             }
         },
@@ -183,7 +197,10 @@ pub fn service(name: &str, vip: IpAddr, shape: &ServiceShape, backends: &[Backen
         backends.iter().partition(|b| b.addr.is_ipv4() == vip.is_ipv4());
     let problem = (!dropped.is_empty()).then(|| {
         let list: Vec<String> = dropped.iter().map(|b| b.addr.to_string()).collect();
-        format!("consul service {name:?}: instances {} are not of the VIP's address family ({vip}); skipped", list.join(", "))
+        format!(
+            "consul service {name:?}: instances {} are not of the VIP's address family ({vip}); skipped",
+            list.join(", ")
+        )
     });
     let service = Service {
         name: name.to_owned(),
@@ -259,14 +276,22 @@ mod tests {
         let reading = read("web", &entries, &agent(), 1024);
         assert_eq!(reading.backends.len(), 1);
         let text = reading.problems.join("\n");
-        for needle in ["\"noip\": address \"web.local\"", "\"zero\": port 0", "\"huge\": port 70000", "\"vip\": address 240.0.0.9:80: inside the VIP ranges", "\"loop\": address 127.0.0.1 is loopback", "\"multi\": address 224.0.0.1:80: not a unicast"] {
+        for needle in [
+            "\"noip\": address \"web.local\"",
+            "\"zero\": port 0",
+            "\"huge\": port 70000",
+            "\"vip\": address 240.0.0.9:80: inside the VIP ranges",
+            "\"loop\": address 127.0.0.1 is loopback",
+            "\"multi\": address 224.0.0.1:80: not a unicast",
+        ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
     }
 
     #[test]
     fn too_many_instances_are_capped_at_the_limit() {
-        let entries: Vec<HealthEntry> = (0..5).map(|i| entry(&format!("i{i}"), &format!("10.0.0.{}", i + 1), "", 80, &[])).collect();
+        let entries: Vec<HealthEntry> =
+            (0..5).map(|i| entry(&format!("i{i}"), &format!("10.0.0.{}", i + 1), "", 80, &[])).collect();
         let reading = read("web", &entries, &agent(), 3);
         assert_eq!(reading.backends.len(), 3);
         assert!(reading.problems[0].contains("limits.max_backends_per_service = 3"));

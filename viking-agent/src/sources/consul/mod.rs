@@ -35,12 +35,12 @@ use self::{
     vips::{Allocation, Keys, VipTable},
     wire::{CatalogServices, HealthEntry, KvEntry},
 };
-pub use client::ConsulError as Error;
 use super::{Snapshot, SourceId, Update, backoff::Backoff};
 use crate::{
     config::{AgentSettings, ConsulSettings, Limits},
     model::{DesiredState, Service},
 };
+pub use client::ConsulError as Error;
 
 /// VIP allocations running at once (each is a few KV round trips).
 const ALLOCATION_CONCURRENCY: usize = 32;
@@ -59,12 +59,23 @@ const CONSUL_SERVICE: &str = "consul";
 /// Something a task learned.
 enum Event {
     Catalog(CatalogServices),
-    Health { name: String, entries: Vec<HealthEntry> },
+    Health {
+        name: String,
+        entries: Vec<HealthEntry>,
+    },
     Vips(Vec<KvEntry>),
-    Allocated { name: String, allocation: Allocation },
-    Released { name: String },
+    Allocated {
+        name: String,
+        allocation: Allocation,
+    },
+    Released {
+        name: String,
+    },
     /// A watch failed (`Some`) or recovered (`None`).
-    Failure { watch: String, error: Option<String> },
+    Failure {
+        watch: String,
+        error: Option<String>,
+    },
 }
 
 /// The Consul source.
@@ -91,7 +102,8 @@ impl ConsulSource {
         let mut manager = Manager::new(self, events_tx.clone());
         let _catalog = manager.spawn_catalog_watch();
         let _vips = manager.spawn_vip_watch();
-        let tick = (manager.source.settings.vip_release_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let tick =
+            (manager.source.settings.vip_release_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut release_tick = tokio::time::interval(tick);
         loop {
             tokio::select! {
@@ -224,7 +236,8 @@ impl Manager {
         let (initial, synced) = (self.initial.clone(), self.synced_tx.subscribe());
         tokio::spawn(watch::watch(
             move |index| {
-                let (client, path, initial, mut synced) = (client.clone(), path.clone(), initial.clone(), synced.clone());
+                let (client, path, initial, mut synced) =
+                    (client.clone(), path.clone(), initial.clone(), synced.clone());
                 async move {
                     // The first answers of thousands of services come over a few reused
                     // connections; the long-lived blocking queries, one connection each,
@@ -347,7 +360,8 @@ impl Manager {
         // decision anyway.
         let taken = Arc::new(self.vips.clone());
         for name in missing {
-            let (client, keys, range) = (self.source.client.clone(), self.source.keys.clone(), self.source.settings.vip_range);
+            let (client, keys, range) =
+                (self.source.client.clone(), self.source.keys.clone(), self.source.settings.vip_range);
             let (events, slots, taken) = (self.events.clone(), self.allocation_slots.clone(), taken.clone());
             let task_name = name.clone();
             let task = tokio::spawn(async move {

@@ -19,7 +19,10 @@ use std::{
 
 use ipnet::IpNet;
 
-use super::{client::{ConsulClient, ConsulError}, wire::KvEntry};
+use super::{
+    client::{ConsulClient, ConsulError},
+    wire::KvEntry,
+};
 
 /// Candidates tried before giving up (the range is large; collisions are rare).
 const MAX_PROBES: u64 = 256;
@@ -128,7 +131,13 @@ impl VipTable {
 }
 
 /// Allocates (or finds) the VIP of `name`.
-pub async fn allocate(client: &ConsulClient, keys: &Keys, table: &VipTable, range: IpNet, name: &str) -> Result<Allocation, AllocError> {
+pub async fn allocate(
+    client: &ConsulClient,
+    keys: &Keys,
+    table: &VipTable,
+    range: IpNet,
+    name: &str,
+) -> Result<Allocation, AllocError> {
     let size = range_size(range);
     let start = fnv1a(name.as_bytes());
     for probe in 0..MAX_PROBES.min(size) {
@@ -153,7 +162,10 @@ pub async fn allocate(client: &ConsulClient, keys: &Keys, table: &VipTable, rang
             continue;
         };
         let Ok(winner) = published.trim().parse::<IpAddr>() else {
-            return Err(AllocError::Consul(ConsulError::Decode { url: service_key, detail: format!("not an IP: {published:?}") }));
+            return Err(AllocError::Consul(ConsulError::Decode {
+                url: service_key,
+                detail: format!("not an IP: {published:?}"),
+            }));
         };
         if winner != vip {
             release_address(client, keys, vip, name).await?;
@@ -165,7 +177,12 @@ pub async fn allocate(client: &ConsulClient, keys: &Keys, table: &VipTable, rang
 
 /// Releases `name`'s VIP if its record is still the one seen (`allocation.modify_index`):
 /// a concurrent re-allocation by another agent is never undone.
-pub async fn release(client: &ConsulClient, keys: &Keys, name: &str, allocation: Allocation) -> Result<bool, ConsulError> {
+pub async fn release(
+    client: &ConsulClient,
+    keys: &Keys,
+    name: &str,
+    allocation: Allocation,
+) -> Result<bool, ConsulError> {
     if !client.kv_delete_cas(&keys.service(name), allocation.modify_index).await? {
         return Ok(false);
     }
@@ -176,9 +193,10 @@ pub async fn release(client: &ConsulClient, keys: &Keys, name: &str, allocation:
 async fn release_address(client: &ConsulClient, keys: &Keys, vip: IpAddr, name: &str) -> Result<(), ConsulError> {
     let key = keys.address(vip);
     if let Some((owner, index)) = read(client, &key).await?
-        && owner == name {
-            client.kv_delete_cas(&key, index).await?;
-        }
+        && owner == name
+    {
+        client.kv_delete_cas(&key, index).await?;
+    }
     Ok(())
 }
 

@@ -65,8 +65,11 @@ impl BlockingIndex {
 /// Runs blocking queries forever: `query(index)` is the request, `deliver` gets each new
 /// content (`None`: the key or prefix does not exist), `report` hears about failures
 /// (`Some(error)`) and recoveries (`None`).
-pub async fn watch<T, Q, F>(mut query: Q, mut deliver: impl FnMut(Option<T>), mut report: impl FnMut(Option<&ConsulError>))
-where
+pub async fn watch<T, Q, F>(
+    mut query: Q,
+    mut deliver: impl FnMut(Option<T>),
+    mut report: impl FnMut(Option<&ConsulError>),
+) where
     T: Clone + PartialEq,
     Q: FnMut(Option<u64>) -> F,
     F: Future<Output = Result<Indexed<T>, ConsulError>>,
@@ -133,5 +136,4 @@ mod tests {
         assert_eq!(index.observe(0), IndexStep::Advanced);
         assert_eq!(index.next(), Some(1), "never block on index 0 again");
     }
-
 }

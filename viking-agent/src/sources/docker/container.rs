@@ -1,11 +1,6 @@
 //! What the agent knows about one running container.
 
-use std::{
-    collections::BTreeMap,
-    io,
-    os::unix::fs::MetadataExt,
-    path::Path,
-};
+use std::{collections::BTreeMap, io, os::unix::fs::MetadataExt, path::Path};
 
 use bollard::models::ContainerInspectResponse;
 

@@ -47,7 +47,10 @@ impl DockerSource {
                 Ok(()) => return,
                 Err(err) => {
                     if !failing {
-                        tracing::error!("docker ({}): {err}; keeping the last known containers, reconnecting", self.settings.socket);
+                        tracing::error!(
+                            "docker ({}): {err}; keeping the last known containers, reconnecting",
+                            self.settings.socket
+                        );
                         failing = true;
                     }
                     tokio::time::sleep(retry.next_delay()).await;
@@ -62,7 +65,8 @@ impl DockerSource {
     /// One connection: list, then follow events until the stream ends. `Ok(())` only when
     /// the receiver is gone.
     async fn follow(&self, tx: &mpsc::Sender<Update>, failing: &mut bool) -> Result<(), bollard::errors::Error> {
-        let docker = Docker::connect_with_unix(&self.settings.socket, DOCKER_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)?;
+        let docker =
+            Docker::connect_with_unix(&self.settings.socket, DOCKER_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)?;
         // Events since just before the listing: a container starting meanwhile is seen twice,
         // which is harmless, rather than never.
         let since = std::time::SystemTime::now()
