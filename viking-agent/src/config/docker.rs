@@ -45,7 +45,11 @@ impl DockerSection {
             Some("audit") => PolicyMode::Audit,
             Some("enforce") => PolicyMode::Enforce,
             Some(other) => {
-                return Err(("docker.policy", format!("{other:?}"), "must be \"off\", \"audit\" or \"enforce\"".into()));
+                return Err((
+                    "docker.policy",
+                    format!("{other:?}"),
+                    "must be \"off\", \"audit\" or \"enforce\"".into(),
+                ));
             }
         };
         Ok(DockerSettings {

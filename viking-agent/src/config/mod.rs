@@ -236,7 +236,11 @@ fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
     ];
     for (field, value, min, max) in checks {
         if !(min..=max).contains(&value) {
-            return Err(ConfigError::Value { field, value: value.to_string(), reason: "out of range".into() });
+            return Err(ConfigError::Value {
+                field,
+                value: value.to_string(),
+                reason: format!("out of range {min}..={max}"),
+            });
         }
     }
     Ok(())

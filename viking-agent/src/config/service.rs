@@ -239,7 +239,12 @@ fn check_service(
     if let Err(reason) = check_name(&raw.name) {
         return Err(fail("name", format!("{:?}", raw.name), reason.into()));
     }
-    let vip: IpAddr = raw.vip.parse().map_err(|_| fail("vip", format!("{:?}", raw.vip), "not an IP address".into()))?;
+    // v4-mapped IPv6 (::ffff:a.b.c.d) is the IPv4 address, as in the kernel's keys.
+    let vip: IpAddr = raw
+        .vip
+        .parse::<IpAddr>()
+        .map(|ip| ip.to_canonical())
+        .map_err(|_| fail("vip", format!("{:?}", raw.vip), "not an IP address".into()))?;
     if !agent.is_vip_range(vip) {
         return Err(fail(
             "vip",
@@ -324,7 +329,10 @@ pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
 
 /// A backend must be a usable unicast `ip:port` of the VIP's family, and never a VIP.
 pub(crate) fn check_backend(text: &str, vip: IpAddr, agent: &AgentSettings) -> Result<SocketAddr, String> {
-    let addr: SocketAddr = text.parse().map_err(|_| "not an `ip:port` address (IPv6: `[addr]:port`)".to_owned())?;
+    let addr: SocketAddr = text
+        .parse::<SocketAddr>()
+        .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
+        .map_err(|_| "not an `ip:port` address (IPv6: `[addr]:port`)".to_owned())?;
     check_backend_addr(addr, vip, agent)?;
     Ok(addr)
 }

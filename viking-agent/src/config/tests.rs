@@ -179,7 +179,7 @@ fn one_bad_service_does_not_stop_the_others() {
 #[test]
 fn bad_limits_reject_the_file() {
     let err = Config::parse("[limits]\nmax_services = 0\n").unwrap_err().to_string();
-    assert_eq!(err, "invalid config: `limits.max_services` = 0: out of range");
+    assert_eq!(err, "invalid config: `limits.max_services` = 0: out of range 1..=16777216");
     let err = Config::parse("[agent]\nvip_ranges = []\n").unwrap_err().to_string();
     assert!(err.contains("agent.vip_ranges"), "{err}");
 }

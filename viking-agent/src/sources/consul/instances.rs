@@ -77,7 +77,7 @@ pub fn read(name: &str, entries: &[HealthEntry], agent: &AgentSettings, max_back
             reading.declarations.insert(instance.id.clone(), connect_to);
         }
         let address = if instance.address.is_empty() { &entry.node.address } else { &instance.address };
-        let Ok(ip) = address.parse::<IpAddr>() else {
+        let Ok(ip) = address.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
             problem(&instance.id, format!("address {address:?} is not an IP address"));
             continue;
         };

@@ -8,8 +8,8 @@
 //!
 //! One manager owns the state, allocates missing VIPs, releases VIPs of services gone for
 //! longer than the grace period, and sends a full snapshot after every change (events that
-//! arrive together are coalesced). While Consul is unreachable nothing is sent: the kernel
-//! keeps the last good state (fail static), and the watches retry with backoff.
+//! arrive together are coalesced). A failing watch keeps its last good reading (fail
+//! static), retries with backoff, and blocks VIP releases until every watch answers again.
 
 mod client;
 mod instances;
@@ -331,6 +331,10 @@ impl Manager {
             self.health.remove(&name);
             self.built.remove(&name);
             self.problems.remove(&name);
+            // Its aborted watch will never report a recovery.
+            if self.failing.remove(&format!("health of {name}")).is_some() && self.failing.is_empty() {
+                tracing::info!("consul reachable again");
+            }
             tracing::info!("consul service {name:?} left the catalog");
         }
         for name in &wanted {

@@ -43,7 +43,7 @@ impl DockerSource {
         let mut retry = Backoff::new(Duration::from_millis(200));
         let mut failing = false;
         loop {
-            match self.follow(&tx, &mut failing).await {
+            match self.follow(&tx, &mut failing, &mut retry).await {
                 Ok(()) => return,
                 Err(err) => {
                     if !failing {
@@ -64,7 +64,12 @@ impl DockerSource {
 
     /// One connection: list, then follow events until the stream ends. `Ok(())` only when
     /// the receiver is gone.
-    async fn follow(&self, tx: &mpsc::Sender<Update>, failing: &mut bool) -> Result<(), bollard::errors::Error> {
+    async fn follow(
+        &self,
+        tx: &mpsc::Sender<Update>,
+        failing: &mut bool,
+        retry: &mut Backoff,
+    ) -> Result<(), bollard::errors::Error> {
         let docker =
             Docker::connect_with_unix(&self.settings.socket, DOCKER_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)?;
         // Events since just before the listing: a container starting meanwhile is seen twice,
@@ -87,6 +92,7 @@ impl DockerSource {
                 self.refresh(&docker, &id, &mut containers).await;
             }
         }
+        retry.reset();
         if *failing {
             tracing::info!("docker reachable again");
             *failing = false;
