@@ -21,6 +21,8 @@ use crate::{
 
 /// An undeclared connect is logged at most once per this period per (container, VIP, port).
 const AUDIT_LOG_PERIOD: Duration = Duration::from_secs(10);
+/// (container, VIP, port) triples remembered before the stale ones are dropped.
+const AUDIT_MEMORY: usize = 4096;
 
 /// The agent's state between updates.
 #[derive(Debug)]
@@ -160,6 +162,9 @@ impl Runtime {
         if !report.is_noop() {
             tracing::info!(writes = report.writes, services = self.reconciler.service_count(), "kernel maps updated");
         }
+        // What the kernel holds: a service that could not be written is not served (DNS
+        // and policy must not point at a VIP that is not redirected).
+        desired.services.retain(|frontend, _| self.reconciler.is_installed(frontend));
         self.served = desired;
         let names_changed = !report.added.is_empty() || !report.removed.is_empty();
         if !report.released_backends.is_empty() {
@@ -188,16 +193,18 @@ impl Runtime {
             }
             self.policy_problems = problems;
         }
-        match self.policy.apply(&desired) {
-            Ok(0) => {}
-            Ok(writes) => tracing::info!(
+        let (writes, errors) = self.policy.apply(&desired);
+        if writes > 0 {
+            tracing::info!(
                 writes,
                 containers_with_policy = desired.modes.len(),
                 declarations = desired.allowed.len(),
                 overlays = desired.overlays.len(),
                 "container policy updated"
-            ),
-            Err(err) => tracing::error!("container policy not applied: {err}"),
+            );
+        }
+        for error in errors {
+            tracing::error!("container policy entry not applied: {error}");
         }
     }
 
@@ -206,6 +213,9 @@ impl Runtime {
         let vip = event.vip.to_ip();
         let port = u16::from_be(event.port_be);
         let now = Instant::now();
+        if self.audit_logged.len() > AUDIT_MEMORY {
+            self.audit_logged.retain(|_, (last, _)| now.duration_since(*last) < AUDIT_LOG_PERIOD);
+        }
         let key = (event.cgroup_id, vip, port, event.protocol);
         let entry = self.audit_logged.entry(key).or_insert((now - AUDIT_LOG_PERIOD, 0));
         entry.1 += 1;

@@ -211,6 +211,11 @@ impl<K: KernelWriter> Reconciler<K> {
         self.installed.len()
     }
 
+    /// Whether the kernel holds a service at `frontend`.
+    pub fn is_installed(&self, frontend: &Frontend) -> bool {
+        self.installed.contains_key(frontend)
+    }
+
     /// What the kernel serves, as a desired state (after adoption: the previous agent's).
     pub fn installed_state(&self) -> DesiredState {
         let services = self
@@ -268,6 +273,12 @@ impl<K: KernelWriter> Reconciler<K> {
                 report.failed.push(format!("clearing backend id {id}: {err}"));
             }
         }
+        // A backend freed by a removal and taken again by an upsert in the same apply (a
+        // frontend that changed port or VIP) did not leave.
+        let backends = &self.backends;
+        report.released_backends.retain(|addr| !backends.by_addr.contains_key(addr));
+        report.released_backends.sort();
+        report.released_backends.dedup();
         report
     }
 
@@ -315,42 +326,58 @@ impl<K: KernelWriter> Reconciler<K> {
                 return Err(err);
             }
         };
-        let result = self.write_service(service, service_id, old.as_ref(), &new_ids, report);
-        match result {
-            Ok(()) => {
-                if let Some(old) = &old
-                    && old.affinity_secs > 0
-                {
-                    let keep: HashSet<u32> = new_ids.iter().copied().collect();
-                    self.kernel.forget_affinity(service_id, &keep)?;
-                }
-                for id in old.iter().flat_map(|o| o.slots.iter().flatten()) {
-                    self.release_backend(*id, report)?;
-                }
-                self.slots_used += growth;
-                self.slots_used -= old_len.saturating_sub(layout.len()) as u64;
-                let installed = Installed {
-                    service_id,
-                    algorithm: service.algorithm,
-                    affinity_secs: service.affinity_secs,
-                    name: service.name.clone(),
-                    slots: new_ids.into_iter().map(Some).collect(),
-                };
-                self.installed.insert(service.frontend, installed);
-                Ok(true)
+        if let Err(err) = self.write_service(service, service_id, old.as_ref(), &new_ids, report) {
+            // write_service rolled the kernel back to the old version (or removed the new
+            // service): no slot names the new references any more.
+            self.release_all(&new_ids, report);
+            if old.is_none() {
+                self.service_ids.release(service_id);
             }
-            Err(err) => {
-                for id in new_ids {
-                    self.release_backend(id, report)?;
+            return Err(err);
+        }
+        // Bookkeeping after the writes cannot fail: a map error below is reported, and the
+        // kernel already holds the new version.
+        if let Some(old) = &old {
+            if old.affinity_secs > 0 {
+                // Clients pinned to a backend that left (or all of them, when affinity is
+                // turned off: stale entries could name a reused backend id later).
+                let keep: HashSet<u32> =
+                    if service.affinity_secs > 0 { new_ids.iter().copied().collect() } else { HashSet::new() };
+                if let Err(err) = self.kernel.forget_affinity(service_id, &keep) {
+                    report
+                        .failed
+                        .push(format!("{} {}: forgetting client affinity: {err}", service.name, service.frontend));
                 }
-                if old.is_none() {
-                    self.service_ids.release(service_id);
-                }
-                Err(err)
+            }
+            let old_ids: Vec<u32> = old.slots.iter().flatten().copied().collect();
+            self.release_all(&old_ids, report);
+        }
+        self.slots_used += growth;
+        self.slots_used -= old_len.saturating_sub(layout.len()) as u64;
+        let installed = Installed {
+            service_id,
+            algorithm: service.algorithm,
+            affinity_secs: service.affinity_secs,
+            name: service.name.clone(),
+            slots: new_ids.into_iter().map(Some).collect(),
+        };
+        self.installed.insert(service.frontend, installed);
+        Ok(true)
+    }
+
+    /// Releases one reference per id; a clearing failure is reported, not returned (the
+    /// id is then kept, unusable, rather than handed out while the kernel still has it).
+    fn release_all(&mut self, ids: &[u32], report: &mut ApplyReport) {
+        for id in ids {
+            if let Err(err) = self.release_backend(*id, report) {
+                report.failed.push(format!("clearing backend id {id}: {err}"));
             }
         }
     }
 
+    /// Writes a service's slots and entry in the safe order. On a failure it puts back
+    /// what it changed (overwriting existing keys and deleting new ones cannot run out of
+    /// room), so the kernel keeps the old version, or no trace of a new service.
     fn write_service(
         &mut self,
         service: &Service,
@@ -361,19 +388,57 @@ impl<K: KernelWriter> Reconciler<K> {
     ) -> Result<(), ApplyError> {
         let key = service_key(&service.frontend, 0);
         let count = u16::try_from(new_ids.len()).map_err(|_| ApplyError::Limit("65535 backends per service".into()))?;
+        // (slot, what it held before): what to put back on failure.
+        let mut undo: Vec<(u16, Option<u32>)> = Vec::new();
+        let result = self.write_slots(service, service_id, old, new_ids, count, &mut undo, report);
+        if result.is_err() {
+            for (slot, previous) in undo.into_iter().rev() {
+                let rollback = match previous {
+                    Some(backend_id) => self
+                        .kernel
+                        .set_slot(key.with_slot(slot), ServiceValue { backend_id, service_id, ..Default::default() }),
+                    None => self.kernel.delete_slot(&key.with_slot(slot)),
+                };
+                if let Err(err) = rollback {
+                    report
+                        .failed
+                        .push(format!("{} {}: rolling back slot {slot}: {err}", service.name, service.frontend));
+                }
+            }
+            if old.is_none() {
+                let _ = self.kernel.delete_slot(&key);
+                let _ = self.kernel.delete_name(service_id);
+            }
+        }
+        result
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "the state of one write, shared with its rollback")]
+    fn write_slots(
+        &mut self,
+        service: &Service,
+        service_id: u32,
+        old: Option<&Installed>,
+        new_ids: &[u32],
+        count: u16,
+        undo: &mut Vec<(u16, Option<u32>)>,
+        report: &mut ApplyReport,
+    ) -> Result<(), ApplyError> {
+        let key = service_key(&service.frontend, 0);
         match old {
             None => self.kernel.begin_service(service_id, &service.name)?,
             Some(old) if old.name != service.name => self.kernel.set_name(service_id, &service.name)?,
             Some(_) => {}
         }
         for (index, id) in new_ids.iter().enumerate() {
-            let unchanged = old.and_then(|o| o.slots.get(index).copied().flatten()) == Some(*id);
-            if !unchanged {
+            let previous = old.and_then(|o| o.slots.get(index).copied().flatten());
+            if previous != Some(*id) {
                 let slot = (index + 1) as u16;
                 self.kernel.set_slot(
                     key.with_slot(slot),
                     ServiceValue { backend_id: *id, service_id, ..Default::default() },
                 )?;
+                undo.push((slot, previous));
                 report.writes += 1;
             }
         }
@@ -385,18 +450,26 @@ impl<K: KernelWriter> Reconciler<K> {
             _pad0: 0,
             affinity_secs: service.affinity_secs,
         };
-        let old_count = old.map(|o| o.slots.len());
+        let old_count = old.map_or(0, |o| o.slots.len());
         let entry_changed = |o: &Installed| {
             o.slots.len() != new_ids.len()
                 || o.algorithm != service.algorithm
                 || o.affinity_secs != service.affinity_secs
         };
         if old.is_none_or(entry_changed) {
+            // The last write that can fail: after it, the new version is published.
             self.kernel.set_slot(key, entry)?;
             report.writes += 1;
         }
-        for slot in new_ids.len() + 1..=old_count.unwrap_or(0) {
-            self.kernel.delete_slot(&key.with_slot(slot as u16))?;
+        undo.clear();
+        for slot in new_ids.len() + 1..=old_count {
+            // Deleting cannot run out of room; a failure leaves an unreachable slot (past the
+            // count), which the next adoption removes.
+            if let Err(err) = self.kernel.delete_slot(&key.with_slot(slot as u16)) {
+                report
+                    .failed
+                    .push(format!("{} {}: deleting surplus slot {slot}: {err}", service.name, service.frontend));
+            }
             report.writes += 1;
         }
         Ok(())

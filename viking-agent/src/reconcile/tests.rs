@@ -13,6 +13,8 @@ struct ModelKernel {
     backends: HashMap<u32, SocketAddr>,
     names: HashMap<u32, String>,
     writes: usize,
+    /// When set: how many more new `SERVICES` keys fit before inserts fail (a full map).
+    room: Option<usize>,
 }
 
 impl ModelKernel {
@@ -54,6 +56,15 @@ impl ModelKernel {
 
 impl KernelWriter for ModelKernel {
     fn set_slot(&mut self, key: ServiceKey, value: ServiceValue) -> Result<(), TableError> {
+        if !self.slots.contains_key(&key)
+            && let Some(room) = &mut self.room
+        {
+            if *room == 0 {
+                let source = aya::maps::MapError::KeyNotFound;
+                return Err(TableError::Map { name: "VIKING_SERVICES", source });
+            }
+            *room -= 1;
+        }
         self.slots.insert(key, value);
         self.writes += 1;
         self.check_reader_view();
@@ -279,4 +290,54 @@ fn weighted_services_hold_one_slot_per_unit_of_weight() {
     r.apply(&state(&[web.clone()]));
     assert_eq!(r.kernel().served()[&web.frontend].len(), 2);
     assert_eq!(r.kernel().backends.len(), 2);
+}
+
+#[test]
+fn a_write_failure_leaves_the_old_version_and_no_dangling_backend() {
+    let mut r = reconciler(Limits::default());
+    let before = state(&[service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9002"])]);
+    r.apply(&before);
+    // Room for one more key only: growing to four backends fails half-way.
+    r.kernel.room = Some(1);
+    let grown = state(&[service(
+        "web",
+        "240.0.0.10",
+        80,
+        &["127.0.0.1:9003", "127.0.0.1:9002", "127.0.0.1:9004", "127.0.0.1:9005"],
+    )]);
+    let report = r.apply(&grown);
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(r.kernel().served(), expected(&before), "the kernel still serves the old version");
+    let used: std::collections::HashSet<u32> =
+        r.kernel().slots.iter().filter(|(k, _)| k.slot > 0).map(|(_, v)| v.backend_id).collect();
+    assert_eq!(used.len(), r.kernel().backends.len(), "no backend entry without a slot, none missing");
+
+    // Once there is room, the same change applies.
+    r.kernel.room = None;
+    let report = r.apply(&grown);
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(r.kernel().served(), expected(&grown));
+    let used: std::collections::HashSet<u32> =
+        r.kernel().slots.iter().filter(|(k, _)| k.slot > 0).map(|(_, v)| v.backend_id).collect();
+    assert_eq!(used.len(), r.kernel().backends.len());
+}
+
+#[test]
+fn a_new_service_that_does_not_fit_leaves_no_trace() {
+    let mut r = reconciler(Limits::default());
+    r.kernel.room = Some(2);
+    let report =
+        r.apply(&state(&[service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"])]));
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(r.kernel().slots.is_empty(), "{:?}", r.kernel().slots);
+    assert!(r.kernel().backends.is_empty());
+    assert_eq!(r.service_count(), 0);
+}
+
+#[test]
+fn moving_a_frontend_to_another_port_releases_no_backend() {
+    let mut r = reconciler(Limits::default());
+    r.apply(&state(&[service("dns", "240.0.0.53", 53, &["127.0.0.1:9001"])]));
+    let report = r.apply(&state(&[service("dns", "240.0.0.53", 5353, &["127.0.0.1:9001"])]));
+    assert!(report.released_backends.is_empty(), "its UDP sockets must not be destroyed: {report:?}");
 }
