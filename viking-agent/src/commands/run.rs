@@ -48,7 +48,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         None => viking_common::cgroup2::root().context("finding the cgroup v2 root (or pass --cgroup)")?,
     };
     let pins = PinDir::new(&options.pin_dir);
-    let Dataplane { tables, mut ebpf, adopted, recent_sockets } =
+    let Dataplane { tables, mut ebpf, adopted, limits } =
         Dataplane::install(&pins, &cgroup, &config.limits).context("installing the dataplane")?;
     match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => {
@@ -56,16 +56,19 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         }
         Err(err) => tracing::warn!("kernel logs unavailable: {err}"),
     }
-    let (audit_tx, mut audit_rx) = mpsc::unbounded_channel();
+    let (audit_tx, mut audit_rx) = mpsc::channel(1024);
     if let Err(err) = audit::forward(&mut ebpf, audit_tx) {
         tracing::warn!("policy audit events unavailable: {err}");
     }
     let policy_tables = PolicyTables::from_ebpf(&mut ebpf)?;
-    let host = HostSettings { ambassador: config.docker.as_ref().map(|d| d.ambassador), recent_sockets };
+    let host = HostSettings {
+        ambassador: config.docker.as_ref().map(|d| d.ambassador),
+        recent_sockets: limits.max_recent_sockets,
+    };
     let policy = PolicyWriter::adopt(policy_tables, host)?;
 
     let snapshot = tables.snapshot()?;
-    let reconciler = Reconciler::adopt(tables, snapshot, config.limits)?;
+    let reconciler = Reconciler::adopt(tables, snapshot, limits)?;
     tracing::info!(
         cgroup = %cgroup.display(),
         pin_dir = %options.pin_dir.display(),
@@ -76,7 +79,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 
     let consul = match &config.consul {
         Some(settings) => {
-            let source = ConsulSource::new(settings.clone(), config.agent.clone(), &config.limits)
+            let source = ConsulSource::new(settings.clone(), config.agent.clone(), &limits)
                 .context("setting up the Consul client")?;
             tracing::info!(url = %settings.url, "consul source enabled");
             Some(source)

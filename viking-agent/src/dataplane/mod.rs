@@ -20,12 +20,13 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::MapInfo,
+    maps::{Map, MapInfo},
     programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, Program, links::FdLink},
 };
 pub use layout::{HOOKS, PINNED_MAPS};
 use pins::PinDir;
 use tables::KernelTables;
+use viking_common::names;
 
 use crate::config::Limits;
 
@@ -88,8 +89,9 @@ pub struct Dataplane {
     pub ebpf: Ebpf,
     /// Whether the maps were adopted from pins (an earlier agent's state).
     pub adopted: bool,
-    /// Entries of the recent-sockets table (a pinned table keeps its size).
-    pub recent_sockets: u32,
+    /// The limits the maps really have: the configured ones for new maps, the pinned maps'
+    /// own sizes for adopted ones (a map keeps its size until `uninstall`).
+    pub limits: Limits,
 }
 
 impl Dataplane {
@@ -118,16 +120,63 @@ impl Dataplane {
         let cgroup_dir = File::open(cgroup).map_err(|source| DataplaneError::Cgroup { path: cgroup.into(), source })?;
         let cgroup_id =
             cgroup_dir.metadata().map_err(|source| DataplaneError::Cgroup { path: cgroup.into(), source })?.ino();
+        // Every program through the verifier first: a rejected program must not leave an
+        // upgrade half-swapped or a fresh install half-attached.
         for hook in &HOOKS {
-            attach(&mut ebpf, hook, pins, &cgroup_dir, cgroup_id)?;
+            let fail = |source: BoxError| DataplaneError::Program { program: hook.program, source };
+            let program = ebpf.program_mut(hook.program).ok_or_else(|| fail("not in the eBPF object".into()))?;
+            LoadedHook::load(program, hook.kind).map_err(fail)?;
         }
-        let recent_sockets = match ebpf.map(viking_common::names::RECENT_SOCKETS) {
-            Some(aya::maps::Map::Array(data)) => data.info().map(|i| i.max_entries()).unwrap_or(0),
-            _ => 0,
-        };
+        let mut attached = Vec::new();
+        for hook in &HOOKS {
+            match attach(&mut ebpf, hook, pins, &cgroup_dir, cgroup_id) {
+                Ok(Attachment::New) => attached.push(hook),
+                Ok(Attachment::Updated) => {}
+                Err(err) => {
+                    // Take back the links this run created, so a failed fresh install does
+                    // not leave part of the programs attached.
+                    for hook in attached {
+                        let path = pins.link(hook.program);
+                        if let Ok(link) = bpf_sys::obj_get(&path) {
+                            let _ = detach_pinned(&path, link);
+                        }
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        let limits = effective_limits(&ebpf, limits);
         let tables = KernelTables::from_ebpf(&mut ebpf)?;
-        Ok(Self { tables, ebpf, adopted, recent_sockets })
+        Ok(Self { tables, ebpf, adopted, limits })
     }
+}
+
+/// The configured limits with every map-sized one replaced by the loaded map's size.
+fn effective_limits(ebpf: &Ebpf, configured: &Limits) -> Limits {
+    let size = |name: &str, fallback: u32| {
+        let data = match ebpf.map(name) {
+            Some(Map::Array(data) | Map::HashMap(data) | Map::LruHashMap(data) | Map::PerCpuArray(data)) => data,
+            _ => return fallback,
+        };
+        data.info().map_or(fallback, |info| info.max_entries())
+    };
+    Limits {
+        max_services: size(names::RR_CURSORS, configured.max_services),
+        max_backends: size(names::BACKENDS, configured.max_backends),
+        max_backends_per_service: configured.max_backends_per_service,
+        max_service_slots: size(names::SERVICES, configured.max_service_slots),
+        max_rev_nat: size(names::REV_NAT, configured.max_rev_nat),
+        max_affinity: size(names::AFFINITY, configured.max_affinity),
+        max_recent_sockets: size(names::RECENT_SOCKETS, configured.max_recent_sockets),
+    }
+}
+
+/// What attaching one program did.
+enum Attachment {
+    /// A new link was created and pinned.
+    New,
+    /// The program replaced the one in the pinned link.
+    Updated,
 }
 
 /// Checks an existing pin against the layout this agent needs. Returns whether it exists.
@@ -156,16 +205,17 @@ fn check_pinned_map(path: &Path, spec: &layout::PinnedMapSpec, limits: &Limits) 
     Ok(true)
 }
 
+/// Attaches a loaded program, or swaps it into its pinned link on the same cgroup.
 fn attach(
     ebpf: &mut Ebpf,
     hook: &layout::Hook,
     pins: &PinDir,
     cgroup: &File,
     cgroup_id: u64,
-) -> Result<(), DataplaneError> {
+) -> Result<Attachment, DataplaneError> {
     let fail = |source: BoxError| DataplaneError::Program { program: hook.program, source };
     let program = ebpf.program_mut(hook.program).ok_or_else(|| fail("not in the eBPF object".into()))?;
-    let mut program = LoadedHook::load(program, hook.kind).map_err(fail)?;
+    let mut program = LoadedHook::of(program, hook.kind).map_err(fail)?;
 
     let link_path = pins.link(hook.program);
     let old_link = match bpf_sys::obj_get(&link_path) {
@@ -179,7 +229,7 @@ fn attach(
             let prog_fd = program.fd().map_err(fail)?;
             bpf_sys::link_update(old.as_fd(), prog_fd).map_err(|err| fail(Box::new(err)))?;
             tracing::info!(program = hook.program, "replaced the program in the pinned link");
-            return Ok(());
+            return Ok(Attachment::Updated);
         }
     }
     // New attachment first, old one removed after: the cgroup is never without a program.
@@ -194,7 +244,7 @@ fn attach(
     }
     std::fs::rename(&staging, &link_path).map_err(|err| fail(Box::new(err)))?;
     tracing::info!(program = hook.program, "attached");
-    Ok(())
+    Ok(Attachment::New)
 }
 
 /// Detaches a pinned link now and removes its pin.
@@ -216,20 +266,22 @@ enum LoadedHook<'a> {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl<'a> LoadedHook<'a> {
+    /// `program` as the type `kind` names.
+    fn of(program: &'a mut Program, kind: layout::HookKind) -> Result<Self, BoxError> {
+        Ok(match kind {
+            layout::HookKind::SockAddr => Self::SockAddr(program.try_into()?),
+            layout::HookKind::Sock => Self::Sock(program.try_into()?),
+        })
+    }
+
     /// Loads `program` (through the verifier) as the type `kind` names.
     fn load(program: &'a mut Program, kind: layout::HookKind) -> Result<Self, BoxError> {
-        Ok(match kind {
-            layout::HookKind::SockAddr => {
-                let program: &mut CgroupSockAddr = program.try_into()?;
-                program.load()?;
-                Self::SockAddr(program)
-            }
-            layout::HookKind::Sock => {
-                let program: &mut CgroupSock = program.try_into()?;
-                program.load()?;
-                Self::Sock(program)
-            }
-        })
+        let mut hook = Self::of(program, kind)?;
+        match &mut hook {
+            Self::SockAddr(program) => program.load()?,
+            Self::Sock(program) => program.load()?,
+        }
+        Ok(hook)
     }
 
     fn fd(&self) -> Result<BorrowedFd<'_>, BoxError> {
