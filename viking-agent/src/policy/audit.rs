@@ -7,8 +7,10 @@ use aya::{
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use viking_common::{AuditEvent, names};
 
-/// Forwards every audit record to `tx` until the receiver is gone.
-pub fn forward(ebpf: &mut Ebpf, tx: mpsc::UnboundedSender<AuditEvent>) -> Result<(), String> {
+/// Forwards audit records to `tx` until the receiver is gone. When the run loop falls
+/// behind, records are dropped here (as the kernel drops them when nobody reads), never
+/// queued without bound.
+pub fn forward(ebpf: &mut Ebpf, tx: mpsc::Sender<AuditEvent>) -> Result<(), String> {
     let map = ebpf.take_map(names::AUDIT_EVENTS).ok_or("audit ring buffer missing from the object")?;
     let ring = RingBuf::<MapData>::try_from(map).map_err(|e| e.to_string())?;
     let task = async move {
@@ -23,10 +25,11 @@ pub fn forward(ebpf: &mut Ebpf, tx: mpsc::UnboundedSender<AuditEvent>) -> Result
             let Ok(mut guard) = fd.readable_mut().await else { return };
             let ring = guard.get_inner_mut();
             while let Some(record) = ring.next() {
-                if let Some(event) = decode(&record)
-                    && tx.send(event).is_err()
-                {
-                    return;
+                if let Some(event) = decode(&record) {
+                    match tx.try_send(event) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
                 }
             }
             guard.clear_ready();
@@ -36,7 +39,7 @@ pub fn forward(ebpf: &mut Ebpf, tx: mpsc::UnboundedSender<AuditEvent>) -> Result
     Ok(())
 }
 
-/// Copies a record into an [`AuditEvent`]; `None` for a record of another size.
+/// Copies a record into an [`AuditEvent`]; `None` for a record shorter than one.
 fn decode(bytes: &[u8]) -> Option<AuditEvent> {
     if bytes.len() < size_of::<AuditEvent>() {
         return None;

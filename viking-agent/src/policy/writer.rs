@@ -8,7 +8,7 @@ use aya::{
     Ebpf,
     maps::{Array, HashMap, Map, MapData, MapError},
 };
-use viking_common::{AllowKey, CgroupPolicy, Ip6, OverlayKey, OverlayTarget, PolicyMode, Settings, names};
+use viking_common::{AllowKey, CgroupPolicy, Ip6, OverlayKey, OverlayTarget, PolicyMode, Settings, limits, names};
 
 use super::KernelPolicy;
 use crate::{
@@ -121,51 +121,90 @@ impl PolicyWriter {
         Ok(Self { tables, current, host })
     }
 
-    /// Makes the maps hold `desired`; returns the number of writes.
-    pub fn apply(&mut self, desired: &KernelPolicy) -> Result<usize, TableError> {
-        let mut writes = 0;
-        let (was_active, active) = (!self.current.modes.is_empty(), !desired.modes.is_empty());
-        if active && !was_active {
-            // Switch the check on before the first mode lands; off after the last left.
-            self.tables.write_settings(&self.host, true)?;
+    /// Makes the maps hold `desired`, as far as they can: every entry is tried, a failed
+    /// one (a full map) is reported naming the limit, and the writer remembers exactly what
+    /// the kernel holds. Returns the number of writes and the errors.
+    ///
+    /// Order: looser first (modes that go, overlays and declarations that go), then
+    /// declarations and overlays that come, then modes that come or tighten; so a
+    /// container never has a stricter mode than its declarations allow for.
+    pub fn apply(&mut self, desired: &KernelPolicy) -> (usize, Vec<String>) {
+        let (mut writes, mut errors) = (0, Vec::new());
+        let (was_active, will_be_active) = (!self.current.modes.is_empty(), !desired.modes.is_empty());
+        if will_be_active && !was_active {
+            // Switch the check on before the first mode lands.
+            if let Err(err) = self.tables.write_settings(&self.host, true) {
+                errors.push(err.to_string());
+            }
         }
+        let mut outcome = |result: Result<(), TableError>, limit: &str| match result {
+            Ok(()) => {
+                writes += 1;
+                true
+            }
+            Err(err) if limit.is_empty() => {
+                errors.push(err.to_string());
+                false
+            }
+            Err(err) => {
+                errors.push(format!("{err} (the map holds {limit})"));
+                false
+            }
+        };
         let t = &mut self.tables;
-        for (cgroup_id, vip) in desired.allowed.difference(&self.current.allowed) {
-            t.allowed
-                .insert(AllowKey { cgroup_id: *cgroup_id, vip: Ip6::from_ip(*vip) }, 1, 0)
-                .map_err(map_err(names::ALLOWED))?;
-            writes += 1;
+        let current = &mut self.current;
+        let gone_modes: Vec<u64> = current.modes.keys().filter(|c| !desired.modes.contains_key(c)).copied().collect();
+        for cgroup_id in gone_modes {
+            if outcome(remove(&mut t.modes, &cgroup_id, names::CGROUP_POLICY), "") {
+                current.modes.remove(&cgroup_id);
+            }
+        }
+        let gone_overlays: Vec<(u64, u16, Protocol)> =
+            current.overlays.keys().filter(|k| !desired.overlays.contains_key(k)).copied().collect();
+        for key in gone_overlays {
+            if outcome(remove(&mut t.overlays, &overlay_key(&key), names::OVERLAYS), "") {
+                current.overlays.remove(&key);
+            }
+        }
+        let gone_allowed: Vec<(u64, IpAddr)> = current.allowed.difference(&desired.allowed).copied().collect();
+        for (cgroup_id, vip) in gone_allowed {
+            if outcome(remove(&mut t.allowed, &AllowKey { cgroup_id, vip: Ip6::from_ip(vip) }, names::ALLOWED), "") {
+                current.allowed.remove(&(cgroup_id, vip));
+            }
+        }
+        let new_allowed: Vec<(u64, IpAddr)> = desired.allowed.difference(&current.allowed).copied().collect();
+        for (cgroup_id, vip) in new_allowed {
+            let key = AllowKey { cgroup_id, vip: Ip6::from_ip(vip) };
+            let written = t.allowed.insert(key, 1, 0).map_err(map_err(names::ALLOWED));
+            if outcome(written, &format!("{} declarations", limits::MAX_DECLARATIONS)) {
+                current.allowed.insert((cgroup_id, vip));
+            }
         }
         for (key, target) in &desired.overlays {
-            if self.current.overlays.get(key) != Some(target) {
-                t.overlays.insert(overlay_key(key), overlay_target(target), 0).map_err(map_err(names::OVERLAYS))?;
-                writes += 1;
+            if current.overlays.get(key) != Some(target) {
+                let written =
+                    t.overlays.insert(overlay_key(key), overlay_target(target), 0).map_err(map_err(names::OVERLAYS));
+                if outcome(written, &format!("{} overlays", limits::MAX_DECLARATIONS)) {
+                    current.overlays.insert(*key, *target);
+                }
             }
         }
         for (cgroup_id, mode) in &desired.modes {
-            if self.current.modes.get(cgroup_id) != Some(mode) {
+            if current.modes.get(cgroup_id) != Some(mode) {
                 let value = CgroupPolicy { mode: *mode as u8, _pad: [0; 7] };
-                t.modes.insert(cgroup_id, value, 0).map_err(map_err(names::CGROUP_POLICY))?;
-                writes += 1;
+                let written = t.modes.insert(cgroup_id, value, 0).map_err(map_err(names::CGROUP_POLICY));
+                if outcome(written, &format!("{} containers with a policy", limits::MAX_CGROUPS)) {
+                    current.modes.insert(*cgroup_id, *mode);
+                }
             }
         }
-        for cgroup_id in self.current.modes.keys().filter(|c| !desired.modes.contains_key(c)) {
-            remove(&mut t.modes, cgroup_id, names::CGROUP_POLICY)?;
-            writes += 1;
+        if was_active && self.current.modes.is_empty() {
+            // Off after the last mode left.
+            if let Err(err) = self.tables.write_settings(&self.host, false) {
+                errors.push(err.to_string());
+            }
         }
-        for key in self.current.overlays.keys().filter(|k| !desired.overlays.contains_key(k)) {
-            remove(&mut t.overlays, &overlay_key(key), names::OVERLAYS)?;
-            writes += 1;
-        }
-        for (cgroup_id, vip) in self.current.allowed.difference(&desired.allowed) {
-            remove(&mut t.allowed, &AllowKey { cgroup_id: *cgroup_id, vip: Ip6::from_ip(*vip) }, names::ALLOWED)?;
-            writes += 1;
-        }
-        if was_active && !active {
-            self.tables.write_settings(&self.host, false)?;
-        }
-        self.current = desired.clone();
-        Ok(writes)
+        (writes, errors)
     }
 }
 
