@@ -30,15 +30,6 @@ mod sockets;
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
 
-#[cfg(all(target_arch = "bpf", not(test)))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // SAFETY: no code path of the programs can panic; the verifier would reject an
-    // unbounded loop, which is what `loop {}` here would be.
-    unsafe { core::hint::unreachable_unchecked() }
-}
-
+// The panic handler and the license live in the library.
 #[cfg(target_arch = "bpf")]
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+use viking_ebpf as _;

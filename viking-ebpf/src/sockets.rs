@@ -32,6 +32,10 @@ pub fn record(ctx: &SockAddrContext, mut state: SocketState, counted: bool, chec
                 previous.flags &= !SocketState::COUNTED;
                 close_connection(previous.backend_id);
             }
+            if !counted {
+                // Lookups prefer the storage: it must describe the new connect.
+                *previous = state;
+            }
         }
     }
     if counted {
