@@ -132,12 +132,12 @@ impl Agent {
         }
     }
 
-    /// SIGTERM and wait: a normal stop.
+    /// SIGTERM and wait (at most 10 s, then SIGKILL): a normal stop.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: signalling a child we own.
+            // SAFETY: signalling a child we own, not yet reaped.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let _ = child.wait();
+            let _ = viking_sandbox::process::wait_bounded(&mut child, Duration::from_secs(10));
         }
     }
 

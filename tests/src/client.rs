@@ -104,9 +104,13 @@ pub fn spawn(cgroup: Option<&Cgroup>, netns: &Netns, to: SocketAddr, mode: Mode)
     command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start viking-testkit")
 }
 
-/// Waits for a spawned client and parses its attempts.
+/// The longest a client may run (its attempts each time out after 2 s; the longest test
+/// run is 10,000 quick connects).
+const CLIENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits (bounded) for a spawned client and parses its attempts.
 pub fn collect(child: Child) -> Vec<Attempt> {
-    let output = child.wait_with_output().expect("wait for viking-testkit");
+    let output = process::output_bounded(child, CLIENT_LIMIT);
     assert!(output.status.success(), "viking-testkit failed: {:?}", output.status);
     String::from_utf8_lossy(&output.stdout)
         .lines()

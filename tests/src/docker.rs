@@ -96,9 +96,14 @@ impl TestDocker {
         std::fs::read_to_string(self.data_root.path().join("dockerd.log")).unwrap_or_default()
     }
 
-    /// Runs the docker CLI against this daemon.
+    /// Runs the docker CLI against this daemon, for at most two minutes (`timeout`).
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker").arg("-H").arg(self.host()).args(args).output().expect("docker CLI")
+        Command::new("timeout")
+            .args(["--kill-after=5", "120", "docker", "-H"])
+            .arg(self.host())
+            .args(args)
+            .output()
+            .expect("docker CLI")
     }
 
     /// Runs the docker CLI and returns its stdout; panics with stderr on failure.
@@ -120,8 +125,8 @@ impl TestDocker {
         }
         let tar = Command::new("tar").arg("-C").arg(root.path()).args(["-c", "."]).output().expect("tar");
         assert!(tar.status.success(), "tar failed");
-        let mut import = Command::new("docker")
-            .arg("-H")
+        let mut import = Command::new("timeout")
+            .args(["--kill-after=5", "120", "docker", "-H"])
             .arg(self.host())
             .args(["import", "-", IMAGE])
             .stdin(Stdio::piped())
@@ -196,7 +201,7 @@ impl Drop for TestDocker {
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "grep -E ' ({}|{})' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l",
+                "grep -E ' ({}|{})(/| )' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l",
                 self.data_root.path().display(),
                 self.run_dir.display()
             ))

@@ -4,27 +4,12 @@
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use viking_tests::{
-    Agent, Backend, Cgroup, Netns, PinGuard,
+    Agent, addrs,
     backends::tcp_backends,
     client::{self, ClientOptions, Mode},
     config::{ServiceSpec, render},
-    require_root, wait_for,
+    wait_for, world,
 };
-
-struct World {
-    cgroup: Cgroup,
-    netns: Netns,
-    pins: PinGuard,
-}
-
-fn world() -> World {
-    require_root();
-    World { cgroup: Cgroup::unique().unwrap(), netns: Netns::anonymous().unwrap(), pins: PinGuard::new() }
-}
-
-fn addrs(backends: &[Backend]) -> Vec<SocketAddr> {
-    backends.iter().map(|b| b.addr).collect()
-}
 
 fn tally(replies: &[String]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();

@@ -32,7 +32,7 @@ fn edits_add_and_remove_services_and_backends() {
     let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
     let b = tcp_backends(&netns, 3);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr, b[1].addr]);
-    let agent = Agent::start(&cgroup, &pins, &render(&[web.clone()]));
+    let agent = Agent::start(&cgroup, &pins, &render(std::slice::from_ref(&web)));
 
     // Add a service.
     let api = ServiceSpec::tcp("api", "240.0.0.20", 8080, &[b[2].addr]);
@@ -63,7 +63,7 @@ fn a_broken_file_keeps_the_last_good_state_and_reports_the_error() {
     let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
     let b = tcp_backends(&netns, 2);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr]);
-    let agent = Agent::start(&cgroup, &pins, &render(&[web.clone()]));
+    let agent = Agent::start(&cgroup, &pins, &render(std::slice::from_ref(&web)));
 
     agent.write_config("[[service]]\nname = \"web\"\nvip = \"240.0.0.10\"\nport = \n");
     assert!(agent.wait_log("keeping the last good state", Duration::from_secs(2)), "{}", agent.log());
@@ -83,7 +83,7 @@ fn an_invalid_service_is_reported_and_the_others_are_applied() {
     let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
     let b = tcp_backends(&netns, 2);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr]);
-    let agent = Agent::start(&cgroup, &pins, &render(&[web.clone()]));
+    let agent = Agent::start(&cgroup, &pins, &render(std::slice::from_ref(&web)));
 
     // web moves to a VIP outside the range (invalid: its last good version stays), and a
     // new valid service arrives in the same edit.

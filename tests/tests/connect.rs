@@ -1,43 +1,22 @@
 //! A process in the cgroup connects to a VIP; the kernel program picks the backend.
 
-use std::net::SocketAddr;
-
 use viking_tests::{
-    Agent, Cgroup, Netns, PinGuard,
+    Agent, addrs,
     backends::{Backend, tcp_backends},
     client::{self, ClientOptions},
     config::{ServiceSpec, render},
-    require_root,
+    world,
 };
 
 const ENETUNREACH: i32 = 101;
 const ECONNREFUSED: i32 = 111;
-
-struct World {
-    cgroup: Cgroup,
-    netns: Netns,
-    pins: PinGuard,
-}
-
-fn world() -> World {
-    require_root();
-    World {
-        cgroup: Cgroup::unique().expect("cgroup"),
-        netns: Netns::anonymous().expect("netns"),
-        pins: PinGuard::new(),
-    }
-}
-
-fn addrs(backends: &[Backend]) -> Vec<SocketAddr> {
-    backends.iter().map(|b| b.addr).collect()
-}
 
 #[test]
 fn round_robin_alternates_exactly_for_one_client() {
     let w = world();
     let backends = tcp_backends(&w.netns, 3);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &addrs(&backends));
-    let _agent = Agent::start(&w.cgroup, &w.pins, &render(&[web.clone()]));
+    let _agent = Agent::start(&w.cgroup, &w.pins, &render(std::slice::from_ref(&web)));
 
     let attempts =
         client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions { count: 12, ..Default::default() });
@@ -81,7 +60,7 @@ fn processes_outside_the_cgroup_are_not_redirected() {
     let w = world();
     let backends = tcp_backends(&w.netns, 1);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &addrs(&backends));
-    let _agent = Agent::start(&w.cgroup, &w.pins, &render(&[web.clone()]));
+    let _agent = Agent::start(&w.cgroup, &w.pins, &render(std::slice::from_ref(&web)));
 
     let outside = client::connect(None, &w.netns, web.frontend(), ClientOptions::default());
     assert_eq!(outside[0].errno, Some(ENETUNREACH), "{outside:?}");
@@ -93,7 +72,7 @@ fn processes_outside_the_cgroup_are_not_redirected() {
 fn a_vip_without_backends_refuses_at_once() {
     let w = world();
     let empty = ServiceSpec::tcp("empty", "240.0.0.11", 80, &[]);
-    let _agent = Agent::start(&w.cgroup, &w.pins, &render(&[empty.clone()]));
+    let _agent = Agent::start(&w.cgroup, &w.pins, &render(std::slice::from_ref(&empty)));
 
     let attempts =
         client::connect(Some(&w.cgroup), &w.netns, empty.frontend(), ClientOptions { count: 5, ..Default::default() });
@@ -112,7 +91,7 @@ fn connected_udp_sockets_are_redirected() {
         [Backend::udp(&w.netns, "u0", "127.0.0.1:0").unwrap(), Backend::udp(&w.netns, "u1", "127.0.0.1:0").unwrap()];
     let mut spec = ServiceSpec::tcp("dns", "240.0.0.53", 53, &addrs(&dns));
     spec.protocol = "udp";
-    let _agent = Agent::start(&w.cgroup, &w.pins, &render(&[spec.clone()]));
+    let _agent = Agent::start(&w.cgroup, &w.pins, &render(std::slice::from_ref(&spec)));
 
     let attempts = client::connect(
         Some(&w.cgroup),

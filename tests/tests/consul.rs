@@ -41,10 +41,10 @@ fn backend(host: &Host, name: &str, ip: &str) -> Backend {
 }
 
 fn register(consul: &TestConsul, service: &str, id: &str, addr: SocketAddr) {
-    let registration = Registration::new(&format!("node-{id}"), &addr.ip().to_string(), service)
+    let registration = Registration::new(format!("node-{id}"), addr.ip().to_string(), service)
         .id(id)
         .port(addr.port())
-        .check(CheckSpec::passing(&format!("{id}-check")));
+        .check(CheckSpec::passing(format!("{id}-check")));
     consul.server.register(registration).unwrap();
 }
 
@@ -100,11 +100,11 @@ fn a_service_follows_registrations_health_and_deregistration_within_a_second() {
     // A second instance on the same port joins the rotation. (Backends bind port 0, so the
     // two instances declare the VIP port with meta viking_port.)
     let registration = |id: &str, addr: SocketAddr| {
-        Registration::new(&format!("node-{id}"), &addr.ip().to_string(), "web")
+        Registration::new(format!("node-{id}"), addr.ip().to_string(), "web")
             .id(id)
             .port(addr.port())
-            .meta("viking_port", &vip.port().to_string())
-            .check(CheckSpec::passing(&format!("{id}-check")))
+            .meta("viking_port", vip.port().to_string())
+            .check(CheckSpec::passing(format!("{id}-check")))
     };
     consul.server.register(registration("web-1", b[0].addr)).unwrap();
     consul.server.register(registration("web-2", b[1].addr)).unwrap();
@@ -136,9 +136,9 @@ fn two_hosts_starting_together_agree_on_100_new_vips() {
     let section = render(&[]) + &consul.config_section("");
     let registrations: Vec<Registration> = (0..100)
         .map(|i| {
-            Registration::new(&format!("node-{}", i % 7), &format!("10.201.0.{}", 1 + i % 7), &format!("svc-{i:03}"))
+            Registration::new(format!("node-{}", i % 7), format!("10.201.0.{}", 1 + i % 7), format!("svc-{i:03}"))
                 .port(8000)
-                .check(CheckSpec::passing(&format!("svc-{i:03}-check")))
+                .check(CheckSpec::passing(format!("svc-{i:03}-check")))
         })
         .collect();
 
@@ -177,7 +177,7 @@ fn consul_down_at_start_then_up() {
     register(&consul, "web", "web-1", b.addr);
     consul.block_on(consul.server.stop());
     let local = ServiceSpec::tcp("local", "240.0.0.10", 80, &[b.addr]);
-    let agent = Agent::start(&h.cgroup, &h.pins, &(render(&[local.clone()]) + &consul.config_section("")));
+    let agent = Agent::start(&h.cgroup, &h.pins, &(render(std::slice::from_ref(&local)) + &consul.config_section("")));
     // The static service works while Consul is unreachable, and the error is reported.
     assert_eq!(
         client::replies(&client::connect(Some(&h.cgroup), &h.netns, local.frontend(), ClientOptions::default())),
@@ -218,7 +218,7 @@ fn an_outage_keeps_serving_the_last_good_state_and_changes_resume_after() {
             Registration::new("node-web-1", "10.203.0.2", "web")
                 .id("web-1")
                 .port(b[0].addr.port())
-                .meta("viking_port", &vip.port().to_string()),
+                .meta("viking_port", vip.port().to_string()),
         )
         .unwrap();
     let moved = format!("10.203.0.2:{}", b[0].addr.port());

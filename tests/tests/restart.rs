@@ -19,7 +19,7 @@ fn connects_keep_working_while_the_agent_is_killed_and_restarted() {
     let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
     let b = tcp_backends(&netns, 2);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr, b[1].addr]);
-    let mut agent = Agent::start(&cgroup, &pins, &render(&[web.clone()]));
+    let mut agent = Agent::start(&cgroup, &pins, &render(std::slice::from_ref(&web)));
     let ids_before = agent.dump()["services"][0]["service_id"].clone();
 
     // A client connects every 10 ms (300 attempts, bounded to a few seconds) while the
@@ -52,7 +52,7 @@ fn uninstall_detaches_and_removes_every_pin() {
     let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
     let b = tcp_backends(&netns, 1);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr]);
-    let mut agent = Agent::start(&cgroup, &pins, &render(&[web.clone()]));
+    let mut agent = Agent::start(&cgroup, &pins, &render(std::slice::from_ref(&web)));
     agent.stop();
     let still = client::connect(Some(&cgroup), &netns, web.frontend(), ClientOptions::default());
     assert_eq!(client::replies(&still), ["b0"], "a stopped agent leaves the dataplane in place");

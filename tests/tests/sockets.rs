@@ -1,34 +1,19 @@
 //! Socket semantics beyond TCP connect on IPv4: getpeername, unconnected UDP, dual-stack
 //! sockets, IPv6 VIPs, UDP sockets whose backend goes away.
 
-use std::{net::SocketAddr, process::Command, time::Duration};
+use std::time::Duration;
 
 use viking_tests::{
-    Agent, Backend, Cgroup, Netns, PinGuard,
+    Agent, Backend, Netns, addrs,
     agent::dumped_backends,
     backends::tcp_backends,
     client::{self, ClientOptions, Mode},
     config::{ServiceSpec, render},
-    require_root, wait_for,
+    wait_for, world,
 };
-
-struct World {
-    cgroup: Cgroup,
-    netns: Netns,
-    pins: PinGuard,
-}
-
-fn world() -> World {
-    require_root();
-    World { cgroup: Cgroup::unique().unwrap(), netns: Netns::anonymous().unwrap(), pins: PinGuard::new() }
-}
 
 fn udp_backends(netns: &Netns, n: usize) -> Vec<Backend> {
     (0..n).map(|i| Backend::udp(netns, &format!("u{i}"), "127.0.0.1:0").unwrap()).collect()
-}
-
-fn addrs(backends: &[Backend]) -> Vec<SocketAddr> {
-    backends.iter().map(|b| b.addr).collect()
 }
 
 #[test]
@@ -54,7 +39,7 @@ fn unconnected_udp_replies_come_from_the_vip_and_one_socket_sticks_to_one_backen
     let w = world();
     let udp = udp_backends(&w.netns, 3);
     let dns = ServiceSpec::udp("dns", "240.0.0.53", 53, &addrs(&udp));
-    let _agent = Agent::start(&w.cgroup, &w.pins, &render(&[dns.clone()]));
+    let _agent = Agent::start(&w.cgroup, &w.pins, &render(std::slice::from_ref(&dns)));
 
     let mut seen_backends = std::collections::BTreeSet::new();
     for _ in 0..12 {
@@ -78,20 +63,13 @@ fn a_dual_stack_socket_reaches_an_ipv4_vip_through_its_v4_mapped_address() {
 
     // What Java does: an AF_INET6 socket connecting to ::ffff:a.b.c.d.
     let script = r#"
-import socket
 for _ in range(4):
     s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.settimeout(2)
     s.connect(("::ffff:240.0.0.10", 80))
     print(s.recv(100).decode().strip(), s.getpeername()[0], s.getpeername()[1])
     s.close()
 "#;
-    let mut command = Command::new("python3");
-    command.args(["-c", script]);
-    viking_sandbox::process::place(&mut command, &w.cgroup, &w.netns).unwrap();
-    let output = command.output().expect("python3");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
+    let lines: Vec<String> = w.python(script).lines().map(str::to_owned).collect();
     assert_eq!(
         lines,
         ["b0 ::ffff:240.0.0.10 80", "b1 ::ffff:240.0.0.10 80", "b0 ::ffff:240.0.0.10 80", "b1 ::ffff:240.0.0.10 80"]
@@ -125,7 +103,7 @@ fn udp_sockets_connected_to_a_removed_backend_are_closed_and_reconnect_elsewhere
     let w = world();
     let udp = udp_backends(&w.netns, 2);
     let dns = ServiceSpec::udp("dns", "240.0.0.53", 53, &[udp[0].addr]);
-    let agent = Agent::start(&w.cgroup, &w.pins, &render(&[dns.clone()]));
+    let agent = Agent::start(&w.cgroup, &w.pins, &render(std::slice::from_ref(&dns)));
 
     // One long-lived connected socket, a request every 20 ms for 3 s.
     let session = client::spawn(Some(&w.cgroup), &w.netns, dns.frontend(), Mode::UdpSession { duration_ms: 3000 });
@@ -164,7 +142,6 @@ fn a_socket_that_asked_for_its_peer_keeps_the_vip_after_the_recent_table_moved_o
     let _agent = Agent::start(&w.cgroup, &w.pins, &config);
 
     let script = r#"
-import socket
 vip = ("240.0.0.10", 80)
 asked = socket.create_connection(vip)
 first = asked.getpeername()
@@ -173,12 +150,7 @@ for _ in range(20):
     socket.create_connection(vip).close()
 print(first[0], asked.getpeername()[0], silent.getpeername()[0])
 "#;
-    let mut command = Command::new("python3");
-    command.args(["-c", script]);
-    viking_sandbox::process::place(&mut command, &w.cgroup, &w.netns).unwrap();
-    let output = command.output().expect("python3");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let peers: Vec<String> = String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect();
+    let peers: Vec<String> = w.python(script).split_whitespace().map(str::to_owned).collect();
     assert_eq!(peers[0], "240.0.0.10");
     assert_eq!(peers[1], "240.0.0.10", "promoted to socket storage when it first asked");
     // The documented limit: a socket that never asked, after max_recent_sockets later

@@ -57,11 +57,26 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        // cgroup.kill (5.14+) kills every process in the cgroup at once.
+        // cgroup.kill (5.14+) kills every process of the cgroup and its descendants at once.
         let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
         let _ = wait_for(Duration::from_secs(5), || self.pids().is_empty().then_some(()));
-        if let Err(err) = std::fs::remove_dir(&self.path) {
+        if let Err(err) = remove_tree(&self.path, 0) {
             eprintln!("warning: could not remove cgroup {}: {err}", self.path.display());
         }
     }
+}
+
+/// Removes a cgroup and its child cgroups (left by dockerd or a test), deepest first.
+fn remove_tree(path: &Path, depth: usize) -> io::Result<()> {
+    const MAX_DEPTH: usize = 16;
+    if depth < MAX_DEPTH {
+        for entry in std::fs::read_dir(path)?.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path(), depth + 1)?;
+            }
+        }
+    }
+    // A just-emptied cgroup can stay busy for a moment.
+    let removed = wait_for(Duration::from_secs(2), || std::fs::remove_dir(path).ok());
+    removed.map_or_else(|| std::fs::remove_dir(path), Ok)
 }

@@ -63,3 +63,32 @@ pub fn place_netns_only(command: &mut Command, netns: &Netns) -> io::Result<()> 
     }
     Ok(())
 }
+
+/// Waits at most `timeout` for `child`, then kills it (SIGKILL) and reaps it. Returns the
+/// exit status, or `None` when it had to be killed.
+pub fn wait_bounded(child: &mut std::process::Child, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+    if let Some(status) = crate::wait_for(timeout, || child.try_wait().ok().flatten()) {
+        return Some(status);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Like `Child::wait_with_output`, bounded by `timeout` (the child is killed after it).
+pub fn output_bounded(mut child: std::process::Child, timeout: std::time::Duration) -> std::process::Output {
+    use std::io::Read as _;
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_end(&mut bytes);
+        }
+        bytes
+    });
+    let status = wait_bounded(&mut child, timeout);
+    let stdout = reader.join().unwrap_or_default();
+    // A killed child reports "signal 9".
+    let status = status.unwrap_or_else(|| child.wait().unwrap_or_default());
+    std::process::Output { status, stdout, stderr: Vec::new() }
+}

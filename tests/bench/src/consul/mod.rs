@@ -112,10 +112,10 @@ fn instance(index: u32, copy: u32) -> Registration {
     let node = format!("node-{}", index % 64);
     let address = format!("10.{}.{}.{}", 100 + copy, (index / 250) % 250, 1 + index % 250);
     Registration::new(&node, &address, &name)
-        .id(&format!("{name}-{copy}"))
+        .id(format!("{name}-{copy}"))
         .port(PORT)
         .service_address(&address)
-        .check(CheckSpec::passing(&format!("{name}-{copy}-check")))
+        .check(CheckSpec::passing(format!("{name}-{copy}-check")))
 }
 
 /// The VIP the agents agreed on for service `index`, from Consul's KV.
