@@ -40,7 +40,7 @@ enum Command {
     /// Measure Viking against direct connects, iptables DNAT and HAProxy in one run (as
     /// root) and write docs/benchmarks.md.
     Bench {
-        /// Fewer numbers of services and shorter runs: about 2 minutes instead of 10.
+        /// Fewer numbers of services and shorter runs: about 3 minutes instead of 13.
         #[arg(long)]
         quick: bool,
     },

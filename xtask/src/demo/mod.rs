@@ -11,7 +11,10 @@ use std::{
     os::fd::AsFd,
     path::{Path, PathBuf},
     process::{Child, Command},
-    sync::mpsc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -37,6 +40,12 @@ const BACKENDS: [(&str, &str); 5] = [
 /// Runs the demo until Ctrl-C (or `exit_after`).
 pub fn run(agent: &Path, exit_after: Option<Duration>) -> anyhow::Result<()> {
     crate::setup::require_root("the demo loads BPF programs and creates a cgroup and a netns")?;
+    // Ctrl-C from now on only raises a flag: whatever was created is removed below.
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
+    }
     let dir = workspace_root().join("target").join(NAME);
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("viking.toml");
@@ -62,12 +71,14 @@ pub fn run(agent: &Path, exit_after: Option<Duration>) -> anyhow::Result<()> {
         .args(["--pin-dir", PIN_DIR])
         .spawn()
         .context("starting viking-agent")?;
-    let outcome = show_and_wait(agent, &mut child, &cgroup, &netns, &config, exit_after);
+    let outcome = show_and_wait(agent, &mut child, &cgroup, &netns, &config, exit_after, &stop);
 
     eprintln!("\nxtask: stopping the demo");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
+    if child.try_wait().ok().flatten().is_none() {
+        // SAFETY: signalling our own child, which has not been reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = process::wait_bounded(&mut child, Duration::from_secs(10));
+    }
     let uninstall = Command::new(agent).args(["uninstall", "--pin-dir", PIN_DIR]).status();
     drop(backends);
     drop(netns);
@@ -84,20 +95,20 @@ fn show_and_wait(
     netns: &Netns,
     config: &Path,
     exit_after: Option<Duration>,
+    stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
-    })
-    .context("installing the Ctrl-C handler")?;
-
     let ready = wait_for(Duration::from_secs(20), || {
+        if stop.load(Ordering::Relaxed) {
+            return Some(false);
+        }
         let dump = Command::new(agent).args(["maps", "dump", "--json", "--pin-dir", PIN_DIR]).output().ok()?;
         let json: serde_json::Value = serde_json::from_slice(&dump.stdout).ok()?;
-        (json["services"].as_array()?.len() == 3).then_some(())
+        (json["services"].as_array()?.len() == 3).then_some(true)
     });
-    if ready.is_none() {
-        bail!("the agent did not install the demo services within 20 s (see its log above)");
+    match ready {
+        Some(true) => {}
+        Some(false) => return Ok(()),
+        None => bail!("the agent did not install the demo services within 20 s (see its log above)"),
     }
 
     println!("\n== A client in cgroup {NAME} connects to the VIP 240.0.0.10:80 (service \"web\") ==");
@@ -114,7 +125,8 @@ fn show_and_wait(
     let deadline = exit_after.map(|d| std::time::Instant::now() + d);
     let mut agent_running = true;
     loop {
-        if stop_rx.recv_timeout(Duration::from_millis(200)).is_ok() {
+        std::thread::sleep(Duration::from_millis(200));
+        if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
         if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
