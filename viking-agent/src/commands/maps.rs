@@ -7,7 +7,10 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::{
-    dataplane::{pins::PinDir, tables::KernelTables},
+    dataplane::{
+        pins::PinDir,
+        tables::{KernelTables, MapSource},
+    },
     model::Protocol,
     policy::writer::PolicyTables,
 };
@@ -98,7 +101,7 @@ pub struct DumpedOverlay {
 
 /// Reads the pinned maps under `pin_dir`.
 pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
-    let tables = KernelTables::open_pinned(&PinDir::new(pin_dir))
+    let tables = KernelTables::open(MapSource::Pinned(&PinDir::new(pin_dir)))
         .with_context(|| format!("is Viking installed at {}? (`--pin-dir`)", pin_dir.display()))?;
     let snapshot = tables.snapshot()?;
     let mut services = Vec::new();
@@ -142,7 +145,7 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
 }
 
 fn read_policy(pin_dir: &Path) -> anyhow::Result<Vec<DumpedPolicy>> {
-    let policy = PolicyTables::open_pinned(&PinDir::new(pin_dir))?.read()?;
+    let policy = PolicyTables::open(MapSource::Pinned(&PinDir::new(pin_dir)))?.read()?;
     let mut by_cgroup: std::collections::BTreeMap<u64, DumpedPolicy> = std::collections::BTreeMap::new();
     fn entry(map: &mut std::collections::BTreeMap<u64, DumpedPolicy>, cgroup_id: u64) -> &mut DumpedPolicy {
         map.entry(cgroup_id).or_insert_with(|| DumpedPolicy { cgroup_id, mode: "off".into(), ..Default::default() })

@@ -14,7 +14,7 @@ use viking_common::PolicyMode;
 
 use crate::{
     config::Config,
-    dataplane::{Dataplane, pins::PinDir},
+    dataplane::{Dataplane, pins::PinDir, tables::MapSource},
     dns::{DnsServer, NameTable},
     policy::{
         audit,
@@ -60,7 +60,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     if let Err(err) = audit::forward(&mut ebpf, audit_tx) {
         tracing::warn!("policy audit events unavailable: {err}");
     }
-    let policy_tables = PolicyTables::from_ebpf(&mut ebpf)?;
+    let policy_tables = PolicyTables::open(MapSource::Object(&mut ebpf))?;
     let host = HostSettings {
         ambassador: config.docker.as_ref().map(|d| d.ambassador),
         recent_sockets: limits.max_recent_sockets,

@@ -25,7 +25,7 @@ use aya::{
 };
 pub use layout::{HOOKS, PINNED_MAPS};
 use pins::PinDir;
-use tables::KernelTables;
+use tables::{KernelTables, MapSource};
 use viking_common::names;
 
 use crate::config::Limits;
@@ -146,7 +146,7 @@ impl Dataplane {
             }
         }
         let limits = effective_limits(&ebpf, limits);
-        let tables = KernelTables::from_ebpf(&mut ebpf)?;
+        let tables = KernelTables::open(MapSource::Object(&mut ebpf))?;
         Ok(Self { tables, ebpf, adopted, limits })
     }
 }

@@ -53,7 +53,8 @@ pub enum TableError {
     },
 }
 
-fn map_err(name: &'static str) -> impl FnOnce(MapError) -> TableError {
+/// Wraps an aya error with the name of the map it came from.
+pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> TableError {
     move |source| TableError::Map { name, source }
 }
 
@@ -80,38 +81,44 @@ pub struct KernelSnapshot {
     pub backends: BTreeMap<u32, SocketAddr>,
 }
 
+/// Where a set of typed map handles comes from.
+#[derive(Debug)]
+pub enum MapSource<'a> {
+    /// A freshly loaded object: the maps are taken out of it.
+    Object(&'a mut Ebpf),
+    /// The pin directory of an installation (no programs are loaded).
+    Pinned(&'a PinDir),
+}
+
+impl MapSource<'_> {
+    /// Map `name`, as its typed view `T`.
+    pub fn typed<T: TryFrom<Map, Error = MapError>>(&mut self, name: &'static str) -> Result<T, TableError> {
+        let map = match self {
+            Self::Object(ebpf) => ebpf
+                .take_map(name)
+                .ok_or_else(|| TableError::Missing { name, detail: "not in the eBPF object".into() })?,
+            Self::Pinned(pins) => {
+                let path = pins.map(name);
+                let data = MapData::from_pin(&path)
+                    .map_err(|err| TableError::Missing { name, detail: format!("{}: {err}", path.display()) })?;
+                Map::from_map_data(data).map_err(map_err(name))?
+            }
+        };
+        T::try_from(map).map_err(map_err(name))
+    }
+}
+
 impl KernelTables {
-    /// Takes the maps out of a freshly loaded object.
-    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self, TableError> {
-        Self::from_maps(|name| {
-            ebpf.take_map(name).ok_or_else(|| TableError::Missing { name, detail: "not in the eBPF object".into() })
-        })
-    }
-
-    /// Opens the pinned maps of an installation (no programs are loaded).
-    pub fn open_pinned(pins: &PinDir) -> Result<Self, TableError> {
-        Self::from_maps(|name| {
-            let path = pins.map(name);
-            let data = MapData::from_pin(&path)
-                .map_err(|err| TableError::Missing { name, detail: format!("{}: {err}", path.display()) })?;
-            Map::from_map_data(data).map_err(map_err(name))
-        })
-    }
-
-    fn from_maps(mut take: impl FnMut(&'static str) -> Result<Map, TableError>) -> Result<Self, TableError> {
-        macro_rules! typed {
-            ($name:expr) => {
-                take($name)?.try_into().map_err(map_err($name))?
-            };
-        }
+    /// Opens the service maps.
+    pub fn open(mut source: MapSource<'_>) -> Result<Self, TableError> {
         Ok(Self {
-            services: typed!(names::SERVICES),
-            backends: typed!(names::BACKENDS),
-            stats: typed!(names::SERVICE_STATS),
-            names: typed!(names::SERVICE_NAMES),
-            backend_stats: typed!(names::BACKEND_STATS),
-            backend_active: typed!(names::BACKEND_ACTIVE),
-            affinity: map_as_hash(take(names::AFFINITY)?, names::AFFINITY)?,
+            services: source.typed(names::SERVICES)?,
+            backends: source.typed(names::BACKENDS)?,
+            stats: source.typed(names::SERVICE_STATS)?,
+            names: source.typed(names::SERVICE_NAMES)?,
+            backend_stats: source.typed(names::BACKEND_STATS)?,
+            backend_active: source.typed(names::BACKEND_ACTIVE)?,
+            affinity: source.typed(names::AFFINITY)?,
         })
     }
 
@@ -243,9 +250,4 @@ impl KernelTables {
 fn zeroed_per_cpu<T: aya::Pod + Default + Clone>() -> Result<PerCpuValues<T>, MapError> {
     let cpus = aya::util::nr_cpus().map_err(|(_, err)| MapError::IoError(err))?;
     PerCpuValues::try_from(vec![T::default(); cpus]).map_err(MapError::IoError)
-}
-
-/// aya types an LRU hash map as `Map::LruHashMap`; its typed `HashMap` view accepts both.
-fn map_as_hash<K: aya::Pod, V: aya::Pod>(map: Map, name: &'static str) -> Result<HashMap<MapData, K, V>, TableError> {
-    HashMap::try_from(map).map_err(map_err(name))
 }

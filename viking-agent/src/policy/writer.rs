@@ -4,15 +4,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use aya::{
-    Ebpf,
-    maps::{Array, HashMap, Map, MapData, MapError},
-};
+use aya::maps::{Array, HashMap, MapData, MapError};
 use viking_common::{AllowKey, CgroupPolicy, Ip6, OverlayKey, OverlayTarget, PolicyMode, Settings, limits, names};
 
 use super::KernelPolicy;
 use crate::{
-    dataplane::{pins::PinDir, tables::TableError},
+    dataplane::tables::{MapSource, TableError, map_err},
     model::Protocol,
 };
 
@@ -30,37 +27,14 @@ impl std::fmt::Debug for PolicyTables {
     }
 }
 
-fn map_err(name: &'static str) -> impl FnOnce(MapError) -> TableError {
-    move |source| TableError::Map { name, source }
-}
-
 impl PolicyTables {
-    /// Takes the policy maps out of a freshly loaded object.
-    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self, TableError> {
-        Self::from_maps(|name| {
-            ebpf.take_map(name).ok_or_else(|| TableError::Missing { name, detail: "not in the eBPF object".into() })
-        })
-    }
-
-    /// Opens the pinned policy maps of an installation.
-    pub fn open_pinned(pins: &PinDir) -> Result<Self, TableError> {
-        Self::from_maps(|name| {
-            let path = pins.map(name);
-            let data = MapData::from_pin(&path)
-                .map_err(|err| TableError::Missing { name, detail: format!("{}: {err}", path.display()) })?;
-            Map::from_map_data(data).map_err(map_err(name))
-        })
-    }
-
-    fn from_maps(mut take: impl FnMut(&'static str) -> Result<Map, TableError>) -> Result<Self, TableError> {
-        fn typed<T: TryFrom<Map, Error = MapError>>(map: Map, name: &'static str) -> Result<T, TableError> {
-            T::try_from(map).map_err(map_err(name))
-        }
+    /// Opens the policy maps and the settings entry.
+    pub fn open(mut source: MapSource<'_>) -> Result<Self, TableError> {
         Ok(Self {
-            modes: typed(take(names::CGROUP_POLICY)?, names::CGROUP_POLICY)?,
-            allowed: typed(take(names::ALLOWED)?, names::ALLOWED)?,
-            overlays: typed(take(names::OVERLAYS)?, names::OVERLAYS)?,
-            settings: typed(take(names::SETTINGS)?, names::SETTINGS)?,
+            modes: source.typed(names::CGROUP_POLICY)?,
+            allowed: source.typed(names::ALLOWED)?,
+            overlays: source.typed(names::OVERLAYS)?,
+            settings: source.typed(names::SETTINGS)?,
         })
     }
 
