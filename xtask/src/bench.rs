@@ -25,41 +25,36 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let agent = cargo::build_agent(cargo::Profile::Release)?;
     let bench = cargo::build_bench()?;
     let root = workspace_root();
-    let mut command = Command::new(&bench);
-    command
-        .arg("run")
-        .arg("--agent")
-        .arg(&agent)
-        .arg("--out")
-        .arg(root.join("docs"))
-        .arg("--work-dir")
-        .arg(root.join("target").join("viking-bench"))
-        .arg("--command-line")
-        .arg(if quick { "cargo xtask bench --quick" } else { "cargo xtask bench" });
-    if quick {
-        command.arg("--quick");
-    }
+    let driver = |subcommand: &str| {
+        let mut command = Command::new(&bench);
+        command
+            .arg(subcommand)
+            .arg("--agent")
+            .arg(&agent)
+            .arg("--out")
+            .arg(root.join("docs"))
+            .arg("--work-dir")
+            .arg(root.join("target").join("viking-bench"))
+            .arg("--command-line")
+            .arg(if quick { "cargo xtask bench --quick" } else { "cargo xtask bench" });
+        command
+    };
     // Ctrl-C reaches the driver too (same process group); it stops between two bounded
     // measurements and removes what it created. Waiting for it here keeps the terminal
     // until that cleanup is done.
     ctrlc::set_handler(|| {}).context("installing the Ctrl-C handler")?;
     eprintln!("xtask: running {}", bench.display());
+
+    // New connections, latency and bulk: Viking against direct, iptables and HAProxy.
+    let mut command = driver("run");
+    if quick {
+        command.arg("--quick");
+    }
     let status = command.status().with_context(|| format!("starting {}", bench.display()))?;
     ensure!(status.success(), "the benchmark failed ({status})");
 
     // Consul to kernel: sync and change latency for 1k and 10k services.
-    let status = Command::new(&bench)
-        .arg("consul")
-        .arg("--agent")
-        .arg(&agent)
-        .arg("--out")
-        .arg(root.join("docs"))
-        .arg("--work-dir")
-        .arg(root.join("target").join("viking-bench"))
-        .arg("--command-line")
-        .arg(if quick { "cargo xtask bench --quick" } else { "cargo xtask bench" })
-        .status()
-        .with_context(|| format!("starting {}", bench.display()))?;
+    let status = driver("consul").status().with_context(|| format!("starting {}", bench.display()))?;
     ensure!(status.success(), "the Consul benchmark failed ({status})");
     Ok(())
 }

@@ -41,20 +41,30 @@ struct Cli {
     command: Command,
 }
 
+/// What every measuring subcommand needs.
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// The `viking-agent` binary to benchmark.
+    #[arg(long)]
+    agent: PathBuf,
+    /// Where to write the report (and the plot).
+    #[arg(long)]
+    out: PathBuf,
+    /// Scratch directory for configs and logs.
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// The command line to print in the report as the way to reproduce it.
+    #[arg(long, default_value = "cargo xtask bench")]
+    command_line: String,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole benchmark (as root) and write the report.
+    /// Run the new-connections, latency and bulk benchmark (as root); writes `benchmarks.md`.
     Run {
-        /// The `viking-agent` binary to benchmark.
-        #[arg(long)]
-        agent: PathBuf,
-        /// Where to write `benchmarks.md` and the plot.
-        #[arg(long)]
-        out: PathBuf,
-        /// Scratch directory for configs and logs.
-        #[arg(long)]
-        work_dir: PathBuf,
-        /// Fewer sweep points and shorter runs (about 2 minutes).
+        #[command(flatten)]
+        common: Common,
+        /// Fewer sweep points and shorter runs.
         #[arg(long)]
         quick: bool,
         /// Client threads of the new-connections workload (default: 4 per core).
@@ -63,24 +73,11 @@ enum Command {
         /// Worker threads per backend address (default: as many as client threads).
         #[arg(long)]
         server_workers: Option<usize>,
-        /// The command line to print in the report as the way to reproduce it.
-        #[arg(long, default_value = "cargo xtask bench")]
-        command_line: String,
     },
     /// Time Consul changes to the kernel and full syncs (writes `benchmarks-consul.md`).
     Consul {
-        /// The `viking-agent` binary to benchmark.
-        #[arg(long)]
-        agent: PathBuf,
-        /// Where to write `benchmarks-consul.md`.
-        #[arg(long)]
-        out: PathBuf,
-        /// Scratch directory for configs and logs.
-        #[arg(long)]
-        work_dir: PathBuf,
-        /// The command line to print in the report.
-        #[arg(long, default_value = "cargo xtask bench")]
-        command_line: String,
+        #[command(flatten)]
+        common: Common,
     },
     /// (internal) The load generator; runs inside a bench cgroup and netns, prints JSON.
     #[command(hide = true)]
@@ -89,7 +86,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
-        Command::Run { agent, out, work_dir, quick, client_threads, server_workers, command_line } => {
+        Command::Run { common, quick, client_threads, server_workers } => {
             let mut plan = plan::Plan::new(quick);
             if let Some(threads) = client_threads {
                 plan.client_threads = threads.max(1);
@@ -98,9 +95,9 @@ fn main() -> std::process::ExitCode {
             if let Some(workers) = server_workers {
                 plan.server_workers = workers.max(1);
             }
-            run(&agent, &out, &work_dir, plan, &command_line)
+            run(&common, plan)
         }
-        Command::Consul { agent, out, work_dir, command_line } => run_consul(&agent, &out, &work_dir, &command_line),
+        Command::Consul { common } => run_consul(&common),
         Command::Load(args) => load::main(&args),
     };
     match result {
@@ -112,17 +109,18 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(
-    agent: &std::path::Path,
-    out: &std::path::Path,
-    work_dir: &std::path::Path,
-    plan: plan::Plan,
-    command_line: &str,
-) -> anyhow::Result<()> {
+/// Checks for root and creates the scratch directory.
+fn prepare(common: &Common) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmark needs root: it loads BPF programs and creates cgroups and network namespaces");
     }
+    let work_dir = &common.work_dir;
+    std::fs::create_dir_all(work_dir).with_context(|| format!("creating {}", work_dir.display()))
+}
+
+fn run(common: &Common, plan: plan::Plan) -> anyhow::Result<()> {
+    prepare(common)?;
     // Ctrl-C only raises a flag: the run stops between two measurements (each bounded in
     // time) and every guard then removes what it created.
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -131,13 +129,13 @@ fn run(
         ctrlc::set_handler(move || interrupted.store(true, Ordering::Relaxed))
             .context("installing the Ctrl-C handler")?;
     }
-    std::fs::create_dir_all(work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
     let machine = machine::Machine::describe();
     eprintln!("viking-bench: {} ({}), plan: {}", machine.cpu, machine.kernel, plan.summary());
-    let results = measure::run_all(agent, work_dir, &plan, &interrupted)?;
-    let report = report::Report { machine, plan: &plan, command_line, results: &results };
+    let results = measure::run_all(&common.agent, &common.work_dir, &plan, &interrupted)?;
+    let report = report::Report { machine, plan: &plan, command_line: &common.command_line, results: &results };
     println!("{}", report.tables());
     let plot_name = "benchmarks-new-connections.png";
+    let out = &common.out;
     plot::new_connections(&results, &out.join(plot_name)).context("drawing the plot")?;
     let markdown = out.join("benchmarks.md");
     std::fs::write(&markdown, report.markdown(plot_name)).with_context(|| format!("writing {}", markdown.display()))?;
@@ -145,20 +143,11 @@ fn run(
     Ok(())
 }
 
-fn run_consul(
-    agent: &std::path::Path,
-    out: &std::path::Path,
-    work_dir: &std::path::Path,
-    command_line: &str,
-) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the benchmark needs root: it loads BPF programs and creates cgroups");
-    }
-    std::fs::create_dir_all(work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
-    let points = consul::run(agent, work_dir)?;
-    let path = out.join("benchmarks-consul.md");
-    let text = consul::write_report(&points, &machine::Machine::describe(), command_line, &path)?;
+fn run_consul(common: &Common) -> anyhow::Result<()> {
+    prepare(common)?;
+    let points = consul::run(&common.agent, &common.work_dir)?;
+    let path = common.out.join("benchmarks-consul.md");
+    let text = consul::write_report(&points, &machine::Machine::describe(), &common.command_line, &path)?;
     println!("{text}");
     eprintln!("viking-bench: wrote {}", path.display());
     Ok(())
