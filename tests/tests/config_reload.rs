@@ -40,14 +40,27 @@ fn edits_add_and_remove_services_and_backends() {
     assert!(wait_dump(&agent, "240.0.0.20", 8080, Some(vec![b[2].addr])), "api not applied:\n{}", agent.log());
     assert_eq!(one(&cgroup, &netns, api.frontend()).reply.as_deref(), Some("b2"));
 
+    // Replace a backend, keeping their number: the new one takes the old one's turns.
+    let web_swapped = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr, b[2].addr]);
+    agent.write_config(&render(&[web_swapped, api.clone()]));
+    let swapped = Some(vec![b[0].addr, b[2].addr]);
+    assert!(wait_dump(&agent, "240.0.0.10", 80, swapped), "backend not replaced:\n{}", agent.log());
+    let served_before = b[1].served();
+    let attempts =
+        client::connect(Some(&cgroup), &netns, web.frontend(), ClientOptions { count: 4, ..Default::default() });
+    let mut replies = client::replies(&attempts);
+    replies.sort();
+    assert_eq!(replies, vec!["b0", "b0", "b2", "b2"]);
+    assert_eq!(b[1].served(), served_before, "the replaced backend got new connects");
+
     // Remove a backend: it receives no new connects.
-    let web_one = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[1].addr]);
+    let web_one = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[2].addr]);
     agent.write_config(&render(&[web_one.clone(), api.clone()]));
-    assert!(wait_dump(&agent, "240.0.0.10", 80, Some(vec![b[1].addr])), "backend not removed:\n{}", agent.log());
+    assert!(wait_dump(&agent, "240.0.0.10", 80, Some(vec![b[2].addr])), "backend not removed:\n{}", agent.log());
     let served_before = b[0].served();
     let attempts =
         client::connect(Some(&cgroup), &netns, web.frontend(), ClientOptions { count: 6, ..Default::default() });
-    assert_eq!(client::replies(&attempts), vec!["b1"; 6]);
+    assert_eq!(client::replies(&attempts), vec!["b2"; 6]);
     assert_eq!(b[0].served(), served_before, "the removed backend got new connects");
 
     // Remove a service: its VIP is no longer redirected.

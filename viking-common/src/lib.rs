@@ -21,7 +21,7 @@ mod stats;
 pub use address::Ip6;
 pub use backend::Backend;
 pub use policy::{AllowKey, AuditEvent, CgroupPolicy, OverlayKey, OverlayTarget, PolicyMode, Settings};
-pub use service::{Algorithm, ServiceKey, ServiceName, ServiceValue};
+pub use service::{Algorithm, INLINE_SLOTS, ServiceKey, ServiceName, ServiceValue};
 pub use socket::{AffinityKey, AffinityValue, RevNatKey, RevNatValue, SocketRecord, SocketState};
 pub use stats::{BackendStats, ServiceStats};
 
@@ -102,7 +102,7 @@ mod layout_tests {
     fn map_types_have_the_documented_sizes() {
         assert_eq!(size_of::<Ip6>(), 16);
         assert_eq!(size_of::<ServiceKey>(), 24);
-        assert_eq!(size_of::<ServiceValue>(), 16);
+        assert_eq!(size_of::<ServiceValue>(), 32);
         assert_eq!(size_of::<Backend>(), 20);
         assert_eq!(size_of::<ServiceStats>(), 24);
         assert_eq!(size_of::<ServiceName>(), 64);

@@ -2,10 +2,10 @@ use crate::Ip6;
 
 /// Key of the `SERVICES` map: a frontend (`vip`, `port`, `protocol`) and a slot.
 ///
-/// Slot 0 of a frontend describes the service ([`ServiceValue::count`], algorithm, id);
-/// slots `1..=count` each name one backend. The agent writes backend slots before it
-/// publishes a larger count in slot 0, and lowers the count before it deletes slots, so
-/// the kernel never reads a count larger than the slots written.
+/// Slot 0 of a frontend describes the service ([`ServiceValue::count`], algorithm, id, a
+/// copy of the first backend ids); slots `1..=count` each name one backend. The agent
+/// writes backend slots before it publishes them in slot 0, and lowers the count before it
+/// deletes slots, so the kernel never reads a count larger than the slots written.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
@@ -86,11 +86,15 @@ impl Algorithm {
     }
 }
 
+/// How many backend ids slot 0 carries a copy of ([`ServiceValue::first_backends`]).
+pub const INLINE_SLOTS: usize = 4;
+
 /// Value of the `SERVICES` map.
 ///
 /// In slot 0: `count`, `algorithm`, `affinity_secs` and `service_id` describe the service
-/// (`backend_id` is 0). In slot `n >= 1`: `backend_id` names the backend (an index into
-/// `BACKENDS`) and `service_id` repeats the service's id.
+/// (`backend_id` is 0), and `first_backends` copies the backend ids of the first slots. In
+/// slot `n >= 1`: `backend_id` names the backend (an index into `BACKENDS`) and
+/// `service_id` repeats the service's id.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ServiceValue {
@@ -106,6 +110,42 @@ pub struct ServiceValue {
     pub _pad0: u8,
     /// Slot 0: client affinity window in seconds (same client cgroup, same backend); 0 = off.
     pub affinity_secs: u32,
+    /// Slot 0: the backend ids of slots `1..=min(count, INLINE_SLOTS)`, as written in those
+    /// slots when this entry was published (0 past `count`). A connect to a service with
+    /// few backends then needs one hash lookup instead of two; larger slots are looked up.
+    pub first_backends: [u32; INLINE_SLOTS],
+}
+
+impl ServiceValue {
+    /// The service entry (slot 0) of a service whose slots `1..` hold `backend_ids`;
+    /// `None` if there are more than `u16::MAX` of them.
+    pub fn entry(service_id: u32, backend_ids: &[u32], algorithm: Algorithm, affinity_secs: u32) -> Option<Self> {
+        let count = u16::try_from(backend_ids.len()).ok()?;
+        let first_backends = Self::first_backends_of(backend_ids);
+        Some(Self {
+            backend_id: 0,
+            service_id,
+            count,
+            algorithm: algorithm as u8,
+            _pad0: 0,
+            affinity_secs,
+            first_backends,
+        })
+    }
+
+    /// The [`first_backends`](Self::first_backends) copy for slots holding `backend_ids`.
+    pub fn first_backends_of(backend_ids: &[u32]) -> [u32; INLINE_SLOTS] {
+        let mut first = [0; INLINE_SLOTS];
+        for (copy, id) in first.iter_mut().zip(backend_ids) {
+            *copy = *id;
+        }
+        first
+    }
+
+    /// A backend slot's value: `backend_id`, of the service `service_id`.
+    pub fn slot(service_id: u32, backend_id: u32) -> Self {
+        Self { backend_id, service_id, ..Self::default() }
+    }
 }
 
 /// Value of the `SERVICE_NAMES` map: a service's name, NUL-padded. Only the agent reads and

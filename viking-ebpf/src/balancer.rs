@@ -92,20 +92,20 @@ fn choose(frontend: &ServiceKey, service: &ServiceValue, algorithm: Algorithm, p
                 Some(cursor) => unsafe { atomic::fetch_add(cursor, 1) },
                 None => 0,
             };
-            backend_in_slot(frontend, slot_of(turn, count))
+            backend_in_slot(frontend, service, slot_of(turn, count))
         }
         // SAFETY: helper without arguments.
         (Pick::ByAlgorithm, Algorithm::Random) => {
-            backend_in_slot(frontend, slot_of(u64::from(unsafe { bpf_get_prandom_u32() }), count))
+            backend_in_slot(frontend, service, slot_of(u64::from(unsafe { bpf_get_prandom_u32() }), count))
         }
         // A multiplicative hash spreads consecutive cookies over the slots.
         (Pick::Sticky(cookie), _) => {
-            backend_in_slot(frontend, slot_of(cookie.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32, count))
+            backend_in_slot(frontend, service, slot_of(cookie.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32, count))
         }
     };
     // The agent lowers the count before it deletes slots, but a reader may have read the
     // old count just before: slot 1 exists whenever count >= 1.
-    let chosen = slot_backend.or_else(|| backend_in_slot(frontend, 1))?;
+    let chosen = slot_backend.or_else(|| backend_in_slot(frontend, service, 1))?;
     if let Some(key) = &affinity {
         // SAFETY: helper without arguments.
         let value = AffinityValue { backend_id: chosen.0, _pad: 0, last_used_ns: unsafe { bpf_ktime_get_ns() } };
@@ -201,11 +201,18 @@ extern "C" fn scan_slot(index: u32, context: *mut c_void) -> i64 {
     0
 }
 
+/// The backend of `slot` (in `1..=count`): from the copy in the service entry for the
+/// first slots, else from the slot's own entry.
 #[inline(always)]
-fn backend_in_slot(frontend: &ServiceKey, slot: u16) -> Option<(u32, Backend)> {
-    let entry = SERVICES.get_ptr(frontend.with_slot(slot))?;
-    // SAFETY: pointer from a successful lookup, read once by value.
-    let backend_id = unsafe { (*entry).backend_id };
+fn backend_in_slot(frontend: &ServiceKey, service: &ServiceValue, slot: u16) -> Option<(u32, Backend)> {
+    let backend_id = match service.first_backends.get(usize::from(slot).wrapping_sub(1)) {
+        Some(id) => *id,
+        None => {
+            let entry = SERVICES.get_ptr(frontend.with_slot(slot))?;
+            // SAFETY: pointer from a successful lookup, read once by value.
+            unsafe { (*entry).backend_id }
+        }
+    };
     let backend = *BACKENDS.get(backend_id)?;
     backend.is_set().then_some((backend_id, backend))
 }

@@ -17,8 +17,9 @@ use viking_common::{
 
 /// Frontends and their backend slots.
 /// - key: [`ServiceKey`] (`vip`, `port`, `protocol`, `slot`)
-/// - value: [`ServiceValue`]; slot 0 = service entry (count, algorithm, id), slot n = backend id
-/// - writer: agent reconciler (backends before count; count before deletions)
+/// - value: [`ServiceValue`]; slot 0 = service entry (count, algorithm, id, copy of the first
+///   backend ids), slot n = backend id
+/// - writer: agent reconciler (slots before slot 0 publishes them; count before deletions)
 /// - reader: connect4/6, sendmsg4/6
 /// - size: `limits.max_service_slots` (one entry per service + one per backend slot);
 ///   allocated on demand (`BPF_F_NO_PREALLOC`), so a large limit costs no memory up front.

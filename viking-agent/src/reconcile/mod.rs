@@ -19,7 +19,7 @@ use std::{
 };
 
 use ids::IdPool;
-use viking_common::{Algorithm, Ip6, ServiceKey, ServiceValue};
+use viking_common::{Algorithm, INLINE_SLOTS, Ip6, ServiceKey, ServiceValue};
 
 use crate::{
     config::Limits,
@@ -173,6 +173,7 @@ impl<K: KernelWriter> Reconciler<K> {
             for id in slots.iter().flatten() {
                 *backends.refs.entry(*id).or_default() += 1;
             }
+            repair_first_backends(&mut kernel, key, service.entry, &slots)?;
             slots_used += 1 + slots.len() as u64;
             installed.insert(
                 frontend,
@@ -387,16 +388,17 @@ impl<K: KernelWriter> Reconciler<K> {
         report: &mut ApplyReport,
     ) -> Result<(), ApplyError> {
         let key = service_key(&service.frontend, 0);
-        let count = u16::try_from(new_ids.len()).map_err(|_| ApplyError::Limit("65535 backends per service".into()))?;
+        let entry = ServiceValue::entry(service_id, new_ids, service.algorithm, service.affinity_secs)
+            .ok_or_else(|| ApplyError::Limit("65535 backends per service".into()))?;
         // (slot, what it held before): what to put back on failure.
         let mut undo: Vec<(u16, Option<u32>)> = Vec::new();
-        let result = self.write_slots(service, service_id, old, new_ids, count, &mut undo, report);
+        let result = self.write_slots(service, entry, old, new_ids, &mut undo, report);
         if result.is_err() {
             for (slot, previous) in undo.into_iter().rev() {
                 let rollback = match previous {
-                    Some(backend_id) => self
-                        .kernel
-                        .set_slot(key.with_slot(slot), ServiceValue { backend_id, service_id, ..Default::default() }),
+                    Some(backend_id) => {
+                        self.kernel.set_slot(key.with_slot(slot), ServiceValue::slot(service_id, backend_id))
+                    }
                     None => self.kernel.delete_slot(&key.with_slot(slot)),
                 };
                 if let Err(err) = rollback {
@@ -413,18 +415,17 @@ impl<K: KernelWriter> Reconciler<K> {
         result
     }
 
-    #[expect(clippy::too_many_arguments, reason = "the state of one write, shared with its rollback")]
     fn write_slots(
         &mut self,
         service: &Service,
-        service_id: u32,
+        entry: ServiceValue,
         old: Option<&Installed>,
         new_ids: &[u32],
-        count: u16,
         undo: &mut Vec<(u16, Option<u32>)>,
         report: &mut ApplyReport,
     ) -> Result<(), ApplyError> {
         let key = service_key(&service.frontend, 0);
+        let service_id = entry.service_id;
         match old {
             None => self.kernel.begin_service(service_id, &service.name)?,
             Some(old) if old.name != service.name => self.kernel.set_name(service_id, &service.name)?,
@@ -434,27 +435,21 @@ impl<K: KernelWriter> Reconciler<K> {
             let previous = old.and_then(|o| o.slots.get(index).copied().flatten());
             if previous != Some(*id) {
                 let slot = (index + 1) as u16;
-                self.kernel.set_slot(
-                    key.with_slot(slot),
-                    ServiceValue { backend_id: *id, service_id, ..Default::default() },
-                )?;
+                self.kernel.set_slot(key.with_slot(slot), ServiceValue::slot(service_id, *id))?;
                 undo.push((slot, previous));
                 report.writes += 1;
             }
         }
-        let entry = ServiceValue {
-            backend_id: 0,
-            service_id,
-            count,
-            algorithm: service.algorithm as u8,
-            _pad0: 0,
-            affinity_secs: service.affinity_secs,
-        };
         let old_count = old.map_or(0, |o| o.slots.len());
+        // Slot 0 copies the first backend ids, so it changes with them too.
+        let first_ids_changed = |o: &Installed| {
+            !o.slots.iter().take(INLINE_SLOTS).copied().eq(new_ids.iter().take(INLINE_SLOTS).map(|id| Some(*id)))
+        };
         let entry_changed = |o: &Installed| {
             o.slots.len() != new_ids.len()
                 || o.algorithm != service.algorithm
                 || o.affinity_secs != service.affinity_secs
+                || first_ids_changed(o)
         };
         if old.is_none_or(entry_changed) {
             // The last write that can fail: after it, the new version is published.
@@ -566,6 +561,25 @@ fn service_key(frontend: &Frontend, slot: u16) -> ServiceKey {
 
 fn frontend_of(key: &ServiceKey) -> Option<Frontend> {
     Some(Frontend { vip: key.vip.to_ip(), port: key.port(), protocol: Protocol::from_number(key.protocol)? })
+}
+
+/// Rewrites an adopted service entry whose copy of the first backend ids disagrees with
+/// its slots (an agent stopped between writing a slot and publishing the entry). A slot
+/// that is missing is left to the next apply, which rewrites it and then the entry.
+fn repair_first_backends<K: KernelWriter>(
+    kernel: &mut K,
+    key: ServiceKey,
+    entry: ServiceValue,
+    slots: &[Option<u32>],
+) -> Result<(), TableError> {
+    let Some(first) = slots.iter().take(INLINE_SLOTS).copied().collect::<Option<Vec<u32>>>() else {
+        return Ok(());
+    };
+    let first_backends = ServiceValue::first_backends_of(&first);
+    if entry.first_backends == first_backends {
+        return Ok(());
+    }
+    kernel.set_slot(key, ServiceValue { first_backends, ..entry })
 }
 
 fn describe(service: &Service) -> String {

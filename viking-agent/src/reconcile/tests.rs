@@ -19,7 +19,7 @@ struct ModelKernel {
 
 impl ModelKernel {
     /// What a reader may rely on: a service entry's count never exceeds the slots written,
-    /// and every slot names a backend that is set.
+    /// and every slot, and the entry's copy of the first ones, names a backend that is set.
     fn check_reader_view(&self) {
         for (key, value) in self.slots.iter().filter(|(k, _)| k.slot == 0) {
             for slot in 1..=value.count {
@@ -27,6 +27,19 @@ impl ModelKernel {
                 let entry = entry.unwrap_or_else(|| panic!("{key:?}: count {} but slot {slot} missing", value.count));
                 assert!(self.backends.contains_key(&entry.backend_id), "slot {slot} names a cleared backend");
             }
+            for (index, id) in value.first_backends.iter().take(usize::from(value.count)).enumerate() {
+                assert!(self.backends.contains_key(id), "copy of slot {} names a cleared backend", index + 1);
+            }
+        }
+    }
+
+    /// The backend id a connect reads for `slot` (as the kernel does: the entry's copy for
+    /// the first slots, the slot's own entry after them).
+    fn backend_read(&self, key: &ServiceKey, slot: u16) -> Option<u32> {
+        let entry = self.slots.get(&key.with_slot(0))?;
+        match entry.first_backends.get(usize::from(slot) - 1) {
+            Some(id) => Some(*id),
+            None => self.slots.get(&key.with_slot(slot)).map(|v| v.backend_id),
         }
     }
 
@@ -47,8 +60,8 @@ impl ModelKernel {
             .services
             .iter()
             .map(|(key, s)| {
-                let backends = s.slots.iter().map(|id| self.backends[&id.unwrap()]).collect();
-                (frontend_of(key).unwrap(), backends)
+                let ids = (1..=s.entry.count).map(|slot| self.backend_read(key, slot).unwrap());
+                (frontend_of(key).unwrap(), ids.map(|id| self.backends[&id]).collect())
             })
             .collect()
     }
@@ -271,6 +284,33 @@ fn an_adopting_reconciler_keeps_the_kernel_state_and_ids() {
     let ids: std::collections::HashSet<u32> =
         second.kernel().slots.iter().filter(|(k, _)| k.slot == 0).map(|(_, v)| v.service_id).collect();
     assert_eq!(ids.len(), 3);
+}
+
+#[test]
+fn replacing_a_backend_in_a_first_slot_republishes_the_entry_copy() {
+    let mut r = reconciler(Limits::default());
+    r.apply(&state(&[service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9002"])]));
+    // Same count, same algorithm: only the copy in slot 0 tells the kernel about 9003.
+    let desired = state(&[service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9003"])]);
+    r.apply(&desired);
+    assert_eq!(r.kernel().served(), expected(&desired));
+}
+
+#[test]
+fn adoption_repairs_an_entry_copy_left_stale_by_an_interrupted_agent() {
+    let desired = state(&[service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9002"])]);
+    let mut first = reconciler(Limits::default());
+    first.apply(&desired);
+    let mut kernel = first.kernel;
+    // The agent died after rewriting slot 2, before publishing slot 0: the copy still
+    // names the backend of slot 1 twice.
+    let key = service_key(desired.services.keys().next().unwrap(), 0);
+    let entry = kernel.slots.get_mut(&key).unwrap();
+    entry.first_backends[1] = entry.first_backends[0];
+    let snapshot = kernel.snapshot();
+
+    let second = Reconciler::adopt(kernel, snapshot, Limits::default()).unwrap();
+    assert_eq!(second.kernel().served(), expected(&desired));
 }
 
 #[test]
