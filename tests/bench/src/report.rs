@@ -185,20 +185,9 @@ impl Report<'_> {
         let mut out = String::from("| setup | latency p50 | latency p99 | bulk throughput |\n|---|---:|---:|---:|\n");
         let direct = self.results.persistent(Setup::Direct);
         for row in &self.results.persistent {
-            let latency = |pick: fn(&crate::results::Persistent) -> &Sample| {
-                let value = pick(row).median();
-                let base = direct.and_then(|d| pick(d).median());
-                match (value, base) {
-                    (Some(v), Some(b)) => format!("{v:.1} µs ({:.2}×)", v / b),
-                    (Some(v), None) => format!("{v:.1} µs"),
-                    _ => "failed".into(),
-                }
-            };
-            let bulk = match (row.gbit_s.median(), direct.and_then(|d| d.gbit_s.median())) {
-                (Some(v), Some(b)) => format!("{v:.1} Gbit/s ({:.2}×)", v / b),
-                (Some(v), None) => format!("{v:.1} Gbit/s"),
-                _ => "failed".into(),
-            };
+            let latency =
+                |pick: fn(&crate::results::Persistent) -> &Sample| persistent_cell(pick(row), direct.map(pick), "µs");
+            let bulk = persistent_cell(&row.gbit_s, direct.map(|d| &d.gbit_s), "Gbit/s");
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {bulk} |",
@@ -210,7 +199,10 @@ impl Report<'_> {
         out.push_str(
             "\nLatency: one persistent connection, one request at a time, every round trip timed (for \
              latency the ratio is setup ÷ direct, so above 1 is slower). Bulk: one connection \
-             streaming from the backend.\n",
+             streaming from the backend. Cells: median of the repetitions, ± largest deviation of one \
+             repetition from it. Viking's programs run at connect (and per datagram for unconnected \
+             UDP), never per packet of an established TCP connection, so within that noise Viking's \
+             row here should match direct.\n",
         );
         out
     }
@@ -234,6 +226,16 @@ impl Report<'_> {
         }
         out
     }
+}
+
+/// `value unit (ratio to direct) ±spread` for an established-connection measurement.
+fn persistent_cell(sample: &Sample, direct: Option<&Sample>, unit: &str) -> String {
+    let Some(value) = sample.median() else {
+        return "failed".into();
+    };
+    let ratio = direct.and_then(Sample::median).map_or(String::new(), |b| format!(" ({:.2}×)", value / b));
+    let spread = sample.spread().map_or(String::new(), |s| format!(" ±{:.0}%", s * 100.0));
+    format!("{value:.1} {unit}{ratio}{spread}")
 }
 
 fn rate_cell(measured: &Measured, ratio: Option<f64>) -> String {
