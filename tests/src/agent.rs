@@ -2,13 +2,13 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::Duration,
 };
 
 use tempfile::TempDir;
 
-use viking_sandbox::{Cgroup, unique_name, wait_for};
+use viking_sandbox::{AgentCli, Cgroup, unique_name, wait_for};
 
 use crate::{binary, config};
 
@@ -38,7 +38,8 @@ impl Default for PinGuard {
 
 impl Drop for PinGuard {
     fn drop(&mut self) {
-        let status = Command::new(binary("viking-agent")).arg("uninstall").arg("--pin-dir").arg(&self.path).output();
+        let agent = binary("viking-agent");
+        let status = AgentCli { binary: &agent, pin_dir: &self.path }.uninstall().output();
         match status {
             Ok(output) if output.status.success() => {}
             other => eprintln!("warning: cleaning up {}: {other:?}", self.path.display()),
@@ -94,14 +95,9 @@ impl Agent {
         assert!(self.child.is_none(), "agent still running");
         self.runs += 1;
         let log = std::fs::File::create(self.log_path(self.runs)).expect("log file");
-        let child = Command::new(binary("viking-agent"))
-            .arg("run")
-            .arg("--config")
-            .arg(self.config_path())
-            .arg("--cgroup")
-            .arg(&self.cgroup)
-            .arg("--pin-dir")
-            .arg(&self.pin_dir)
+        let agent = binary("viking-agent");
+        let child = AgentCli { binary: &agent, pin_dir: &self.pin_dir }
+            .run(&self.config_path(), &self.cgroup)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -155,11 +151,8 @@ impl Drop for Agent {
 
 /// Runs `viking-agent maps dump --json --pin-dir <dir>`.
 pub fn dump(pin_dir: &Path) -> serde_json::Value {
-    let output = Command::new(binary("viking-agent"))
-        .args(["maps", "dump", "--json", "--pin-dir"])
-        .arg(pin_dir)
-        .output()
-        .expect("run maps dump");
+    let agent = binary("viking-agent");
+    let output = AgentCli { binary: &agent, pin_dir }.dump(true).output().expect("run maps dump");
     assert!(output.status.success(), "maps dump failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("dump is JSON")
 }

@@ -5,17 +5,20 @@
 //! - [`Netns`]: a network namespace with only `lo` up, anonymous (held by an fd) or named
 //!   (bind-mounted under `/run/netns`, for `ip netns exec` and `nsenter`);
 //! - [`process::place`]: start a program inside a cgroup and a netns;
-//! - [`Backend`]: TCP/UDP servers inside a netns that answer with their own name.
+//! - [`Backend`]: TCP/UDP servers inside a netns that answer with their own name;
+//! - [`AgentCli`]: the real agent's command lines (`run`, `uninstall`, `maps dump`).
 //!
 //! Traffic stays inside the namespace: VIPs are in 240.0.0.0/4, for which the namespace
 //! has no route, so a connect the program does not rewrite fails with `ENETUNREACH`
 //! instead of leaving the machine.
 
+pub mod agent;
 pub mod backends;
 pub mod cgroup;
 pub mod netns;
 pub mod process;
 
+pub use agent::AgentCli;
 pub use backends::Backend;
 pub use cgroup::Cgroup;
 pub use netns::Netns;

@@ -20,7 +20,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 pub use client::client;
-use viking_sandbox::{Backend, Cgroup, Netns, process, wait_for};
+use viking_sandbox::{AgentCli, Backend, Cgroup, Netns, process, wait_for};
 
 use crate::workspace_root;
 
@@ -50,8 +50,9 @@ pub fn run(agent: &Path, exit_after: Option<Duration>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("viking.toml");
     std::fs::write(&config, CONFIG).with_context(|| format!("writing {}", config.display()))?;
+    let cli = AgentCli { binary: agent, pin_dir: Path::new(PIN_DIR) };
     // A previous demo killed hard may have left its pins behind.
-    let _ = Command::new(agent).args(["uninstall", "--pin-dir", PIN_DIR]).output();
+    let _ = cli.uninstall().output();
 
     let cgroup = Cgroup::named(NAME).context("creating the demo cgroup")?;
     let netns = Netns::named(NAME).context("creating the demo netns")?;
@@ -62,16 +63,8 @@ pub fn run(agent: &Path, exit_after: Option<Duration>) -> anyhow::Result<()> {
         .context("starting demo backends")?;
     eprintln!("xtask: demo world: cgroup {}, netns {NAME}, {} backends", cgroup.path().display(), backends.len());
 
-    let mut child = Command::new(agent)
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .arg("--cgroup")
-        .arg(cgroup.path())
-        .args(["--pin-dir", PIN_DIR])
-        .spawn()
-        .context("starting viking-agent")?;
-    let outcome = show_and_wait(agent, &mut child, &cgroup, &netns, &config, exit_after, &stop);
+    let mut child = cli.run(&config, cgroup.path()).spawn().context("starting viking-agent")?;
+    let outcome = show_and_wait(cli, &mut child, &cgroup, &netns, &config, exit_after, &stop);
 
     eprintln!("\nxtask: stopping the demo");
     if child.try_wait().ok().flatten().is_none() {
@@ -79,7 +72,7 @@ pub fn run(agent: &Path, exit_after: Option<Duration>) -> anyhow::Result<()> {
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let _ = process::wait_bounded(&mut child, Duration::from_secs(10));
     }
-    let uninstall = Command::new(agent).args(["uninstall", "--pin-dir", PIN_DIR]).status();
+    let uninstall = cli.uninstall().status();
     drop(backends);
     drop(netns);
     drop(cgroup);
@@ -89,7 +82,7 @@ pub fn run(agent: &Path, exit_after: Option<Duration>) -> anyhow::Result<()> {
 }
 
 fn show_and_wait(
-    agent: &Path,
+    cli: AgentCli<'_>,
     child: &mut Child,
     cgroup: &Cgroup,
     netns: &Netns,
@@ -101,7 +94,7 @@ fn show_and_wait(
         if stop.load(Ordering::Relaxed) {
             return Some(false);
         }
-        let dump = Command::new(agent).args(["maps", "dump", "--json", "--pin-dir", PIN_DIR]).output().ok()?;
+        let dump = cli.dump(true).output().ok()?;
         let json: serde_json::Value = serde_json::from_slice(&dump.stdout).ok()?;
         (json["services"].as_array()?.len() == 3).then_some(true)
     });
@@ -119,8 +112,8 @@ fn show_and_wait(
     anyhow::ensure!(status.success(), "the demo client failed");
 
     println!("\n== The kernel's view (viking-agent maps dump) ==");
-    Command::new(agent).args(["maps", "dump", "--pin-dir", PIN_DIR]).status()?;
-    print_next_steps(agent, config);
+    cli.dump(false).status()?;
+    print_next_steps(cli.binary, config);
 
     let deadline = exit_after.map(|d| std::time::Instant::now() + d);
     let mut agent_running = true;
@@ -137,7 +130,7 @@ fn show_and_wait(
             println!(
                 "\nxtask: viking-agent exited ({status}). Its programs and maps stay pinned, so VIP \
                  connects keep working; a new agent adopts them:\n  {} run --config {} --cgroup {} --pin-dir {PIN_DIR}",
-                relative(agent).display(),
+                relative(cli.binary).display(),
                 relative(config).display(),
                 cgroup.path().display()
             );

@@ -4,7 +4,7 @@ use std::{
     fs::File,
     net::IpAddr,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use aya::maps::{HashMap, Map, MapData};
 use consul_test_server::ConsulTestServer;
 use viking_common::{IPPROTO_TCP, Ip6, ServiceKey, ServiceValue, names};
-use viking_sandbox::Cgroup;
+use viking_sandbox::{AgentCli, Cgroup};
 
 /// Where this benchmark's agent pins its maps.
 const PIN_DIR: &str = "/sys/fs/bpf/viking-bench-consul";
@@ -43,13 +43,8 @@ impl Agent {
         std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
         let log = File::create(work_dir.join("viking-agent-consul.log"))?;
         let started = Instant::now();
-        let child = Command::new(binary)
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--cgroup")
-            .arg(cgroup.path())
-            .args(["--pin-dir", PIN_DIR])
+        let child = cli(binary)
+            .run(&config_path, cgroup.path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -109,6 +104,11 @@ fn services_map() -> anyhow::Result<HashMap<MapData, ServiceKey, ServiceValue>> 
     Ok(HashMap::try_from(Map::from_map_data(data)?)?)
 }
 
+/// This benchmark's agent command lines.
+fn cli(binary: &Path) -> AgentCli<'_> {
+    AgentCli { binary, pin_dir: Path::new(PIN_DIR) }
+}
+
 fn uninstall(binary: &Path) {
-    let _ = Command::new(binary).args(["uninstall", "--pin-dir", PIN_DIR]).output();
+    let _ = cli(binary).uninstall().output();
 }

@@ -6,14 +6,14 @@ use std::{
     fmt::Write as _,
     fs::File,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use aya::programs::links::PinnedLink;
 use viking_common::limits;
-use viking_sandbox::Cgroup;
+use viking_sandbox::{AgentCli, Cgroup};
 
 use crate::protocol::{BACKENDS, VIP_PORT, vip};
 
@@ -39,13 +39,8 @@ impl Agent {
         let log = work_dir.join("viking-agent.log");
         let limits = limits_section(max_services);
         write_atomically(&config, &limits)?;
-        let child = Command::new(binary)
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .arg("--cgroup")
-            .arg(cgroup.path())
-            .args(["--pin-dir", PIN_DIR])
+        let child = cli(binary)
+            .run(&config, cgroup.path())
             .stdout(Stdio::null())
             .stderr(File::create(&log).with_context(|| format!("creating {}", log.display()))?)
             .spawn()
@@ -159,14 +154,19 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// Number of services `maps dump --json` reports.
+/// The bench agent's command lines.
+fn cli(binary: &Path) -> AgentCli<'_> {
+    AgentCli { binary, pin_dir: Path::new(PIN_DIR) }
+}
+
 fn dumped_services(binary: &Path) -> anyhow::Result<usize> {
-    let output = Command::new(binary).args(["maps", "dump", "--json", "--pin-dir", PIN_DIR]).output()?;
+    let output = cli(binary).dump(true).output()?;
     let dump: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     dump["services"].as_array().map(Vec::len).context("no services array in the dump")
 }
 
 fn uninstall(binary: &Path) -> anyhow::Result<()> {
-    let output = Command::new(binary).args(["uninstall", "--pin-dir", PIN_DIR]).output()?;
+    let output = cli(binary).uninstall().output()?;
     if !output.status.success() {
         bail!("viking-agent uninstall --pin-dir {PIN_DIR} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
     }
