@@ -46,24 +46,58 @@ impl Acl {
 
     /// Decides whether a request with `token` may do `access`.
     pub(crate) fn authorize(&self, token: Option<&str>, access: Access) -> Result<(), HttpError> {
-        if access == Access::Open {
-            return Ok(());
-        }
-        let Some(token) = token else {
-            return Err(HttpError::forbidden("Permission denied"));
+        let allowed = match access {
+            Access::Open => return Ok(()),
+            Access::Read => self.resolve(token)?.can_read(),
+            Access::Write => self.resolve(token)?.can_write(),
         };
-        match (self.tokens.get(token), access) {
-            (None, _) => Err(HttpError::forbidden("ACL not found")),
-            (Some(TokenRights::ReadOnly), Access::Write) => Err(HttpError::forbidden("Permission denied")),
-            (Some(_), _) => Ok(()),
+        if allowed { Ok(()) } else { Err(HttpError::forbidden("Permission denied")) }
+    }
+
+    /// What `token` may do: an unknown token fails with `ACL not found`, as
+    /// Consul's token resolution does; no token is the anonymous token,
+    /// which may do nothing (a default-deny policy).
+    pub(crate) fn resolve(&self, token: Option<&str>) -> Result<Grant, HttpError> {
+        match token.map(|token| self.tokens.get(token)) {
+            None => Ok(Grant::Nothing),
+            Some(None) => Err(HttpError::forbidden("ACL not found")),
+            Some(Some(TokenRights::ReadOnly)) => Ok(Grant::Read),
+            Some(Some(TokenRights::ReadWrite)) => Ok(Grant::Write),
         }
+    }
+}
+
+/// What a resolved token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// Nothing (the anonymous token).
+    Nothing,
+    /// Reads.
+    Read,
+    /// Reads and writes; also what every request gets with ACLs disabled.
+    Write,
+}
+
+impl Grant {
+    /// What a request with `token` may do on a server with `acl`.
+    pub(crate) fn of(acl: Option<&Acl>, token: Option<&str>) -> Result<Grant, HttpError> {
+        acl.map_or(Ok(Grant::Write), |acl| acl.resolve(token))
+    }
+
+    pub(crate) fn can_read(self) -> bool {
+        self != Grant::Nothing
+    }
+
+    pub(crate) fn can_write(self) -> bool {
+        self == Grant::Write
     }
 }
 
 /// What an endpoint needs from the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
-    /// No ACL check (status and datacenter listing).
+    /// No ACL check here: status and datacenter listing, and transactions,
+    /// whose handler checks each operation.
     Open,
     /// Read permission.
     Read,

@@ -45,7 +45,8 @@ impl Blocking {
 /// Runs a read as a blocking query. `index_of` must be cheap (it runs on
 /// every relevant write while the query waits); `render` runs once, under the
 /// same read lock as the index it is returned with. The index is at least 1,
-/// as Consul guarantees.
+/// as Consul guarantees. A query with an index counts in
+/// `Shared::blocking_queries` while it runs.
 pub(crate) async fn run<T>(
     shared: &Shared,
     topic: Topic,
@@ -57,6 +58,8 @@ pub(crate) async fn run<T>(
     if blocking.min_index == 0 {
         return answer(&shared.read());
     }
+    // Counted until this returns or the request is dropped mid-wait.
+    let _waiting = shared.blocking_queries.enter();
     let restores_at_start = shared.read().restores();
     let mut changes = shared.notifier().subscribe(topic);
     let deadline = Instant::now() + blocking.timeout();

@@ -164,16 +164,24 @@ impl ReadOptions {
 }
 
 /// Adds the query metadata headers Consul sets on every read.
-pub(crate) fn with_read_meta(mut response: HttpResponse, index: u64, consistency: Consistency) -> HttpResponse {
+pub(crate) fn with_read_meta(response: HttpResponse, index: u64, consistency: Consistency) -> HttpResponse {
+    let mut response = with_leader_meta(response);
     let headers = response.headers_mut();
     headers.insert("x-consul-index", HeaderValue::from(index));
-    headers.insert("x-consul-knownleader", HeaderValue::from_static("true"));
-    headers.insert("x-consul-lastcontact", HeaderValue::from_static("0"));
     let consistency = match consistency {
         Consistency::Leader => "leader",
         Consistency::Stale => "stale",
         Consistency::Consistent => "consistent",
     };
     headers.insert("x-consul-effective-consistency", HeaderValue::from_static(consistency));
+    response
+}
+
+/// Adds `X-Consul-KnownLeader` and `X-Consul-LastContact` only, which is
+/// all a read that is not a blocking query (a read-only transaction) gets.
+pub(crate) fn with_leader_meta(mut response: HttpResponse) -> HttpResponse {
+    let headers = response.headers_mut();
+    headers.insert("x-consul-knownleader", HeaderValue::from_static("true"));
+    headers.insert("x-consul-lastcontact", HeaderValue::from_static("0"));
     response
 }

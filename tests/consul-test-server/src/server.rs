@@ -9,11 +9,13 @@ use tokio::task::JoinHandle;
 
 use crate::acl::Acl;
 use crate::faults::FaultSwitch;
+use crate::identity::Identity;
 use crate::listener;
 use crate::registration::Registration;
 use crate::request_log::RequestRecord;
 use crate::shared::Shared;
 use crate::state::{CatalogError, KvDelete};
+use crate::tls::Tls;
 use crate::wire::{DeregisterRequest, Status};
 
 /// How to start the server.
@@ -26,11 +28,29 @@ pub struct Options {
     pub datacenter: String,
     /// ACL tokens; `None` disables ACLs.
     pub acl: Option<Acl>,
+    /// Serve HTTPS (HTTP/2 by ALPN, or HTTP/1.1) with a self-signed
+    /// certificate generated at start; see [`ConsulTestServer::ca_pem`].
+    pub tls: bool,
+    /// The local agent's node name (`/v1/agent/self`, and the catalog node
+    /// registered in dev mode).
+    pub node_name: String,
+    /// Behave like `consul agent -dev`: the server's own node is in the
+    /// catalog from the start, with its `serfHealth` check passing and the
+    /// `consul` service, and `/v1/agent/self` says `DevMode`. Off, the
+    /// catalog starts empty.
+    pub dev_mode: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), datacenter: "dc1".to_owned(), acl: None }
+        Options {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            datacenter: "dc1".to_owned(),
+            acl: None,
+            tls: false,
+            node_name: "consul-test-server".to_owned(),
+            dev_mode: false,
+        }
     }
 }
 
@@ -54,17 +74,26 @@ pub struct KvEntry {
 pub struct ConsulTestServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    /// Kept across [`ConsulTestServer::stop`], so a restart presents the
+    /// same certificate.
+    tls: Option<Tls>,
     accept_loop: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl ConsulTestServer {
     /// Binds `options.listen` and starts serving. Must run inside a tokio runtime.
     pub async fn start(options: Options) -> io::Result<Self> {
-        let shared = Arc::new(Shared::new(options.datacenter, options.acl));
+        let tls = options.tls.then(Tls::generate).transpose().map_err(io::Error::other)?;
+        let identity = Identity::new(options.node_name, options.dev_mode);
+        let shared = Arc::new(Shared::new(options.datacenter, options.acl, identity));
+        if shared.identity.dev_mode {
+            let registration = shared.identity.self_registration(&shared.datacenter);
+            shared.write(|store, touched| store.register(registration, touched)).map_err(io::Error::other)?;
+        }
         let tcp = listener::bind(options.listen)?;
         let addr = tcp.local_addr()?;
-        let accept_loop = listener::spawn(tcp, Arc::clone(&shared));
-        Ok(ConsulTestServer { shared, addr, accept_loop: Mutex::new(Some(accept_loop)) })
+        let accept_loop = listener::spawn(tcp, Arc::clone(&shared), tls.as_ref().map(|tls| tls.acceptor.clone()));
+        Ok(ConsulTestServer { shared, addr, tls, accept_loop: Mutex::new(Some(accept_loop)) })
     }
 
     /// The bound address.
@@ -72,9 +101,34 @@ impl ConsulTestServer {
         self.addr
     }
 
-    /// The base URL, e.g. `http://127.0.0.1:43127`.
+    /// The base URL, e.g. `http://127.0.0.1:43127`, or `https://…` with TLS.
     pub fn http_addr(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// With TLS, the server's self-signed certificate in PEM: the one
+    /// certificate a client must trust (valid for `127.0.0.1`, `::1` and
+    /// `localhost`). `None` without TLS.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.tls.as_ref().map(|tls| tls.cert_pem.clone())
+    }
+
+    /// The local agent's node name.
+    pub fn node_name(&self) -> &str {
+        &self.shared.identity.node_name
+    }
+
+    /// TCP connections currently open to the server (an HTTP/2 connection
+    /// counts once, however many requests it carries).
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.get()
+    }
+
+    /// Blocking queries (reads with `?index=`) currently waiting for a
+    /// change or their timeout.
+    pub fn open_blocking_queries(&self) -> usize {
+        self.shared.blocking_queries.get()
     }
 
     /// Registers (or updates) a service instance; returns the write's index.
@@ -122,7 +176,8 @@ impl ConsulTestServer {
         self.shared.write(|store, touched| store.update_check(check_id, status, Some(output), touched))
     }
 
-    /// Writes a KV value; returns its new `ModifyIndex`.
+    /// Writes a KV value; returns its `ModifyIndex`, which stays as it was
+    /// when the value is unchanged, as in Consul.
     pub fn kv_put(&self, key: &str, value: impl Into<Vec<u8>>) -> u64 {
         self.shared.write(|store, touched| {
             store.kv_put(key, value.into(), 0, None, touched);
@@ -199,7 +254,8 @@ impl ConsulTestServer {
         let mut accept_loop = self.accept_loop.lock().unwrap_or_else(PoisonError::into_inner);
         if accept_loop.is_none() {
             let tcp = listener::bind(self.addr)?;
-            *accept_loop = Some(listener::spawn(tcp, Arc::clone(&self.shared)));
+            let tls = self.tls.as_ref().map(|tls| tls.acceptor.clone());
+            *accept_loop = Some(listener::spawn(tcp, Arc::clone(&self.shared), tls));
         }
         Ok(())
     }

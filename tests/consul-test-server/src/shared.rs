@@ -5,6 +5,8 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use crate::acl::Acl;
 use crate::blocking::Notifier;
 use crate::faults::FaultSwitch;
+use crate::gauge::Gauge;
+use crate::identity::Identity;
 use crate::request_log::RequestLog;
 use crate::state::{Store, Touched};
 
@@ -18,10 +20,16 @@ pub(crate) struct Shared {
     pub acl: Option<Acl>,
     /// The datacenter this server answers for.
     pub datacenter: String,
+    /// The local agent's node.
+    pub identity: Identity,
+    /// TCP connections currently open.
+    pub connections: Gauge,
+    /// Blocking queries currently inside `blocking::run`.
+    pub blocking_queries: Gauge,
 }
 
 impl Shared {
-    pub(crate) fn new(datacenter: String, acl: Option<Acl>) -> Self {
+    pub(crate) fn new(datacenter: String, acl: Option<Acl>, identity: Identity) -> Self {
         Shared {
             store: RwLock::new(Store::new(datacenter.clone())),
             notifier: Notifier::default(),
@@ -29,6 +37,9 @@ impl Shared {
             log: RequestLog::default(),
             acl,
             datacenter,
+            identity,
+            connections: Gauge::default(),
+            blocking_queries: Gauge::default(),
         }
     }
 

@@ -1,4 +1,9 @@
 //! `/v1/catalog/*` (<https://developer.hashicorp.com/consul/api-docs/catalog>).
+//!
+//! `GET /v1/catalog/nodes` (<https://developer.hashicorp.com/consul/api-docs/catalog#list-nodes>)
+//! lists every node ordered by name, with the nodes table's index, which
+//! moves when a node is created, changed or deleted, but not when a service
+//! is registered on a node that stays the same (`state.Store.Nodes`).
 
 use bytes::Bytes;
 
@@ -58,6 +63,23 @@ pub(super) async fn service(shared: &Shared, params: &Params, name: &str) -> Res
                 .map(|(node, service)| render::catalog_entry(node, service))
                 .collect();
             encode(&entries)
+        },
+    )
+    .await;
+    Ok(with_read_meta(json_bytes(body?), index, options.consistency))
+}
+
+/// `GET /v1/catalog/nodes` → `[Node, …]`, blocking.
+pub(super) async fn nodes(shared: &Shared, params: &Params) -> Result<HttpResponse, HttpError> {
+    let options = ReadOptions::parse(params, &shared.datacenter)?;
+    let (index, body) = blocking::run(
+        shared,
+        Topic::Nodes,
+        options.blocking,
+        |store| store.nodes_index(),
+        |store| {
+            let nodes: Vec<_> = store.nodes_sorted().into_iter().map(render::node_out).collect();
+            encode(&nodes)
         },
     )
     .await;

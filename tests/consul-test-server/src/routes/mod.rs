@@ -2,10 +2,12 @@
 //! endpoint, check the ACL token, then run the handler.
 
 mod agent;
+mod agent_self;
 mod catalog;
 mod health;
 mod kv;
 mod render;
+mod txn;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -66,10 +68,14 @@ enum Endpoint<'a> {
     CatalogDeregister,
     CatalogServices,
     CatalogService(&'a str),
+    CatalogNodes,
     CatalogDatacenters,
     HealthService(&'a str),
+    HealthState(&'a str),
     AgentCheck(CheckAction, &'a str),
+    AgentSelf,
     Kv(&'a str),
+    Txn,
     StatusLeader,
 }
 
@@ -86,12 +92,16 @@ async fn serve(shared: &Shared, request: RequestHead<'_>, body: Incoming) -> Res
         Endpoint::CatalogDeregister => catalog::deregister(shared, params, &read_body(body).await?),
         Endpoint::CatalogServices => catalog::services(shared, params).await,
         Endpoint::CatalogService(name) => catalog::service(shared, params, name).await,
+        Endpoint::CatalogNodes => catalog::nodes(shared, params).await,
         Endpoint::CatalogDatacenters => catalog::datacenters(shared),
         Endpoint::HealthService(name) => health::service(shared, params, name).await,
+        Endpoint::HealthState(state) => health::state(shared, params, state).await,
         Endpoint::AgentCheck(action, id) => agent::check(shared, params, action, id, &read_body(body).await?),
+        Endpoint::AgentSelf => agent_self::agent_self(shared),
         Endpoint::Kv(key) if *request.method == Method::GET => kv::get(shared, params, key).await,
         Endpoint::Kv(key) if *request.method == Method::PUT => kv::put(shared, params, key, read_body(body).await?),
         Endpoint::Kv(key) => kv::delete(shared, params, key),
+        Endpoint::Txn => txn::txn(shared, params, request.token, &read_body(body).await?),
         // Consul answers with its Raft leader's address; clients only check it is non-empty.
         Endpoint::StatusLeader => json(&"127.0.0.1:8300"),
     }
@@ -115,6 +125,9 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<(Endpoint<'a>, Access), H
     if let Some(name) = path.strip_prefix("/v1/health/service/") {
         return allow(&get, Endpoint::HealthService(name), Access::Read);
     }
+    if let Some(state) = path.strip_prefix("/v1/health/state/") {
+        return allow(&get, Endpoint::HealthState(state), Access::Read);
+    }
     if let Some(name) = path.strip_prefix("/v1/catalog/service/") {
         return allow(&get, Endpoint::CatalogService(name), Access::Read);
     }
@@ -135,6 +148,11 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<(Endpoint<'a>, Access), H
         "/v1/catalog/register" => allow(&put, Endpoint::CatalogRegister, Access::Write),
         "/v1/catalog/deregister" => allow(&put, Endpoint::CatalogDeregister, Access::Write),
         "/v1/catalog/services" => allow(&get, Endpoint::CatalogServices, Access::Read),
+        "/v1/catalog/nodes" => allow(&get, Endpoint::CatalogNodes, Access::Read),
+        // `agent:read`: read access in this server's two-level ACL model.
+        "/v1/agent/self" => allow(&get, Endpoint::AgentSelf, Access::Read),
+        // Checked per operation by the handler, as `Txn.Apply`'s preCheck does.
+        "/v1/txn" => allow(&put, Endpoint::Txn, Access::Open),
         "/v1/catalog/datacenters" => allow(&get, Endpoint::CatalogDatacenters, Access::Open),
         "/v1/status/leader" => allow(&get, Endpoint::StatusLeader, Access::Open),
         _ => Err(HttpError::new(StatusCode::NOT_FOUND, "404 page not found\n")),

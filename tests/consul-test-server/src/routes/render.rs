@@ -26,7 +26,7 @@ pub(super) fn health_entry<'a>(
     Some(HealthEntryOut {
         node: node_out(node),
         service: service_out(service),
-        checks: checks.into_iter().map(|check| check_out(node, service, check)).collect(),
+        checks: checks.into_iter().map(|check| check_out(node, Some(service), check)).collect(),
     })
 }
 
@@ -58,7 +58,14 @@ pub(super) fn catalog_entry<'a>(node: &'a NodeRecord, service: &'a ServiceRecord
     }
 }
 
-fn node_out(node: &NodeRecord) -> NodeOut<'_> {
+/// One `/v1/health/state/:state` element: the check as health entries show
+/// it, with its service's name and tags when it belongs to one.
+pub(super) fn check_entry<'a>(node: &'a NodeRecord, check: &'a CheckRecord) -> CheckOut<'a> {
+    check_out(node, node.services.get(&check.fields.service_id), check)
+}
+
+/// One `/v1/catalog/nodes` element, and the `Node` of a health entry.
+pub(super) fn node_out(node: &NodeRecord) -> NodeOut<'_> {
     NodeOut {
         id: &node.fields.id,
         node: &node.name,
@@ -92,10 +99,12 @@ fn service_out(service: &ServiceRecord) -> ServiceOut<'_> {
     }
 }
 
-fn check_out<'a>(node: &'a NodeRecord, service: &'a ServiceRecord, check: &'a CheckRecord) -> CheckOut<'a> {
+fn check_out<'a>(node: &'a NodeRecord, service: Option<&'a ServiceRecord>, check: &'a CheckRecord) -> CheckOut<'a> {
     let fields = &check.fields;
-    let (service_name, service_tags): (&str, &[String]) =
-        if fields.service_id.is_empty() { ("", &[]) } else { (&service.fields.name, &service.fields.tags) };
+    let (service_name, service_tags): (&str, &[String]) = match service {
+        Some(service) if !fields.service_id.is_empty() => (&service.fields.name, &service.fields.tags),
+        _ => ("", &[]),
+    };
     CheckOut {
         node: &node.name,
         check_id: &fields.id,

@@ -1,7 +1,8 @@
 //! Catalog writes and reads: `Catalog.Register` / `Catalog.Deregister`
 //! semantics, idempotent updates (an identical re-registration keeps its
-//! `ModifyIndex`), and the per-service indexes that health and catalog
-//! queries report.
+//! `ModifyIndex`), the per-service indexes that health and catalog
+//! queries report, and the nodes and checks table indexes, which move only
+//! when a node or a check is actually created, changed or deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -128,6 +129,7 @@ impl Store {
                 checks: BTreeMap::new(),
             };
             self.nodes.insert(name.to_owned(), record);
+            self.touch_nodes(index, touched);
             return;
         };
         if skip_update || node.fields == fields {
@@ -139,6 +141,7 @@ impl Store {
         for affected in node.names_affected_by("") {
             self.bump_service(affected, index, touched);
         }
+        self.touch_nodes(index, touched);
     }
 
     fn upsert_service(&mut self, node_name: &str, fields: ServiceFields, index: u64, touched: &mut Touched) {
@@ -200,14 +203,19 @@ impl Store {
         for name in affected {
             self.bump_service(name, index, touched);
         }
+        self.touch_checks(index, touched);
     }
 
     fn delete_node(&mut self, name: &str, index: u64, touched: &mut Touched) {
         let Some(node) = self.nodes.remove(name) else {
             return;
         };
+        self.touch_nodes(index, touched);
         for check_id in node.checks.keys() {
             self.forget_check(check_id, name);
+        }
+        if !node.checks.is_empty() {
+            self.touch_checks(index, touched);
         }
         if node.services.is_empty() {
             return;
@@ -236,6 +244,9 @@ impl Store {
         for check_id in &check_ids {
             self.forget_check(check_id, node_name);
         }
+        if !check_ids.is_empty() {
+            self.touch_checks(index, touched);
+        }
         let lower = service.fields.name.to_lowercase();
         self.remove_instance(&lower, &(node_name.to_owned(), service_id.to_owned()));
         self.bump_service(lower, index, touched);
@@ -254,6 +265,7 @@ impl Store {
         for name in affected {
             self.bump_service(name, index, touched);
         }
+        self.touch_checks(index, touched);
     }
 
     fn remove_instance(&mut self, lower_name: &str, key: &(String, String)) {
@@ -282,5 +294,15 @@ impl Store {
     fn touch_service_list(&mut self, index: u64, touched: &mut Touched) {
         self.services_table_index = index;
         touched.insert(Topic::ServiceList);
+    }
+
+    fn touch_nodes(&mut self, index: u64, touched: &mut Touched) {
+        self.nodes_table_index = index;
+        touched.insert(Topic::Nodes);
+    }
+
+    fn touch_checks(&mut self, index: u64, touched: &mut Touched) {
+        self.checks_table_index = index;
+        touched.insert(Topic::Checks);
     }
 }

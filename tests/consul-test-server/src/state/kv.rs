@@ -1,5 +1,6 @@
 //! The KV store with Consul's check-and-set rules and index reporting
-//! (`kvsSetCAS`, `kvsDeleteCAS`, and the tombstone-aware prefix index).
+//! (`kvsSetTxn`, `kvsSetCASTxn`, `kvsDeleteCASTxn`, and the tombstone-aware
+//! prefix index).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -54,7 +55,7 @@ impl Store {
 
     /// `PUT /v1/kv/:key`. With `cas`, 0 creates only if the key is absent and
     /// N updates only if the key's `ModifyIndex` is N. Returns whether the
-    /// value was written.
+    /// value was written (an unchanged value counts as written).
     pub(crate) fn kv_put(
         &mut self,
         key: &str,
@@ -64,29 +65,51 @@ impl Store {
         touched: &mut Touched,
     ) -> bool {
         let index = self.next_index();
-        let existing = self.kv.get(key);
-        let allowed = match (cas, existing) {
+        if !self.kv_cas_matches(key, cas) {
+            return false;
+        }
+        self.kv_set_at(index, key, value, flags, touched);
+        true
+    }
+
+    /// Whether a write with `cas` may proceed (`kvsSetCASTxn`): no `cas`
+    /// always may, 0 only if the key is absent, N only if the key's
+    /// `ModifyIndex` is N.
+    pub(super) fn kv_cas_matches(&self, key: &str, cas: Option<u64>) -> bool {
+        match (cas, self.kv.get(key)) {
             (None, _) => true,
             (Some(0), existing) => existing.is_none(),
             (Some(expected), Some(record)) => record.modify_index == expected,
             (Some(_), None) => false,
-        };
-        if !allowed {
-            return false;
         }
-        let (create_index, lock_index) = existing.map_or((index, 0), |r| (r.create_index, r.lock_index));
-        let record = KvRecord { value, flags, lock_index, create_index, modify_index: index };
-        self.kv.insert(key.to_owned(), record);
-        self.tombstones.remove(key);
-        self.kv_table_index = index;
-        touched.insert(Topic::Kv);
-        true
+    }
+
+    /// Stores `key` as of write `index`, as `kvsSetTxn` does: writing the
+    /// value and flags it already has changes nothing, not even its
+    /// `ModifyIndex`.
+    pub(super) fn kv_set_at(&mut self, index: u64, key: &str, value: Vec<u8>, flags: u64, touched: &mut Touched) {
+        let unchanged = self.kv.get(key).is_some_and(|r| r.value == value && r.flags == flags);
+        if !unchanged {
+            let existing = self.kv.get(key);
+            let (create_index, lock_index) = existing.map_or((index, 0), |r| (r.create_index, r.lock_index));
+            let record = KvRecord { value, flags, lock_index, create_index, modify_index: index };
+            self.kv.insert(key.to_owned(), record);
+            self.tombstones.remove(key);
+            self.kv_table_index = index;
+            touched.insert(Topic::Kv);
+        }
     }
 
     /// `DELETE /v1/kv/:key`. Returns Consul's answer: `false` only when a
     /// check-and-set does not match an existing key.
     pub(crate) fn kv_delete(&mut self, key: &str, mode: KvDelete, touched: &mut Touched) -> bool {
         let index = self.next_index();
+        self.kv_delete_at(index, key, mode, touched)
+    }
+
+    /// Deletes as of write `index`, leaving tombstones so prefix indexes
+    /// keep moving forward. Returns what [`Store::kv_delete`] answers.
+    pub(super) fn kv_delete_at(&mut self, index: u64, key: &str, mode: KvDelete, touched: &mut Touched) -> bool {
         let doomed: Vec<String> = match mode {
             KvDelete::Key => self.kv.get_key_value(key).map(|(k, _)| k.clone()).into_iter().collect(),
             KvDelete::Tree => self.kv_range(key).map(|(k, _)| k.clone()).collect(),

@@ -10,12 +10,15 @@
 mod catalog;
 mod kv;
 mod records;
+mod tables;
+mod txn;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub(crate) use kv::{KvDelete, KvRecord};
 pub(crate) use records::{CheckRecord, NodeRecord, ServiceRecord};
+pub(crate) use txn::{KvOp, KvResult, KvVerb, ReadVerb, TxnFailure, TxnOutcome, WriteVerb};
 pub use validate::CatalogError;
 
 /// What a blocking query waits on. Writes report the topics they touched so
@@ -29,6 +32,10 @@ pub(crate) enum Topic {
     Service(String),
     /// Any KV key.
     Kv,
+    /// The nodes table (`/v1/catalog/nodes`).
+    Nodes,
+    /// The checks table (`/v1/health/state/:state`).
+    Checks,
 }
 
 /// Topics touched by one write.
@@ -53,6 +60,12 @@ pub(crate) struct Store {
     service_indexes: HashMap<String, u64>,
     /// Index of the last change to any service registration.
     services_table_index: u64,
+    /// Index of the last node created, changed or deleted: Consul's
+    /// `nodes` table index, which service writes leave alone.
+    nodes_table_index: u64,
+    /// Index of the last check created, changed or deleted (with its
+    /// service or node included): Consul's `checks` table index.
+    checks_table_index: u64,
     /// Check ID → nodes that have a check with that ID.
     check_nodes: HashMap<String, BTreeSet<String>>,
     kv: BTreeMap<String, KvRecord>,
@@ -75,6 +88,8 @@ impl Store {
             instances: HashMap::new(),
             service_indexes: HashMap::new(),
             services_table_index: 0,
+            nodes_table_index: 0,
+            checks_table_index: 0,
             check_nodes: HashMap::new(),
             kv: BTreeMap::new(),
             tombstones: BTreeMap::new(),
@@ -112,6 +127,8 @@ impl Store {
         }
         self.service_indexes.values_mut().for_each(clamp);
         clamp(&mut self.services_table_index);
+        clamp(&mut self.nodes_table_index);
+        clamp(&mut self.checks_table_index);
         for record in self.kv.values_mut() {
             clamp(&mut record.create_index);
             clamp(&mut record.modify_index);

@@ -102,3 +102,16 @@ async fn recurse_and_keys_listings() -> Result<()> {
     assert!(client.get("/v1/kv/web/?recurse").await?.index() > before);
     Ok(())
 }
+
+#[tokio::test]
+async fn rewriting_the_same_value_keeps_the_modify_index() -> Result<()> {
+    // Consul's kvsSetTxn skips a write that changes neither value nor flags.
+    let (server, client) = start().await?;
+    let first = server.kv_put("same", "v");
+    assert_eq!(client.put("/v1/kv/same", "v").await?.text(), "true");
+    assert_eq!(server.kv_get("same").map(|e| e.modify_index), Some(first));
+    assert_eq!(client.get("/v1/kv/same").await?.index(), Some(first));
+    client.put("/v1/kv/same?flags=1", "v").await?;
+    assert!(server.kv_get("same").is_some_and(|e| e.modify_index > first), "new flags are a change");
+    Ok(())
+}

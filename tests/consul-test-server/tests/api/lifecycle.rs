@@ -61,7 +61,7 @@ async fn request_log_records_blocking_parameters() -> Result<()> {
 #[tokio::test]
 async fn unknown_paths_and_methods() -> Result<()> {
     let (_server, client) = start().await?;
-    assert_eq!(client.get("/v1/agent/self").await?.status, 404);
+    assert_eq!(client.get("/v1/agent/members").await?.status, 404);
     let wrong = client.get("/v1/catalog/register").await?;
     assert_eq!((wrong.status, wrong.text()), (405, "method GET not allowed".to_owned()));
     assert_eq!(client.get("/v1/catalog/datacenters").await?.json()?, serde_json::json!(["dc1"]));

@@ -2,10 +2,16 @@
 //! against a server on 127.0.0.1. Every wait is short and bounded.
 
 mod acl;
+mod agent_self;
 mod blocking;
 mod catalog;
+mod catalog_nodes;
+mod counters;
 mod faults;
 mod health;
+mod health_state;
 mod kv;
 mod lifecycle;
 mod support;
+mod tls;
+mod txn;

@@ -15,10 +15,13 @@ pub async fn start() -> Result<(ConsulTestServer, Client)> {
     start_with(Options::default()).await
 }
 
-/// Same, with options.
+/// Same, with options; with TLS the client trusts the server's certificate.
 pub async fn start_with(options: Options) -> Result<(ConsulTestServer, Client)> {
     let server = ConsulTestServer::start(options).await?;
-    let client = Client::new(server.http_addr())?;
+    let client = match server.ca_pem() {
+        Some(pem) => Client::with_ca(server.http_addr(), &pem)?,
+        None => Client::new(server.http_addr())?,
+    };
     Ok((server, client))
 }
 
@@ -26,6 +29,7 @@ pub async fn start_with(options: Options) -> Result<(ConsulTestServer, Client)> 
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub version: reqwest::Version,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
 }
@@ -56,6 +60,22 @@ impl Client {
         Ok(Client { http: reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?, base })
     }
 
+    /// A client that trusts `pem` (and only it) as its root certificate.
+    pub fn with_ca(base: String, pem: &str) -> Result<Self> {
+        Self::from_builder(base, Self::trusting(pem)?)
+    }
+
+    /// A builder for a client that trusts only `pem`, to configure further.
+    pub fn trusting(pem: &str) -> Result<reqwest::ClientBuilder> {
+        let root = reqwest::Certificate::from_pem(pem.as_bytes())?;
+        Ok(reqwest::Client::builder().use_rustls_tls().tls_built_in_root_certs(false).add_root_certificate(root))
+    }
+
+    /// A client from a configured builder, with the usual timeout.
+    pub fn from_builder(base: String, builder: reqwest::ClientBuilder) -> Result<Self> {
+        Ok(Client { http: builder.timeout(REQUEST_TIMEOUT).build()?, base })
+    }
+
     /// The underlying client and base URL, for requests needing custom headers.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base))
@@ -64,9 +84,10 @@ impl Client {
     pub async fn send(&self, builder: reqwest::RequestBuilder) -> Result<Reply> {
         let response = builder.send().await?;
         let status = response.status().as_u16();
+        let version = response.version();
         let headers = response.headers().clone();
         let body = response.bytes().await?.to_vec();
-        Ok(Reply { status, headers, body })
+        Ok(Reply { status, version, headers, body })
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply> {

@@ -1,15 +1,22 @@
 //! Consul's JSON wire format: request bodies the server accepts and the
 //! response shapes it produces, field for field as Consul's own structs
 //! serialize them (`structs.Node`, `structs.NodeService`, `structs.ServiceNode`,
-//! `structs.HealthCheck`, `structs.DirEntry`).
+//! `structs.HealthCheck`, `structs.DirEntry`); transactions and
+//! `/v1/agent/self` have their own submodules.
 //!
 //! Request bodies are read with the documented casing only. Consul's decoder
 //! is case-insensitive, so anything this server accepts real Consul accepts too.
+
+mod agent;
+mod txn;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+pub(crate) use agent::{AgentConfigOut, AgentSelfOut, CoordinateOut, DebugConfigOut, MemberOut};
+pub(crate) use txn::{TxnErrorOut, TxnKvOpIn, TxnOpIn, TxnQueryMetaOut, TxnResponseOut, TxnResultOut};
 
 /// A string map as Consul stores it: `None` when the client sent nothing,
 /// which Consul serializes as `null`.
