@@ -1,8 +1,14 @@
-//! A Consul test server (`consul-test-server`) running on its own runtime for a test.
+//! A Consul test server (`consul-test-server`) running on its own runtime for a test, and
+//! what an agent fed by it serves.
 
-use std::future::Future;
+use std::{collections::BTreeMap, future::Future, path::Path, time::Duration};
 
 use consul_test_server::{ConsulTestServer, Options};
+
+use crate::{Agent, wait_for};
+
+/// Service name -> (VIP, port, backends), as `maps dump --json` shows them.
+pub type Served = BTreeMap<String, (String, u64, Vec<String>)>;
 
 /// The server and the runtime that drives it; stopped on drop.
 #[derive(Debug)]
@@ -35,4 +41,41 @@ impl TestConsul {
     pub fn config_section(&self, extra: &str) -> String {
         format!("[consul]\naddress = {:?}\n{extra}\n", self.server.addr().to_string())
     }
+
+    /// The `[consul]` section for a server started with `tls`: its HTTPS address and its
+    /// certificate, written to `dir`.
+    pub fn tls_config_section(&self, dir: &Path, extra: &str) -> String {
+        let ca = dir.join("consul-ca.pem");
+        std::fs::write(&ca, self.server.ca_pem().expect("a TLS server")).expect("writing the CA");
+        format!(
+            "[consul]\naddress = {:?}\nca_cert = {:?}\n{extra}\n",
+            self.server.http_addr(),
+            ca.display().to_string()
+        )
+    }
+}
+
+/// What `agent` serves, read from its pinned maps.
+pub fn served(agent: &Agent) -> Served {
+    let dump = agent.dump();
+    dump["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .map(|s| {
+            let backends = s["backends"]
+                .as_array()
+                .expect("backends")
+                .iter()
+                .map(|b| b.as_str().unwrap_or("").to_owned())
+                .collect();
+            let name = s["name"].as_str().unwrap_or_default().to_owned();
+            (name, (s["vip"].as_str().unwrap_or_default().to_owned(), s["port"].as_u64().unwrap_or(0), backends))
+        })
+        .collect()
+}
+
+/// Waits until what `agent` serves passes `check`.
+pub fn wait_served(agent: &Agent, timeout: Duration, check: impl Fn(&Served) -> bool) -> bool {
+    wait_for(timeout, || check(&served(agent)).then_some(())).is_some()
 }

@@ -12,7 +12,7 @@ use viking_tests::{
     Agent, Backend, Cgroup, Netns, PinGuard,
     client::{self, ClientOptions},
     config::{ServiceSpec, render},
-    consul::TestConsul,
+    consul::{TestConsul, served, wait_served},
     require_root, wait_for,
 };
 
@@ -46,31 +46,6 @@ fn register(consul: &TestConsul, service: &str, id: &str, addr: SocketAddr) {
         .port(addr.port())
         .check(CheckSpec::passing(format!("{id}-check")));
     consul.server.register(registration).unwrap();
-}
-
-/// name -> (vip, port, backends) from `maps dump --json`.
-fn served(agent: &Agent) -> BTreeMap<String, (String, u64, Vec<String>)> {
-    let dump = agent.dump();
-    dump["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let backends = s["backends"].as_array().unwrap().iter().map(|b| b.as_str().unwrap().to_owned()).collect();
-            (
-                s["name"].as_str().unwrap().to_owned(),
-                (s["vip"].as_str().unwrap().to_owned(), s["port"].as_u64().unwrap(), backends),
-            )
-        })
-        .collect()
-}
-
-fn wait_served(
-    agent: &Agent,
-    timeout: Duration,
-    check: impl Fn(&BTreeMap<String, (String, u64, Vec<String>)>) -> bool,
-) -> bool {
-    wait_for(timeout, || check(&served(agent)).then_some(())).is_some()
 }
 
 fn vip_of(agent: &Agent, name: &str) -> SocketAddr {

@@ -2,7 +2,7 @@
 //! reconciler makes the kernel hold. Plain data, already validated.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
     net::{IpAddr, SocketAddr},
     sync::Arc,
@@ -45,6 +45,36 @@ impl Protocol {
             Self::Udp => "udp",
         }
     }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = UnknownName;
+
+    /// `tcp` or `udp`, as in the config file and Consul meta.
+    fn from_str(text: &str) -> Result<Self, UnknownName> {
+        match text {
+            "tcp" => Ok(Self::Tcp),
+            "udp" => Ok(Self::Udp),
+            _ => Err(UnknownName { expected: "\"tcp\" or \"udp\"".into() }),
+        }
+    }
+}
+
+/// A name that is none of the accepted ones; the message lists those.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("must be {expected}")]
+pub struct UnknownName {
+    /// The accepted names, quoted.
+    pub expected: String,
+}
+
+/// The load-balancing algorithm called `name` (`round_robin`, `random`, ...), as in the
+/// config file and Consul meta.
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, UnknownName> {
+    Algorithm::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
+        let names: Vec<String> = Algorithm::ALL.iter().map(|a| format!("{:?}", a.name())).collect();
+        UnknownName { expected: format!("one of {}", names.join(", ")) }
+    })
 }
 
 impl fmt::Display for Protocol {
@@ -127,5 +157,138 @@ impl DesiredState {
     /// Adds (or replaces) a service.
     pub fn insert(&mut self, service: Service) {
         self.services.insert(service.frontend, Arc::new(service));
+    }
+}
+
+/// One change to what is served at a frontend: what sources send after their first full
+/// report, what the merge of all sources produces, and what the reconciler writes. A change
+/// costs work for its own frontend only, whatever the number of services.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceChange {
+    /// Serve this service at its frontend (new, or replacing what was there).
+    Upsert(Arc<Service>),
+    /// Serve nothing at this frontend any more.
+    Remove(Frontend),
+}
+
+impl ServiceChange {
+    /// The frontend the change is about.
+    pub fn frontend(&self) -> Frontend {
+        match self {
+            Self::Upsert(service) => service.frontend,
+            Self::Remove(frontend) => *frontend,
+        }
+    }
+}
+
+/// The services the kernel serves, by frontend and by name: what DNS answers and what
+/// container declarations resolve against. Updated change by change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServedServices {
+    by_frontend: BTreeMap<Frontend, Arc<Service>>,
+    by_name: HashMap<String, BTreeSet<Frontend>>,
+}
+
+impl ServedServices {
+    /// Serves `service` at its frontend; returns what was served there before.
+    pub fn insert(&mut self, service: Arc<Service>) -> Option<Arc<Service>> {
+        let frontend = service.frontend;
+        self.by_name.entry(service.name.clone()).or_default().insert(frontend);
+        let old = self.by_frontend.insert(frontend, service);
+        if let Some(old) = &old {
+            self.forget_name(&old.name, frontend);
+        }
+        old
+    }
+
+    /// Stops serving `frontend`; returns what was served there.
+    pub fn remove(&mut self, frontend: &Frontend) -> Option<Arc<Service>> {
+        let old = self.by_frontend.remove(frontend)?;
+        self.forget_name(&old.name, *frontend);
+        Some(old)
+    }
+
+    fn forget_name(&mut self, name: &str, frontend: Frontend) {
+        // A renamed service is indexed under its new name already; keep that entry.
+        if self.by_frontend.get(&frontend).is_some_and(|s| s.name == name) {
+            return;
+        }
+        if let Some(frontends) = self.by_name.get_mut(name) {
+            frontends.remove(&frontend);
+            if frontends.is_empty() {
+                self.by_name.remove(name);
+            }
+        }
+    }
+
+    /// The service at `frontend`.
+    pub fn get(&self, frontend: &Frontend) -> Option<&Arc<Service>> {
+        self.by_frontend.get(frontend)
+    }
+
+    /// The frontends of the services called `name`.
+    pub fn frontends_of(&self, name: &str) -> impl Iterator<Item = Frontend> + '_ {
+        self.by_name.get(name).into_iter().flatten().copied()
+    }
+
+    /// The service at `vip:port`, either protocol (TCP first).
+    pub fn at(&self, vip: IpAddr, port: u16) -> Option<&Arc<Service>> {
+        [Protocol::Tcp, Protocol::Udp].into_iter().find_map(|protocol| self.get(&Frontend { vip, port, protocol }))
+    }
+
+    /// Every service, by frontend.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.by_frontend.values()
+    }
+
+    /// Number of frontends served.
+    pub fn len(&self) -> usize {
+        self.by_frontend.len()
+    }
+
+    /// Whether nothing is served.
+    pub fn is_empty(&self) -> bool {
+        self.by_frontend.is_empty()
+    }
+}
+
+impl From<&DesiredState> for ServedServices {
+    fn from(state: &DesiredState) -> Self {
+        let mut served = Self::default();
+        for service in state.services.values() {
+            served.insert(service.clone());
+        }
+        served
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, vip: &str, port: u16) -> Arc<Service> {
+        Arc::new(Service {
+            name: name.into(),
+            frontend: Frontend { vip: vip.parse().unwrap(), port, protocol: Protocol::Tcp },
+            algorithm: Algorithm::RoundRobin,
+            affinity_secs: 0,
+            backends: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn served_services_index_names_through_renames_and_removals() {
+        let mut served = ServedServices::default();
+        let web80 = service("web", "240.0.0.10", 80);
+        served.insert(web80.clone());
+        served.insert(service("web", "240.0.0.10", 443));
+        assert_eq!(served.frontends_of("web").count(), 2);
+        served.insert(service("www", "240.0.0.10", 80));
+        assert_eq!(served.frontends_of("web").map(|f| f.port).collect::<Vec<_>>(), [443]);
+        assert_eq!(served.frontends_of("www").map(|f| f.port).collect::<Vec<_>>(), [80]);
+        assert_eq!(served.remove(&web80.frontend).map(|s| s.name.clone()), Some("www".into()));
+        assert_eq!(served.frontends_of("www").count(), 0);
+        assert_eq!(served.at("240.0.0.10".parse().unwrap(), 443).map(|s| s.name.as_str()), Some("web"));
+        assert_eq!(served.len(), 1);
     }
 }

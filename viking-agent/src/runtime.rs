@@ -1,28 +1,34 @@
-//! The running agent's state, owned by one task: the latest update of every source, the
-//! single writers of the service maps ([`Reconciler`]) and of the policy maps
-//! ([`PolicyWriter`]), and what it has already reported.
+//! The running agent's state, owned by one task: every source's services and their merge
+//! ([`SourceSet`]), the single writers of the service maps ([`Reconciler`]) and of the
+//! policy maps ([`PolicyWriter`]), the names DNS answers, and what it has already reported.
+//! Updates flow through as changes: one service changing costs work for that service.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
+use tokio::sync::watch;
 use viking_common::{AuditEvent, PolicyMode};
 
 use crate::{
     dataplane::{sock_destroy, tables::KernelTables},
-    model::{DesiredState, Protocol},
+    dns::NameTable,
+    model::{Frontend, Protocol, ServedServices, ServiceChange},
     policy::{self, writer::PolicyWriter},
-    reconcile::Reconciler,
-    sources::{SourceId, SourceSet, Update, docker::Container},
+    reconcile::{ApplyReport, Reconciler, describe},
+    sources::{SourceChange, SourceId, Update, docker::Container, merge::SourceSet},
 };
 
 /// An undeclared connect is logged at most once per this period per (container, VIP, port).
 const AUDIT_LOG_PERIOD: Duration = Duration::from_secs(10);
 /// (container, VIP, port) triples remembered before the stale ones are dropped.
 const AUDIT_MEMORY: usize = 4096;
+/// Services named one by one in the log per apply; a burst (an initial sync) is summed up.
+const LOGGED_PER_APPLY: usize = 20;
 
 /// The agent's state between updates.
 #[derive(Debug)]
@@ -31,19 +37,21 @@ pub struct Runtime {
     policy: PolicyWriter,
     sources: SourceSet,
     expected: Vec<SourceId>,
+    /// Whether the kernel was made to hold exactly the merged sources, once every expected
+    /// source had reported. Until then nothing the kernel holds is removed.
+    pruned: bool,
+    /// Merged changes not applied yet, one per frontend (the latest wins).
+    pending: BTreeMap<Frontend, ServiceChange>,
     /// `None` until Docker has listed its containers (the adopted policy stays until then).
     containers: Option<Vec<Container>>,
-    consul_declarations: BTreeMap<String, BTreeSet<String>>,
+    /// `connect_to` tags: by Consul service, then by instance id.
+    consul_declarations: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
     default_mode: PolicyMode,
     cgroup: PathBuf,
-    served: DesiredState,
+    names: watch::Sender<Arc<NameTable>>,
     policy_problems: Vec<String>,
     audit_logged: HashMap<(u64, IpAddr, u16, u8), (Instant, u64)>,
-    services_dirty: bool,
     policy_dirty: bool,
-    /// Services appeared or disappeared (not only backends changed) since the last
-    /// [`Runtime::take_names_changed`].
-    names_changed: bool,
 }
 
 /// How the runtime is set up.
@@ -62,111 +70,107 @@ pub struct RuntimeOptions {
 impl Runtime {
     /// A runtime over adopted maps.
     pub fn new(reconciler: Reconciler<KernelTables>, policy: PolicyWriter, options: RuntimeOptions) -> Self {
+        let names = NameTable::from_state(&reconciler.installed_state());
         Self {
             reconciler,
             policy,
             sources: SourceSet::default(),
             expected: options.expected,
+            pruned: false,
+            pending: BTreeMap::new(),
             containers: (!options.docker).then(Vec::new),
             consul_declarations: BTreeMap::new(),
             default_mode: options.default_mode,
             cgroup: options.cgroup,
-            served: DesiredState::default(),
+            names: watch::channel(Arc::new(names)).0,
             policy_problems: Vec::new(),
             audit_logged: HashMap::new(),
-            services_dirty: false,
             policy_dirty: true,
-            names_changed: true,
         }
     }
 
-    /// What the kernel serves (adopted or applied).
-    pub fn installed_state(&self) -> DesiredState {
+    /// What the kernel serves, as a desired state (after adoption: the previous agent's).
+    pub fn installed_state(&self) -> crate::model::DesiredState {
         self.reconciler.installed_state()
     }
 
-    /// The services the kernel serves, as last applied.
-    pub fn served(&self) -> &DesiredState {
-        &self.served
+    /// What the kernel serves (adopted or applied).
+    pub fn served(&self) -> &ServedServices {
+        self.reconciler.served()
+    }
+
+    /// The names DNS answers: exactly the services the kernel serves.
+    pub fn names(&self) -> watch::Receiver<Arc<NameTable>> {
+        self.names.subscribe()
     }
 
     /// Records an update; [`Runtime::flush`] applies it.
     pub fn handle(&mut self, update: Update) {
         match update {
-            Update::Services(snapshot) => {
-                self.sources.update(snapshot);
-                self.services_dirty = true;
+            Update::Services { source, change } => {
+                let merged = match change {
+                    SourceChange::Replace(state) => self.sources.replace(source, state),
+                    SourceChange::Delta(changes) => self.sources.apply(source, changes),
+                };
+                for conflict in merged.conflicts {
+                    tracing::error!("{conflict}");
+                }
+                for change in merged.changes {
+                    self.pending.insert(change.frontend(), change);
+                }
             }
             Update::Containers(containers) => {
                 self.containers = Some(containers);
                 self.policy_dirty = true;
             }
-            Update::ConsulDeclarations(declarations) => {
-                self.consul_declarations = declarations;
-                self.policy_dirty = true;
+            Update::ConsulDeclarations { service, declarations } => {
+                let changed = if declarations.is_empty() {
+                    self.consul_declarations.remove(&service).is_some()
+                } else {
+                    self.consul_declarations.insert(service, declarations.clone()) != Some(declarations)
+                };
+                self.policy_dirty |= changed;
             }
         }
-    }
-
-    /// Whether services appeared or disappeared since the last call (what name lookups
-    /// depend on; a change of backends does not count).
-    pub fn take_names_changed(&mut self) -> bool {
-        std::mem::take(&mut self.names_changed)
     }
 
     /// Applies what changed since the last flush: services first (declarations resolve to
     /// their VIPs, so the policy is rebuilt when services come or go), then the policy.
     pub fn flush(&mut self) {
-        if self.services_dirty {
-            self.services_dirty = false;
-            if self.apply_services() {
-                self.names_changed = true;
-                self.policy_dirty = true;
-            }
+        if self.apply_services() {
+            self.policy_dirty = true;
         }
-        if self.policy_dirty {
-            self.policy_dirty = false;
+        if std::mem::take(&mut self.policy_dirty) {
             self.apply_policy();
         }
     }
 
-    /// Applies the merged sources and logs what changed. Until every expected source has
-    /// reported once, nothing the kernel serves is removed: a restarted agent must not
-    /// flush services whose source (e.g. Consul) has not answered yet. UDP sockets still
-    /// connected to a backend that left every service are destroyed in the background, so
-    /// their applications reconnect to a live backend (see `dataplane::sock_destroy`).
-    /// Returns whether services appeared or disappeared.
+    /// Applies the pending service changes and logs what changed. Until every expected
+    /// source has reported once, nothing the kernel serves is removed: a restarted agent
+    /// must not flush services whose source (e.g. Consul) has not answered yet. The moment
+    /// the last one reports, the kernel is made to hold exactly the merged sources (the one
+    /// apply that costs work for every service). UDP sockets still connected to a backend
+    /// that left every service are destroyed in the background, so their applications
+    /// reconnect to a live backend (see `dataplane::sock_destroy`). Returns whether
+    /// services appeared, disappeared or were renamed.
     fn apply_services(&mut self) -> bool {
-        let (mut desired, conflicts) = self.sources.merged();
-        for conflict in conflicts {
-            tracing::error!("{conflict}");
-        }
-        if !self.sources.has_all(&self.expected) {
-            for (frontend, service) in self.reconciler.installed_state().services {
-                desired.services.entry(frontend).or_insert(service);
-            }
-        }
-        let report = self.reconciler.apply(&desired);
-        for added in &report.added {
-            tracing::info!("added {added}");
-        }
-        for changed in &report.changed {
-            tracing::info!("changed {changed}");
-        }
-        for removed in &report.removed {
-            tracing::info!("removed {removed}");
-        }
-        for failed in &report.failed {
-            tracing::error!("not applied: {failed}");
-        }
-        if !report.is_noop() {
-            tracing::info!(writes = report.writes, services = self.reconciler.service_count(), "kernel maps updated");
-        }
-        // What the kernel holds: a service that could not be written is not served (DNS
-        // and policy must not point at a VIP that is not redirected).
-        desired.services.retain(|frontend, _| self.reconciler.is_installed(frontend));
-        self.served = desired;
-        let names_changed = !report.added.is_empty() || !report.removed.is_empty();
+        let report = if !self.pruned && self.sources.has_all(&self.expected) {
+            self.pruned = true;
+            self.pending.clear();
+            self.reconciler.apply(&self.sources.merged())
+        } else if self.pending.is_empty() {
+            return false;
+        } else {
+            let reconciler = &self.reconciler;
+            let keep_installed = !self.pruned;
+            let changes: Vec<ServiceChange> = std::mem::take(&mut self.pending)
+                .into_values()
+                .filter(|c| !(keep_installed && matches!(c, ServiceChange::Remove(f) if reconciler.is_installed(f))))
+                .collect();
+            self.reconciler.apply_changes(changes)
+        };
+        log_report(&report, self.reconciler.service_count());
+        let names_changed = self.update_names(&report);
         if !report.released_backends.is_empty() {
             let (cgroup, gone) = (self.cgroup.clone(), report.released_backends);
             tokio::task::spawn_blocking(move || match sock_destroy::destroy_udp_connected_to(&cgroup, &gone) {
@@ -178,12 +182,33 @@ impl Runtime {
         names_changed
     }
 
+    /// Brings the DNS names in step with what the report wrote; returns whether a name
+    /// appeared, disappeared or moved.
+    fn update_names(&mut self, report: &ApplyReport) -> bool {
+        let mut updates: Vec<(Frontend, Option<&str>)> = Vec::new();
+        updates.extend(report.removed.iter().map(|(_, frontend)| (*frontend, None)));
+        updates.extend(report.added.iter().chain(&report.changed).map(|s| (s.frontend, Some(s.name.as_str()))));
+        if updates.is_empty() {
+            return false;
+        }
+        let mut changed = false;
+        self.names.send_if_modified(|table| {
+            // Copies the table only if a DNS query holds the current one at this moment.
+            let table = Arc::make_mut(table);
+            for (frontend, name) in updates {
+                changed |= table.set(frontend, name);
+            }
+            changed
+        });
+        changed
+    }
+
     fn apply_policy(&mut self) {
         let Some(containers) = &self.containers else { return };
         let inputs = policy::Inputs {
             containers,
             consul: &self.consul_declarations,
-            services: &self.served,
+            services: self.reconciler.served(),
             default_mode: self.default_mode,
         };
         let (desired, problems) = policy::build(&inputs);
@@ -227,12 +252,7 @@ impl Runtime {
             || format!("cgroup {}", event.cgroup_id),
             |c| format!("{:?} (cgroup {})", c.display_name(), event.cgroup_id),
         );
-        let service = self
-            .served
-            .services
-            .values()
-            .find(|s| s.frontend.vip == vip && s.frontend.port == port)
-            .map_or("(unknown)", |s| s.name.as_str());
+        let service = self.reconciler.served().at(vip, port).map_or("(unknown)", |s| s.name.as_str());
         let protocol = Protocol::from_number(event.protocol).map_or("?", Protocol::name);
         let verdict =
             if PolicyMode::from_u8(event.mode) == PolicyMode::Enforce { "refused" } else { "allowed (audit)" };
@@ -241,5 +261,34 @@ impl Runtime {
             std::net::SocketAddr::new(vip, port),
             if repeats > 1 { format!(", {repeats} times since the last report") } else { String::new() }
         );
+    }
+}
+
+/// Logs what an apply changed: each service for a few, a count for a burst.
+fn log_report(report: &ApplyReport, installed: usize) {
+    let lines = report
+        .added
+        .iter()
+        .map(|s| format!("added {}", describe(s)))
+        .chain(report.changed.iter().map(|s| format!("changed {}", describe(s))))
+        .chain(report.removed.iter().map(|(name, frontend)| format!("removed {name} {frontend}")));
+    let total = report.added.len() + report.changed.len() + report.removed.len();
+    for line in lines.take(LOGGED_PER_APPLY) {
+        tracing::info!("{line}");
+    }
+    if total > LOGGED_PER_APPLY {
+        tracing::info!(
+            added = report.added.len(),
+            changed = report.changed.len(),
+            removed = report.removed.len(),
+            "and {} more service changes",
+            total - LOGGED_PER_APPLY
+        );
+    }
+    for failed in &report.failed {
+        tracing::error!("not applied: {failed}");
+    }
+    if !report.is_noop() {
+        tracing::info!(writes = report.writes, services = installed, "kernel maps updated");
     }
 }

@@ -2,27 +2,29 @@
 //! until SIGINT/SIGTERM. Stopping leaves programs and maps pinned: connects keep working
 //! while no agent runs, and the next agent adopts them.
 
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
-    sync::{mpsc, watch},
+    sync::mpsc,
 };
 use viking_common::PolicyMode;
 
 use crate::{
     config::Config,
     dataplane::{Dataplane, pins::PinDir, tables::MapSource},
-    dns::{DnsServer, NameTable},
+    dns::DnsServer,
     policy::{
         audit,
         writer::{HostSettings, PolicyTables, PolicyWriter},
     },
     reconcile::Reconciler,
     runtime::{Runtime, RuntimeOptions},
-    sources::{Snapshot, SourceId, Update, consul::ConsulSource, docker::DockerSource, static_file::StaticFileSource},
+    sources::{
+        SourceChange, SourceId, Update, consul::ConsulSource, docker::DockerSource, static_file::StaticFileSource,
+    },
 };
 
 /// Options of `run`.
@@ -105,14 +107,12 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 
     let mut source = StaticFileSource::new(options.config.clone(), &config, &runtime.installed_state());
     let first = source.first(text, parsed);
-    runtime.handle(Update::Services(Snapshot { source: SourceId::StaticFile, state: first }));
+    runtime.handle(Update::Services { source: SourceId::StaticFile, change: SourceChange::Replace(first) });
     runtime.flush();
     // The DNS responder answers from what the kernel serves: a name never resolves to a VIP
     // that is not redirected.
-    runtime.take_names_changed();
-    let (names_tx, names_rx) = watch::channel(Arc::new(NameTable::from_state(runtime.served())));
     if let Some(settings) = &config.dns {
-        let server = DnsServer::bind(settings, names_rx).await.context("starting the DNS responder")?;
+        let server = DnsServer::bind(settings, runtime.names()).await.context("starting the DNS responder")?;
         tracing::info!(listen = ?server.local_addrs(), domain = %settings.domain, "dns responder enabled");
         tokio::spawn(async move {
             if let Err(err) = server.run().await {
@@ -120,7 +120,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             }
         });
     }
-    tracing::info!(services = runtime.served().services.len(), "ready");
+    tracing::info!(services = runtime.served().len(), "ready");
 
     let (tx, mut rx) = mpsc::channel(64);
     if let Some(consul) = consul {
@@ -140,9 +140,6 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                     runtime.handle(more);
                 }
                 runtime.flush();
-                if runtime.take_names_changed() {
-                    names_tx.send_replace(Arc::new(NameTable::from_state(runtime.served())));
-                }
             }
             Some(event) = audit_rx.recv() => runtime.audit(event),
             _ = tokio::signal::ctrl_c() => break,
@@ -178,8 +175,8 @@ async fn forward_kernel_logs(logger: aya_log::EbpfLogger<&'static dyn log::Log>)
     }
 }
 
-/// Each watched Consul service holds one HTTP connection (a blocking query); a host with
-/// thousands of services needs more than the usual 1024 descriptors.
+/// Over plain HTTP/1.1 each watched Consul service holds one connection (a blocking query);
+/// a host with thousands of services then needs more than the usual 1024 descriptors.
 fn raise_open_file_limit() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit with a valid struct.

@@ -9,7 +9,7 @@ use std::{
 use viking_common::Algorithm;
 
 use super::{AgentSettings, Limits};
-use crate::model::{BackendSpec, DesiredState, Frontend, Protocol, Service};
+use crate::model::{BackendSpec, DesiredState, Frontend, Protocol, Service, UnknownName, parse_algorithm};
 
 /// A service (or one of its backends) that was left out, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,18 +257,12 @@ fn check_service(
         .filter(|port| *port != 0)
         .ok_or_else(|| fail("port", raw.port.to_string(), "must be 1..=65535".into()))?;
     let protocol = match raw.protocol.as_deref() {
-        None | Some("tcp") => Protocol::Tcp,
-        Some("udp") => Protocol::Udp,
-        Some(other) => {
-            return Err(fail("protocol", format!("{other:?}"), "must be \"tcp\" or \"udp\"".into()));
-        }
+        None => Protocol::Tcp,
+        Some(text) => text.parse().map_err(|e: UnknownName| fail("protocol", format!("{text:?}"), e.to_string()))?,
     };
     let algorithm = match raw.algorithm.as_deref() {
         None => Algorithm::RoundRobin,
-        Some(name) => Algorithm::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
-            let names: Vec<String> = Algorithm::ALL.iter().map(|a| format!("{:?}", a.name())).collect();
-            fail("algorithm", format!("{name:?}"), format!("must be one of {}", names.join(", ")))
-        })?,
+        Some(name) => parse_algorithm(name).map_err(|e| fail("algorithm", format!("{name:?}"), e.to_string()))?,
     };
     let affinity_secs = match raw.affinity_seconds {
         None => 0,

@@ -147,11 +147,11 @@ impl Zone {
     /// `A`/`AAAA` records of a service for `owner`.
     fn addresses(&self, entry: &NameEntry, owner: &Name, qtype: RecordType) -> Found {
         let answers: Vec<Record> = entry
-            .vips
-            .iter()
+            .vips()
+            .into_iter()
             .filter_map(|vip| match (vip, qtype) {
-                (IpAddr::V4(v4), RecordType::A | RecordType::ANY) => Some(RData::A(A(*v4))),
-                (IpAddr::V6(v6), RecordType::AAAA | RecordType::ANY) => Some(RData::AAAA(AAAA(*v6))),
+                (IpAddr::V4(v4), RecordType::A | RecordType::ANY) => Some(RData::A(A(v4))),
+                (IpAddr::V6(v6), RecordType::AAAA | RecordType::ANY) => Some(RData::AAAA(AAAA(v6))),
                 _ => None,
             })
             .map(|rdata| Record::from_rdata(owner.clone(), self.ttl, rdata))
@@ -161,7 +161,7 @@ impl Zone {
 
     /// `SRV` records, one per port of `protocol`, pointing at the service's name.
     fn srv(&self, service: &str, entry: &NameEntry, protocol: Protocol, owner: &Name, qtype: RecordType) -> Found {
-        let ports: Vec<u16> = entry.ports.iter().filter(|(p, _)| *p == protocol).map(|(_, port)| *port).collect();
+        let ports: Vec<u16> = entry.ports().into_iter().filter(|(p, _)| *p == protocol).map(|(_, port)| port).collect();
         // Service names passed `config::check_name`, so they are single labels of at most
         // 63 bytes and the target is always a valid name.
         let target = Name::from_labels([service.as_bytes()]).and_then(|n| n.append_domain(&self.services));

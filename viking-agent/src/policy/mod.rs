@@ -16,7 +16,7 @@ pub use declarations::{LABEL_CONNECT_TO, LABEL_POLICY, declared};
 use viking_common::PolicyMode;
 
 use crate::{
-    model::{DesiredState, Frontend, Protocol},
+    model::{Frontend, Protocol, ServedServices},
     sources::docker::Container,
 };
 
@@ -36,28 +36,25 @@ pub struct KernelPolicy {
 pub struct Inputs<'a> {
     /// Running containers.
     pub containers: &'a [Container],
-    /// `connect_to` tags of Consul instances, by instance id.
-    pub consul: &'a BTreeMap<String, BTreeSet<String>>,
+    /// `connect_to` tags of Consul instances: by Consul service, then by instance id.
+    pub consul: &'a BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// The services served (names resolve to their VIPs).
-    pub services: &'a DesiredState,
+    pub services: &'a ServedServices,
     /// Mode of containers without a `viking.policy` label.
     pub default_mode: PolicyMode,
 }
 
 /// Builds the kernel policy; the messages name containers and values that could not be
-/// used (unknown services, bad labels).
+/// used (unknown services, bad labels). Costs work per container and declaration, not per
+/// service served.
 pub fn build(inputs: &Inputs<'_>) -> (KernelPolicy, Vec<String>) {
-    let mut frontends_of: BTreeMap<&str, Vec<Frontend>> = BTreeMap::new();
-    for service in inputs.services.services.values() {
-        frontends_of.entry(service.name.as_str()).or_default().push(service.frontend);
-    }
     let mut policy = KernelPolicy::default();
     let mut problems = Vec::new();
     for container in inputs.containers {
         let who = container.display_name();
         let mut declared = declared(container);
         problems.append(&mut declared.problems);
-        for (instance, services) in inputs.consul {
+        for (instance, services) in inputs.consul.values().flatten() {
             if belongs_to(instance, container) {
                 declared.connect_to.extend(services.iter().cloned());
             }
@@ -67,19 +64,19 @@ pub fn build(inputs: &Inputs<'_>) -> (KernelPolicy, Vec<String>) {
             policy.modes.insert(container.cgroup_id, mode);
         }
         for name in &declared.connect_to {
-            match frontends_of.get(name.as_str()) {
-                Some(frontends) => {
-                    for frontend in frontends {
-                        policy.allowed.insert((container.cgroup_id, frontend.vip));
-                    }
-                }
-                None => problems.push(format!(
+            let mut found = false;
+            for frontend in inputs.services.frontends_of(name) {
+                found = true;
+                policy.allowed.insert((container.cgroup_id, frontend.vip));
+            }
+            if !found {
+                problems.push(format!(
                     "container {who:?} declares service {name:?}, which does not exist (yet); ignored until it does"
-                )),
+                ));
             }
         }
         for (port, name) in &declared.overlays {
-            let frontends = frontends_of.get(name.as_str()).map(Vec::as_slice).unwrap_or_default();
+            let frontends: Vec<Frontend> = inputs.services.frontends_of(name).collect();
             for protocol in [Protocol::Tcp, Protocol::Udp] {
                 let candidates: Vec<&Frontend> = frontends.iter().filter(|f| f.protocol == protocol).collect();
                 // The service's frontend on the same port, else its only one.
@@ -127,8 +124,8 @@ mod tests {
         }
     }
 
-    fn services(list: &[(&str, &str, u16)]) -> DesiredState {
-        let mut state = DesiredState::default();
+    fn services(list: &[(&str, &str, u16)]) -> ServedServices {
+        let mut state = ServedServices::default();
         for (name, vip, port) in list {
             let frontend = Frontend { vip: vip.parse().unwrap(), port: *port, protocol: Protocol::Tcp };
             let service = Service {
@@ -138,7 +135,7 @@ mod tests {
                 affinity_secs: 0,
                 backends: vec![],
             };
-            state.insert(service);
+            state.insert(std::sync::Arc::new(service));
         }
         state
     }
@@ -190,8 +187,9 @@ mod tests {
         let state = services(&[("db", "240.0.0.30", 5432)]);
         let mut task = container("web-task", 5, &[], &[]);
         task.nomad = Some(NomadTask { task: "web".into(), alloc_id: "4f1d-aa".into() });
-        let consul =
+        let instances =
             BTreeMap::from([("_nomad-task-4f1d-aa-web-web-http".to_owned(), BTreeSet::from(["db".to_owned()]))]);
+        let consul = BTreeMap::from([("web".to_owned(), instances)]);
         let (policy, _) = build(&Inputs {
             containers: &[task],
             consul: &consul,

@@ -17,6 +17,11 @@ impl IdPool {
         Self { used: BTreeSet::new(), next: 0, capacity }
     }
 
+    /// How many ids the pool has.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
     /// Marks `id` used (adopting state from the kernel).
     pub fn claim(&mut self, id: u32) {
         self.used.insert(id);

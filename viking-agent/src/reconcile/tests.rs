@@ -1,7 +1,9 @@
 //! The reconciler against an in-memory model of the maps that checks, after every single
 //! write, what a concurrent `connect()` could observe.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::SocketAddr};
+
+use viking_common::ServiceValue;
 
 use super::*;
 use crate::dataplane::tables::InstalledService;
@@ -189,7 +191,7 @@ fn removed_services_disappear_with_their_backends() {
     ]));
     let desired = state(&[service("db", "240.0.0.11", 5432, &["127.0.0.1:9002"])]);
     let report = r.apply(&desired);
-    assert_eq!(report.removed, ["web 240.0.0.10:80/tcp"]);
+    assert_eq!(report.removed, [("web".to_owned(), service("web", "240.0.0.10", 80, &[]).frontend)]);
     assert_eq!(r.kernel().served(), expected(&desired));
     assert_eq!(r.kernel().backends.len(), 1);
     assert!(r.kernel().slots.keys().all(|k| k.port() == 5432));
@@ -243,7 +245,8 @@ fn a_full_limit_fails_that_service_only_and_names_the_limit() {
     ]));
     assert_eq!(report.added.len(), 1);
     assert_eq!(report.failed.len(), 1);
-    assert!(report.failed[0].contains("limits.max_services = 1"), "{}", report.failed[0]);
+    assert_eq!(report.failed[0].limit(), Some(&LimitHit::Services(1)), "{}", report.failed[0]);
+    assert!(report.failed[0].to_string().contains("limits.max_services = 1"), "the message names the limit");
     assert_eq!(r.kernel().backends.len(), 1, "the failed service left no backend behind");
 }
 
@@ -253,7 +256,7 @@ fn slot_limit_is_checked_before_writing() {
     let mut r = reconciler(limits);
     let report =
         r.apply(&state(&[service("a", "240.0.0.1", 80, &["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"])]));
-    assert!(report.failed[0].contains("limits.max_service_slots = 3"), "{report:?}");
+    assert!(matches!(report.failed[0].limit(), Some(LimitHit::ServiceSlots { limit: 3, .. })), "{report:?}");
     assert!(r.kernel().slots.is_empty());
 }
 
@@ -380,4 +383,28 @@ fn moving_a_frontend_to_another_port_releases_no_backend() {
     r.apply(&state(&[service("dns", "240.0.0.53", 53, &["127.0.0.1:9001"])]));
     let report = r.apply(&state(&[service("dns", "240.0.0.53", 5353, &["127.0.0.1:9001"])]));
     assert!(report.released_backends.is_empty(), "its UDP sockets must not be destroyed: {report:?}");
+}
+
+#[test]
+fn a_change_among_thousands_writes_that_service_only() {
+    let mut r = reconciler(Limits::default());
+    let services: Vec<Service> = (0..2_000u32)
+        .map(|i| service(&format!("s{i}"), &format!("240.0.{}.{}", i / 250, 1 + i % 250), 80, &["10.0.0.1:80"]))
+        .collect();
+    r.apply(&state(&services));
+    let before = r.kernel().writes;
+    let mut grown = services[1_234].clone();
+    grown.backends.push(crate::model::BackendSpec::new("10.0.0.2:80".parse().unwrap()));
+    let report = r.apply_changes(vec![
+        ServiceChange::Upsert(Arc::new(grown.clone())),
+        ServiceChange::Remove(services[7].frontend),
+    ]);
+    assert_eq!(report.changed.len(), 1, "{report:?}");
+    assert_eq!(report.removed, [("s7".to_owned(), services[7].frontend)]);
+    // The new backend, its slot and the entry; the removed service's entry and slot (its
+    // backend is shared with the others and stays).
+    assert_eq!(r.kernel().writes - before, 5, "{report:?}");
+    assert_eq!(r.kernel().served()[&grown.frontend].len(), 2);
+    assert_eq!(r.served().len(), 1_999);
+    assert_eq!(r.served().get(&grown.frontend).map(|s| s.backends.len()), Some(2));
 }

@@ -11,7 +11,7 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use super::{Snapshot, SourceId, Update};
+use super::{SourceChange, SourceId, Update};
 use crate::{
     config::{Config, ConsulSettings, Limits, Parsed},
     model::{DesiredState, Service},
@@ -63,7 +63,10 @@ impl StaticFileSource {
         loop {
             tick.tick().await;
             if let Some(state) = self.poll()
-                && tx.send(Update::Services(Snapshot { source: SourceId::StaticFile, state })).await.is_err()
+                && tx
+                    .send(Update::Services { source: SourceId::StaticFile, change: SourceChange::Replace(state) })
+                    .await
+                    .is_err()
             {
                 return;
             }

@@ -1,12 +1,16 @@
-//! A small Consul HTTP client: blocking reads with `index`/`wait`, KV writes with `cas`.
-//! It follows developer.hashicorp.com/consul/api-docs/features/blocking and
-//! /api-docs/api-structure (`X-Consul-Token`, `X-Consul-Index`, `?dc=`, `?stale`).
+//! A small Consul HTTP client: blocking reads with `index`/`wait`, KV writes with `cas`,
+//! transactions. It follows developer.hashicorp.com/consul/api-docs/features/blocking,
+//! /api-docs/txn and /api-docs/api-structure (`X-Consul-Token`, `X-Consul-Index`, `?dc=`,
+//! `?stale`). Over HTTPS it speaks HTTP/2 when Consul offers it (Consul's HTTPS API does),
+//! so the requests of one client share one TCP connection.
 
 use std::{net::SocketAddr, time::Duration};
 
+use bytes::Bytes;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
+use super::wire::{TxnOp, TxnResponse};
 use crate::config::ConsulSettings;
 
 /// A read's result and the index to block on next.
@@ -131,14 +135,28 @@ impl ConsulClient {
         request
     }
 
-    /// `GET path`; with `index`, a blocking query that returns when the result changes or
-    /// after the configured wait.
+    /// `GET path`, decoded; with `index`, a blocking query that returns when the result
+    /// changes or after the configured wait.
     pub async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, &str)],
         index: Option<u64>,
     ) -> Result<Indexed<T>, ConsulError> {
+        let Indexed { index, body } = self.get_bytes(path, query, index).await?;
+        let Some(bytes) = body else { return Ok(Indexed { index, body: None }) };
+        let body =
+            decode(&bytes).map_err(|detail| ConsulError::Decode { url: format!("{}{path}", self.base), detail })?;
+        Ok(Indexed { index, body: Some(body) })
+    }
+
+    /// `GET path` as raw bytes (a watch compares them before decoding a large answer).
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        index: Option<u64>,
+    ) -> Result<Indexed<Bytes>, ConsulError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.request(reqwest::Method::GET, path).query(query);
         if self.stale {
@@ -159,9 +177,23 @@ impl ConsulClient {
             status if status.is_success() => {}
             _ => return Err(Self::failure(url, response).await),
         }
+        let bytes = response.bytes().await.map_err(|source| ConsulError::Transport { url, source })?;
+        Ok(Indexed { index, body: Some(bytes) })
+    }
+
+    /// `PUT /v1/txn`: applies every operation or none. A rollback (409) is an answer,
+    /// not an error: its `errors` name the operations that failed.
+    pub async fn txn(&self, ops: &[TxnOp]) -> Result<TxnResponse, ConsulError> {
+        let path = "/v1/txn";
+        let url = format!("{}{path}", self.base);
+        let request = self.request(reqwest::Method::PUT, path).json(ops);
+        let response = request.send().await.map_err(|source| ConsulError::Transport { url: url.clone(), source })?;
+        let status = response.status();
+        if !status.is_success() && status != StatusCode::CONFLICT {
+            return Err(Self::failure(url, response).await);
+        }
         let bytes = response.bytes().await.map_err(|source| ConsulError::Transport { url: url.clone(), source })?;
-        let body = serde_json::from_slice(&bytes).map_err(|e| ConsulError::Decode { url, detail: e.to_string() })?;
-        Ok(Indexed { index, body: Some(body) })
+        decode(&bytes).map_err(|detail| ConsulError::Decode { url, detail })
     }
 
     /// `PUT /v1/kv/<key>?cas=<index>`: writes only if the key's ModifyIndex is `cas`
@@ -209,4 +241,9 @@ impl ConsulClient {
         let body = response.text().await.unwrap_or_default().trim().chars().take(200).collect();
         ConsulError::Status { url, status, body }
     }
+}
+
+/// Decodes a JSON body; the error says where it is not what the API documents.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }

@@ -2,6 +2,10 @@
 //! instances are usable backends, on which logical port clients reach the VIP, with which
 //! protocol and algorithm. Bad data never reaches the kernel: an unusable instance is
 //! skipped with a message naming the service, the instance and the value.
+//!
+//! A loopback instance address (what `consul agent -dev` and `nomad agent -dev` register)
+//! means "this node": it is a backend only on the host of that node, so it is accepted when
+//! the instance is registered on this host's own Consul node and refused everywhere else.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -13,8 +17,20 @@ use viking_common::Algorithm;
 use super::wire::HealthEntry;
 use crate::{
     config::{AgentSettings, check_backend_addr},
-    model::{BackendSpec, Frontend, Protocol, Service},
+    model::{BackendSpec, Frontend, Protocol, Service, parse_algorithm},
 };
+
+/// What reading a service's instances depends on besides the instances.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadContext<'a> {
+    /// VIP ranges (a backend must be outside them).
+    pub agent: &'a AgentSettings,
+    /// `limits.max_backends_per_service`.
+    pub max_backends: u16,
+    /// This host's Consul node: loopback instances registered on it are local backends.
+    /// `None` when it is unknown (then every loopback instance is refused).
+    pub local_node: Option<&'a str>,
+}
 
 /// Instance meta key: the port clients use on the VIP (`VIP:<viking_port>`).
 pub const META_PORT: &str = "viking_port";
@@ -52,7 +68,8 @@ pub struct Reading {
 pub const TAG_CONNECT_TO: &str = "connect_to=";
 
 /// Reads the passing instances of service `name`.
-pub fn read(name: &str, entries: &[HealthEntry], agent: &AgentSettings, max_backends: u16) -> Reading {
+pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> Reading {
+    let (agent, max_backends) = (context.agent, context.max_backends);
     let mut reading = Reading::default();
     let mut problems = Vec::new();
     let mut problem = |instance: &str, what: String| {
@@ -86,8 +103,15 @@ pub fn read(name: &str, entries: &[HealthEntry], agent: &AgentSettings, max_back
             problem(&instance.id, format!("port {} is not 1..=65535", instance.port));
             continue;
         };
-        if ip.is_loopback() {
-            problem(&instance.id, format!("address {ip} is loopback, which means another host to every other agent"));
+        if ip.is_loopback() && !is_local(&entry.node.node, context.local_node) {
+            let why = match context.local_node {
+                Some(local) => format!(
+                    "address {ip} is loopback on node {:?}, which is not this host's Consul node {local:?}",
+                    entry.node.node
+                ),
+                None => format!("address {ip} is loopback and this host's Consul node is unknown"),
+            };
+            problem(&instance.id, why);
             continue;
         }
         let addr = SocketAddr::new(ip, port);
@@ -114,6 +138,12 @@ pub fn read(name: &str, entries: &[HealthEntry], agent: &AgentSettings, max_back
     reading.shape = shape(name, &declared, &ports, &mut reading.problems);
     reading.backends = backends;
     reading
+}
+
+/// Whether `node` is this host's Consul node (node names compare case-insensitively in
+/// Consul).
+fn is_local(node: &str, local: Option<&str>) -> bool {
+    local.is_some_and(|local| local.eq_ignore_ascii_case(node))
 }
 
 /// What one instance's meta declares.
@@ -165,27 +195,23 @@ fn shape(
             return None;
         }
     };
-    let protocol = match first.protocol.as_deref() {
-        None | Some("tcp") => Protocol::Tcp,
-        Some("udp") => Protocol::Udp,
-        Some(other) => {
-            problems.push(format!(
-                "consul service {name:?}: meta {META_PROTOCOL} = {other:?} is not tcp or udp; service skipped"
-            ));
+    let protocol = match first.protocol.as_deref().map(str::parse::<Protocol>) {
+        None => Protocol::Tcp,
+        Some(Ok(protocol)) => protocol,
+        Some(Err(reason)) => {
+            let text = first.protocol.as_deref().unwrap_or_default();
+            problems
+                .push(format!("consul service {name:?}: meta {META_PROTOCOL} = {text:?}: {reason}; service skipped"));
             return None;
         }
     };
     let algorithm = match first.algorithm.as_deref() {
         None => Algorithm::RoundRobin,
-        Some(text) => match Algorithm::ALL.into_iter().find(|a| a.name() == text) {
-            Some(algorithm) => algorithm,
-            None => {
-                problems.push(format!(
-                    "consul service {name:?}: meta {META_ALGORITHM} = {text:?} is unknown; round_robin used"
-                ));
-                Algorithm::RoundRobin
-            }
-        },
+        Some(text) => parse_algorithm(text).unwrap_or_else(|reason| {
+            problems
+                .push(format!("consul service {name:?}: meta {META_ALGORITHM} = {text:?}: {reason}; round_robin used"));
+            Algorithm::RoundRobin
+        }),
     };
     Some(ServiceShape { port, protocol, algorithm })
 }
@@ -236,9 +262,15 @@ mod tests {
         AgentSettings::default()
     }
 
+    /// Reads `entries` on a host whose Consul node is `local-node`.
+    fn read_here(entries: &[HealthEntry], max_backends: u16) -> Reading {
+        let agent = agent();
+        read("web", entries, &ReadContext { agent: &agent, max_backends, local_node: Some("local-node") })
+    }
+
     #[test]
     fn an_empty_service_address_means_the_node_address() {
-        let reading = read("web", &[entry("a", "10.0.0.1", "", 8080, &[])], &agent(), 1024);
+        let reading = read_here(&[entry("a", "10.0.0.1", "", 8080, &[])], 1024);
         assert_eq!(reading.backends[0].addr, "10.0.0.1:8080".parse().unwrap());
         assert_eq!(reading.shape.unwrap().port, 8080, "the common instance port is the VIP port");
     }
@@ -247,7 +279,7 @@ mod tests {
     fn viking_port_meta_sets_the_logical_port_over_dynamic_instance_ports() {
         let meta = [(META_PORT, "80"), (META_PROTOCOL, "tcp"), (META_ALGORITHM, "least_conn")];
         let entries = [entry("a", "10.0.0.1", "", 23456, &meta), entry("b", "10.0.0.2", "", 31001, &meta)];
-        let reading = read("web", &entries, &agent(), 1024);
+        let reading = read_here(&entries, 1024);
         let shape = reading.shape.unwrap();
         assert_eq!((shape.port, shape.algorithm), (80, Algorithm::LeastConn));
         assert_eq!(reading.backends.len(), 2, "backends keep their own ports");
@@ -257,7 +289,7 @@ mod tests {
     #[test]
     fn different_ports_without_meta_skip_the_service_with_a_reason() {
         let entries = [entry("a", "10.0.0.1", "", 1000, &[]), entry("b", "10.0.0.2", "", 2000, &[])];
-        let reading = read("web", &entries, &agent(), 1024);
+        let reading = read_here(&entries, 1024);
         assert_eq!(reading.shape, None);
         assert!(reading.problems[0].contains("different ports (1000, 2000)"), "{:?}", reading.problems);
     }
@@ -273,7 +305,7 @@ mod tests {
             entry("loop", "10.0.0.6", "127.0.0.1", 80, &[]),
             entry("multi", "10.0.0.7", "224.0.0.1", 80, &[]),
         ];
-        let reading = read("web", &entries, &agent(), 1024);
+        let reading = read_here(&entries, 1024);
         assert_eq!(reading.backends.len(), 1);
         let text = reading.problems.join("\n");
         for needle in [
@@ -281,7 +313,7 @@ mod tests {
             "\"zero\": port 0",
             "\"huge\": port 70000",
             "\"vip\": address 240.0.0.9:80: inside the VIP ranges",
-            "\"loop\": address 127.0.0.1 is loopback",
+            "\"loop\": address 127.0.0.1 is loopback on node \"node-loop\", which is not this host's Consul node",
             "\"multi\": address 224.0.0.1:80: not a unicast",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
@@ -289,10 +321,25 @@ mod tests {
     }
 
     #[test]
+    fn a_loopback_instance_is_a_backend_only_on_its_own_node() {
+        let mut here = entry("dev", "127.0.0.1", "", 8080, &[]);
+        here.node.node = "LOCAL-NODE".into();
+        let elsewhere = entry("other", "127.0.0.1", "127.0.0.1", 8080, &[]);
+        let reading = read_here(&[here.clone(), elsewhere.clone()], 1024);
+        assert_eq!(reading.backends.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>(), ["127.0.0.1:8080"]);
+        assert_eq!(reading.problems.len(), 1, "{:?}", reading.problems);
+        assert!(reading.problems[0].contains("\"other\": address 127.0.0.1 is loopback on node \"node-other\""));
+        let agent = agent();
+        let unknown = read("web", &[here], &ReadContext { agent: &agent, max_backends: 16, local_node: None });
+        assert!(unknown.backends.is_empty());
+        assert!(unknown.problems[0].contains("this host's Consul node is unknown"), "{:?}", unknown.problems);
+    }
+
+    #[test]
     fn too_many_instances_are_capped_at_the_limit() {
         let entries: Vec<HealthEntry> =
             (0..5).map(|i| entry(&format!("i{i}"), &format!("10.0.0.{}", i + 1), "", 80, &[])).collect();
-        let reading = read("web", &entries, &agent(), 3);
+        let reading = read_here(&entries, 3);
         assert_eq!(reading.backends.len(), 3);
         assert!(reading.problems[0].contains("limits.max_backends_per_service = 3"));
     }
@@ -301,7 +348,7 @@ mod tests {
     fn connect_to_tags_are_declarations_of_the_instance() {
         let mut tagged = entry("a", "10.0.0.1", "", 80, &[]);
         tagged.service.tags = Some(vec!["connect_to=redis,db".into(), "connect_to=web".into(), "v2".into()]);
-        let reading = read("api", &[tagged], &agent(), 1024);
+        let reading = read_here(&[tagged], 1024);
         let declared: Vec<&str> = reading.declarations["a"].iter().map(String::as_str).collect();
         assert_eq!(declared, ["db", "redis", "web"]);
     }
@@ -310,7 +357,7 @@ mod tests {
     fn weights_come_from_weights_passing() {
         let mut heavy = entry("a", "10.0.0.1", "", 80, &[]);
         heavy.service.weights = Some(Weights { passing: 3 });
-        let reading = read("web", &[heavy, entry("b", "10.0.0.2", "", 80, &[])], &agent(), 1024);
+        let reading = read_here(&[heavy, entry("b", "10.0.0.2", "", 80, &[])], 1024);
         assert_eq!(reading.backends.iter().map(|b| b.weight).collect::<Vec<_>>(), [3, 1]);
     }
 }

@@ -7,10 +7,12 @@
 //! - `<prefix>/services/<name>` = VIP: the service's answer, which every agent reads.
 //!
 //! An agent claims the first free candidate (a hash of the name, then the next
-//! addresses), then publishes it under the service. If another agent published first, its
-//! VIP wins and the loser gives its claim back. A crash between the two writes leaves a
-//! claim naming the service, which the next allocation for that name reuses. So every
-//! service has at most one VIP and every VIP at most one service.
+//! addresses), then publishes it under the service. Many services are allocated at once in
+//! one transaction (`allocator`); a service whose claim or record already exists is then
+//! allocated key by key here: if another agent published first, its VIP wins and the loser
+//! gives its claim back; a crash of an agent that wrote the claim but not the record (two
+//! single writes, as older agents did) left a claim naming the service, which is reused. So
+//! every service has at most one VIP and every VIP at most one service.
 
 use std::{
     collections::HashMap,
@@ -36,10 +38,11 @@ pub struct Allocation {
     pub modify_index: u64,
 }
 
-/// The VIPs every agent agrees on, from `<prefix>/services/`.
+/// The VIPs every agent agrees on, from `<prefix>/services/`, indexed both ways.
 #[derive(Clone, Debug, Default)]
 pub struct VipTable {
     by_service: HashMap<String, Allocation>,
+    by_vip: HashMap<IpAddr, String>,
 }
 
 /// Why a VIP could not be allocated.
@@ -73,27 +76,38 @@ impl Keys {
         format!("{}/services/", self.prefix)
     }
 
-    fn service(&self, name: &str) -> String {
+    /// The record publishing a service's VIP.
+    pub fn service(&self, name: &str) -> String {
         format!("{}/services/{name}", self.prefix)
     }
 
-    fn address(&self, vip: IpAddr) -> String {
+    /// The record claiming an address for a service.
+    pub fn address(&self, vip: IpAddr) -> String {
         format!("{}/addresses/{vip}", self.prefix)
     }
 }
 
 impl VipTable {
-    /// Replaces the table with a listing of `<prefix>/services/`. Records that are not a
-    /// VIP inside `range` are reported and ignored (never given to the kernel).
-    pub fn load(&mut self, keys: &Keys, entries: &[KvEntry], range: IpNet) -> Vec<String> {
+    /// Replaces the table with a listing of `<prefix>/services/` taken at KV index
+    /// `listing_index`; allocations this agent recorded after that index are kept (the
+    /// listing predates them). Records that are not a VIP inside `range` are reported and
+    /// ignored (never given to the kernel). Returns the problems and the services whose VIP
+    /// appeared, changed or went.
+    pub fn load(
+        &mut self,
+        keys: &Keys,
+        entries: &[KvEntry],
+        range: IpNet,
+        listing_index: u64,
+    ) -> (Vec<String>, Vec<String>) {
         let prefix = keys.services_prefix();
         let mut problems = Vec::new();
-        self.by_service.clear();
+        let mut listed: HashMap<String, Allocation> = HashMap::with_capacity(entries.len());
         for entry in entries {
             let Some(name) = entry.key.strip_prefix(&prefix) else { continue };
             match entry.text().and_then(|t| t.trim().parse::<IpAddr>().ok()) {
                 Some(vip) if range.contains(&vip) => {
-                    self.by_service.insert(name.to_owned(), Allocation { vip, modify_index: entry.modify_index });
+                    listed.insert(name.to_owned(), Allocation { vip, modify_index: entry.modify_index });
                 }
                 _ => problems.push(format!(
                     "consul KV {}: value {:?} is not a VIP inside {range}; ignored",
@@ -102,7 +116,22 @@ impl VipTable {
                 )),
             }
         }
-        problems
+        for (name, allocation) in &self.by_service {
+            if allocation.modify_index > listing_index && !listed.contains_key(name) {
+                listed.insert(name.clone(), *allocation);
+            }
+        }
+        let mut changed: Vec<String> =
+            self.by_service.keys().filter(|name| !listed.contains_key(*name)).cloned().collect();
+        changed.extend(
+            listed.iter().filter(|(name, a)| self.by_service.get(*name) != Some(a)).map(|(name, _)| name.clone()),
+        );
+        self.by_service.clear();
+        self.by_vip.clear();
+        for (name, allocation) in listed {
+            self.insert(&name, allocation);
+        }
+        (problems, changed)
     }
 
     /// The VIP of a service, if allocated.
@@ -112,39 +141,55 @@ impl VipTable {
 
     /// Records an allocation this agent just made or read.
     pub fn insert(&mut self, name: &str, allocation: Allocation) {
+        self.remove(name);
+        // A VIP names one service: a record claiming it for another one loses (the KV
+        // address claim makes this impossible unless records are edited by hand).
+        if let Some(other) = self.by_vip.get(&allocation.vip).cloned() {
+            self.by_service.remove(&other);
+        }
+        self.by_vip.insert(allocation.vip, name.to_owned());
         self.by_service.insert(name.to_owned(), allocation);
     }
 
     /// Forgets a released allocation.
     pub fn remove(&mut self, name: &str) {
-        self.by_service.remove(name);
+        if let Some(old) = self.by_service.remove(name) {
+            self.by_vip.remove(&old.vip);
+        }
     }
 
-    /// Every allocation.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Allocation)> {
-        self.by_service.iter()
-    }
-
-    fn is_taken_by_other(&self, vip: IpAddr, name: &str) -> bool {
-        self.by_service.iter().any(|(other, a)| a.vip == vip && other != name)
+    /// The first candidate for `name` that no other service is known to hold (the KV
+    /// check-and-set has the final word).
+    pub fn first_free_probe(&self, range: IpNet, name: &str) -> u64 {
+        (0..MAX_PROBES.min(range_size(range)))
+            .find(|probe| self.by_vip.get(&candidate(range, name, *probe)).is_none_or(|owner| owner == name))
+            .unwrap_or(0)
     }
 }
 
-/// Allocates (or finds) the VIP of `name`.
+/// The `probe`-th candidate VIP of `name`: a hash of the name, then the next addresses, so
+/// every agent tries the same first candidate.
+pub fn candidate(range: IpNet, name: &str, probe: u64) -> IpAddr {
+    let size = range_size(range);
+    nth_host(range, fnv1a(name.as_bytes()).wrapping_add(probe) % size)
+}
+
+/// Allocates (or finds) the VIP of `name` one key at a time, trying candidates from
+/// `first_probe`: the careful path for a service whose batched allocation met a claim or a
+/// record (another agent's race, an earlier crash, a taken address).
 pub async fn allocate(
     client: &ConsulClient,
     keys: &Keys,
-    table: &VipTable,
     range: IpNet,
     name: &str,
+    first_probe: u64,
 ) -> Result<Allocation, AllocError> {
-    let size = range_size(range);
-    let start = fnv1a(name.as_bytes());
-    for probe in 0..MAX_PROBES.min(size) {
-        let vip = nth_host(range, (start.wrapping_add(probe)) % size);
-        if table.is_taken_by_other(vip, name) {
-            continue;
-        }
+    // Another agent may have published it already.
+    if let Some(found) = published(client, keys, name).await? {
+        return Ok(found);
+    }
+    for probe in first_probe..MAX_PROBES.min(range_size(range)) {
+        let vip = candidate(range, name, probe);
         let address_key = keys.address(vip);
         if !client.kv_put_cas(&address_key, name, 0).await? {
             // Someone holds it: ours (an earlier attempt, or a racing agent) or taken.
@@ -158,21 +203,27 @@ pub async fn allocate(
             return Ok(Allocation { vip, modify_index });
         }
         // Another agent published first: use its VIP and give our claim back.
-        let Some((published, modify_index)) = read(client, &service_key).await? else {
+        let Some(winner) = published(client, keys, name).await? else {
             continue;
         };
-        let Ok(winner) = published.trim().parse::<IpAddr>() else {
-            return Err(AllocError::Consul(ConsulError::Decode {
-                url: service_key,
-                detail: format!("not an IP: {published:?}"),
-            }));
-        };
-        if winner != vip {
+        if winner.vip != vip {
             release_address(client, keys, vip, name).await?;
         }
-        return Ok(Allocation { vip: winner, modify_index });
+        return Ok(winner);
     }
     Err(AllocError::Exhausted { range })
+}
+
+/// The published VIP record of `name`, if any.
+async fn published(client: &ConsulClient, keys: &Keys, name: &str) -> Result<Option<Allocation>, ConsulError> {
+    let service_key = keys.service(name);
+    let Some((text, modify_index)) = read(client, &service_key).await? else {
+        return Ok(None);
+    };
+    match text.trim().parse::<IpAddr>() {
+        Ok(vip) => Ok(Some(Allocation { vip, modify_index })),
+        Err(_) => Err(ConsulError::Decode { url: service_key, detail: format!("not an IP: {text:?}") }),
+    }
 }
 
 /// Releases `name`'s VIP if its record is still the one seen (`allocation.modify_index`):
@@ -190,7 +241,8 @@ pub async fn release(
     Ok(true)
 }
 
-async fn release_address(client: &ConsulClient, keys: &Keys, vip: IpAddr, name: &str) -> Result<(), ConsulError> {
+/// Deletes the address claim of `vip` if `name` holds it.
+pub async fn release_address(client: &ConsulClient, keys: &Keys, vip: IpAddr, name: &str) -> Result<(), ConsulError> {
     let key = keys.address(vip);
     if let Some((owner, index)) = read(client, &key).await?
         && owner == name
@@ -263,10 +315,40 @@ mod tests {
             KvEntry { key: "viking/services/junk".into(), value: encode("hello"), modify_index: 7 },
         ];
         let mut table = VipTable::default();
-        let problems = table.load(&keys, &entries, "241.0.0.0/8".parse().unwrap());
+        let (problems, changed) = table.load(&keys, &entries, "241.0.0.0/8".parse().unwrap(), 7);
+        assert_eq!(changed, ["web"]);
         assert_eq!(table.get("web").map(|a| a.vip), Some("241.0.0.7".parse().unwrap()));
         assert!(table.get("bad").is_none() && table.get("junk").is_none());
         assert_eq!(problems.len(), 2);
         assert!(problems[0].contains("viking/services/bad") && problems[0].contains("10.0.0.1"), "{problems:?}");
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_older_than_an_own_allocation_does_not_drop_it() {
+        let range: IpNet = "241.0.0.0/8".parse().unwrap();
+        let mut table = VipTable::default();
+        table.insert("web", Allocation { vip: "241.0.0.7".parse().unwrap(), modify_index: 20 });
+        let (_, changed) = table.load(&Keys::new("viking"), &[], range, 19);
+        assert!(changed.is_empty() && table.get("web").is_some(), "the listing predates it");
+        let (_, changed) = table.load(&Keys::new("viking"), &[], range, 21);
+        assert_eq!((changed, table.get("web")), (vec!["web".to_owned()], None), "released meanwhile");
+    }
+
+    #[test]
+    fn the_first_free_probe_skips_vips_held_by_others() {
+        let range: IpNet = "241.0.0.0/8".parse().unwrap();
+        let mut table = VipTable::default();
+        assert_eq!(table.first_free_probe(range, "web"), 0);
+        table.insert("other", Allocation { vip: candidate(range, "web", 0), modify_index: 1 });
+        assert_eq!(table.first_free_probe(range, "web"), 1);
+        table.insert("web", Allocation { vip: candidate(range, "web", 1), modify_index: 2 });
+        assert_eq!(table.first_free_probe(range, "web"), 1, "its own VIP is free for it");
+        table.insert("third", Allocation { vip: candidate(range, "web", 1), modify_index: 3 });
+        assert_eq!(table.get("web"), None, "one VIP, one service");
     }
 }

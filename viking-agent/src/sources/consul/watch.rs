@@ -4,12 +4,18 @@
 //! - pass the last `X-Consul-Index` as `?index=` (the wait and its jitter are Consul's);
 //! - if the index goes backwards (a snapshot restore, a new leader), reset it to 0;
 //! - treat an index below 1 as 1, so a broken index cannot turn into a busy loop;
-//! - a query may return with nothing changed: compare the content, not only the index;
+//! - a query may return with nothing changed: compare the content, not only the index (a
+//!   hash of the answer's bytes, so a watch keeps 8 bytes, not a copy of the answer);
 //! - rate-limit a loop that keeps returning at once without change;
 //! - back off on errors, exponentially with jitter and a cap; honour 429's `Retry-After`.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    hash::{DefaultHasher, Hash, Hasher},
+    time::Duration,
+};
 
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::client::{ConsulError, Indexed};
@@ -63,21 +69,20 @@ impl BlockingIndex {
 }
 
 /// Runs blocking queries forever: `query(index)` is the request, `deliver` gets each new
-/// content (`None`: the key or prefix does not exist), `report` hears about failures
-/// (`Some(error)`) and recoveries (`None`).
-pub async fn watch<T, Q, F>(
+/// content with its index (`None`: the key or prefix does not exist), `report` hears about
+/// failures (`Some(error)`) and recoveries (`None`).
+pub async fn watch<Q, F>(
     mut query: Q,
-    mut deliver: impl FnMut(Option<T>),
+    mut deliver: impl FnMut(u64, Option<Bytes>),
     mut report: impl FnMut(Option<&ConsulError>),
 ) where
-    T: Clone + PartialEq,
     Q: FnMut(Option<u64>) -> F,
-    F: Future<Output = Result<Indexed<T>, ConsulError>>,
+    F: Future<Output = Result<Indexed<Bytes>, ConsulError>>,
 {
     let mut index = BlockingIndex::default();
     let mut errors = Backoff::new(BACKOFF_START);
     let mut spins = Backoff::new(RATE_LIMIT_START);
-    let mut last: Option<Option<T>> = None;
+    let mut last: Option<u64> = None;
     let mut failing = false;
     loop {
         let started = Instant::now();
@@ -91,10 +96,11 @@ pub async fn watch<T, Q, F>(
                 let step = index.observe(returned);
                 // Content decides, not the index alone: after the index went backwards it
                 // can climb back to the very number we hold while the data differs.
-                if last.as_ref() != Some(&body) {
+                let fingerprint = fingerprint(body.as_deref());
+                if last != Some(fingerprint) {
                     spins.reset();
-                    deliver(body.clone());
-                    last = Some(body);
+                    last = Some(fingerprint);
+                    deliver(returned, body);
                 } else if step == IndexStep::Unchanged && started.elapsed() < IMMEDIATE {
                     tokio::time::sleep(spins.next_delay()).await;
                 }
@@ -110,6 +116,13 @@ pub async fn watch<T, Q, F>(
             }
         }
     }
+}
+
+/// A hash of an answer (`None`: absent), to tell a changed answer from a repeated one.
+fn fingerprint(body: Option<&[u8]>) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    body.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]

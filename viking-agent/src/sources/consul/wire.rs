@@ -1,10 +1,11 @@
-//! The JSON Consul returns, as documented in its HTTP API reference
-//! (developer.hashicorp.com/consul/api-docs/health#list-service-instances-for-service and
-//! /api-docs/kv#read-key). Only the fields Viking reads; unknown fields are ignored.
+//! The JSON Consul takes and returns, as documented in its HTTP API reference
+//! (developer.hashicorp.com/consul/api-docs/health#list-service-instances-for-service,
+//! /api-docs/kv#read-key, /api-docs/txn, /api-docs/agent#read-configuration and
+//! /api-docs/catalog#list-nodes). Only the fields Viking reads; unknown fields are ignored.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `GET /v1/catalog/services`: service name -> tags.
 pub type CatalogServices = BTreeMap<String, Vec<String>>;
@@ -83,4 +84,84 @@ impl KvEntry {
         let bytes = base64::engine::general_purpose::STANDARD.decode(self.value.as_deref()?).ok()?;
         String::from_utf8(bytes).ok()
     }
+}
+
+/// `GET /v1/agent/self`: the parts that say which node the agent is.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentSelf {
+    /// The agent's configuration.
+    pub config: AgentConfig,
+}
+
+/// `Config` of `/v1/agent/self`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentConfig {
+    /// The agent's node name: the `Node` of services registered through it.
+    pub node_name: String,
+}
+
+/// One element of `GET /v1/catalog/nodes`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CatalogNode {
+    /// Node name.
+    pub node: String,
+}
+
+/// One operation of `PUT /v1/txn`: only KV operations are used.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TxnOp {
+    /// The KV operation.
+    #[serde(rename = "KV")]
+    pub kv: TxnKvOp,
+}
+
+/// `KV` of a transaction operation.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TxnKvOp {
+    /// `cas` (write if the key's ModifyIndex is `index`; 0: only if absent), `get`, ...
+    pub verb: &'static str,
+    /// The key.
+    pub key: String,
+    /// Base64 value, for writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The index a `cas` or `delete-cas` checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+}
+
+/// The answer of `PUT /v1/txn`: results on success (200), errors on a rollback (409).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TxnResponse {
+    /// One result per operation, in order.
+    #[serde(default)]
+    pub results: Option<Vec<TxnResult>>,
+    /// Why the transaction was rolled back: one entry per failed operation.
+    #[serde(default)]
+    pub errors: Option<Vec<TxnError>>,
+}
+
+/// One result of a committed transaction.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TxnResult {
+    /// The key as written (written values are not echoed).
+    #[serde(rename = "KV")]
+    pub kv: Option<KvEntry>,
+}
+
+/// One failed operation of a rolled-back transaction.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TxnError {
+    /// Index of the operation in the request.
+    pub op_index: usize,
+    /// Consul's reason.
+    pub what: String,
 }

@@ -1,0 +1,99 @@
+//! Consul at more than a handful of services: over HTTPS the per-service watches share a
+//! few HTTP/2 connections, missing VIPs are allocated many per transaction, and a dev
+//! agent's loopback instances are backends on its own node only.
+
+use std::time::Duration;
+
+use consul_test_server::{CheckSpec, Options, Registration};
+use viking_tests::{
+    Agent, Backend,
+    client::{self, ClientOptions},
+    config::render,
+    consul::{TestConsul, served, wait_served},
+    wait_for, world,
+};
+
+/// Services registered for the connection test: more than four clients' worth of watches.
+const SERVICES: u32 = 1_000;
+
+fn instance(index: u32, copy: u32) -> Registration {
+    let name = format!("svc-{index:04}");
+    let address = format!("10.{}.{}.{}", 210 + copy, index / 250, 1 + index % 250);
+    Registration::new(format!("node-{copy}-{}", index % 10), &address, &name)
+        .id(format!("{name}-{copy}"))
+        .service_address(&address)
+        .port(8080)
+        .check(CheckSpec::passing(format!("{name}-{copy}-check")))
+}
+
+#[test]
+fn over_https_a_thousand_services_share_a_few_http2_connections() {
+    let consul = TestConsul::start_with(Options { tls: true, ..Options::default() });
+    let w = world();
+    consul.server.register_many((0..SERVICES).map(|i| instance(i, 0))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&w.cgroup, &w.pins, &(render(&[]) + &consul.tls_config_section(dir.path(), "")));
+    assert!(
+        wait_served(&agent, Duration::from_secs(30), |s| s.len() == SERVICES as usize),
+        "{} services\n{}",
+        served(&agent).len(),
+        agent.log()
+    );
+    // Once synced, every service has its blocking query open.
+    let watching = wait_for(Duration::from_secs(20), || {
+        (consul.server.open_blocking_queries() >= SERVICES as usize).then_some(())
+    });
+    assert!(watching.is_some(), "{} blocking queries", consul.server.open_blocking_queries());
+    // 1,000 watches at 240 per HTTP/2 connection, plus one for the catalog, KV and txn.
+    let connections = consul.server.open_connections();
+    assert!((2..=7).contains(&connections), "{connections} connections to Consul for {SERVICES} services");
+
+    // The VIPs were allocated 32 per transaction, not key by key.
+    let log = consul.server.request_log();
+    let transactions = log.iter().filter(|r| r.method == "PUT" && r.path == "/v1/txn").count();
+    let single_writes = log.iter().filter(|r| r.method == "PUT" && r.path.starts_with("/v1/kv/")).count();
+    assert_eq!(transactions, SERVICES.div_ceil(32) as usize, "one transaction per 32 services");
+    assert_eq!(single_writes, 0, "no race, so no key-by-key allocation");
+
+    // A change still reaches the kernel at once.
+    consul.server.register(instance(17, 1)).unwrap();
+    assert!(
+        wait_served(&agent, Duration::from_secs(1), |s| s["svc-0017"].2.len() == 2),
+        "{:?}",
+        served(&agent).get("svc-0017")
+    );
+}
+
+#[test]
+fn a_dev_agents_loopback_instances_are_backends_on_its_own_node_only() {
+    let consul = TestConsul::start_with(Options { dev_mode: true, node_name: "dev-node".into(), ..Options::default() });
+    let w = world();
+    let backend = Backend::tcp(&w.netns, "b0", "127.0.0.1:0").unwrap();
+    let register = |node: &str, service: &str, port: u16| {
+        let registration = Registration::new(node, "127.0.0.1", service)
+            .id(format!("{service}-1"))
+            .port(port)
+            .check(CheckSpec::passing(format!("{service}-check")));
+        consul.server.register(registration).unwrap();
+    };
+    register("dev-node", "web", backend.addr.port());
+    register("other-node", "remote", 9);
+    let agent = Agent::start(&w.cgroup, &w.pins, &(render(&[]) + &consul.config_section("")));
+
+    let local = backend.addr.to_string();
+    assert!(
+        wait_served(&agent, Duration::from_secs(5), |s| s.get("web").is_some_and(|web| web.2 == [local.clone()])),
+        "{:?}\n{}",
+        served(&agent),
+        agent.log()
+    );
+    let (vip, port, _) = served(&agent)["web"].clone();
+    let to = std::net::SocketAddr::new(vip.parse().unwrap(), port as u16);
+    assert_eq!(client::replies(&client::connect(Some(&w.cgroup), &w.netns, to, ClientOptions::default())), ["b0"]);
+
+    // The same address on another node is another host's loopback: refused, and said why.
+    assert!(!served(&agent).contains_key("remote"), "{:?}", served(&agent));
+    let why = "consul service \"remote\" instance \"remote-1\": address 127.0.0.1 is loopback on node \"other-node\", \
+               which is not this host's Consul node \"dev-node\"; instance skipped";
+    assert!(agent.wait_log(why, Duration::from_secs(2)), "{}", agent.log());
+}

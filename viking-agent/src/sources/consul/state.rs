@@ -1,0 +1,412 @@
+//! The Consul source as a state machine with no I/O: what catalog, health and KV answers
+//! mean, turned into changes for the run loop. The watcher set and the allocator feed it
+//! answers and carry out what it asks for (start or stop a service's watch, allocate or
+//! release a VIP); unit tests drive it directly.
+//!
+//! Work is proportional to what changed: an answer for one service marks that service,
+//! and [`ConsulState::take_output`] builds only the marked ones. The one exception is the
+//! first full report after the initial sync (every service, once).
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use tokio::time::Instant;
+
+use super::{
+    allocator::Request,
+    instances::{self, ReadContext, Reading, ServiceShape},
+    vips::{Allocation, Keys, VipTable},
+    wire::{CatalogServices, HealthEntry, KvEntry},
+};
+use crate::{
+    config::{AgentSettings, check_name},
+    model::{DesiredState, Service, ServiceChange},
+    sources::SourceChange,
+};
+
+/// Consul's own service: never given a VIP.
+const CONSUL_SERVICE: &str = "consul";
+/// A release that did not happen (Consul failed, the record changed) is tried again
+/// after this long.
+const RELEASE_RETRY: Duration = Duration::from_secs(60);
+
+/// What the state machine is configured with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Only services with this tag get a VIP.
+    pub tag: Option<String>,
+    /// Where VIPs come from.
+    pub vip_range: IpNet,
+    /// The KV keys of the VIP records.
+    pub keys: Keys,
+    /// VIP ranges and the like, for checking backends.
+    pub agent: AgentSettings,
+    /// `limits.max_backends_per_service`.
+    pub max_backends: u16,
+    /// How long a service must be gone before its VIP is released.
+    pub release_after: Duration,
+    /// This host's Consul node (loopback instances on it are local backends).
+    pub local_node: Option<String>,
+}
+
+/// Watches to start and stop after a catalog answer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct WatchPlan {
+    /// Services that entered the catalog.
+    pub start: Vec<String>,
+    /// Services that left it.
+    pub stop: Vec<String>,
+}
+
+/// What the run loop is told after a round of answers.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// The services, in full the first time, then as changes.
+    pub services: Option<SourceChange>,
+    /// `connect_to` declarations of the services whose declarations changed.
+    pub declarations: Vec<(String, BTreeMap<String, BTreeSet<String>>)>,
+}
+
+/// The Consul source's knowledge.
+#[derive(Debug)]
+pub struct ConsulState {
+    settings: Settings,
+    /// Catalog services that get a VIP (after the tag filter and name check).
+    wanted: Option<BTreeSet<String>>,
+    /// The last health answer per wanted service.
+    health: HashMap<String, Reading>,
+    /// The last shape seen per service, kept while no instance passes.
+    shapes: HashMap<String, ServiceShape>,
+    vips: VipTable,
+    vips_loaded: bool,
+    /// Wanted services without a VIP and no allocation running.
+    missing: BTreeSet<String>,
+    allocating: HashSet<String>,
+    /// Services with a VIP that are not in the catalog, since when.
+    absent_since: HashMap<String, Instant>,
+    /// Watches failing now, with their error.
+    failing: BTreeMap<String, String>,
+    /// Problems last logged per key, so a repeated answer logs nothing new.
+    problems: HashMap<String, Vec<String>>,
+    /// Wanted services whose first health answer has not come.
+    awaiting: HashSet<String>,
+    /// What the run loop was last told, per service.
+    sent: HashMap<String, Arc<Service>>,
+    declarations_sent: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// Services whose output may have changed.
+    dirty: HashSet<String>,
+    synced: bool,
+}
+
+impl ConsulState {
+    /// Nothing known yet.
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            wanted: None,
+            health: HashMap::new(),
+            shapes: HashMap::new(),
+            vips: VipTable::default(),
+            vips_loaded: false,
+            missing: BTreeSet::new(),
+            allocating: HashSet::new(),
+            absent_since: HashMap::new(),
+            failing: BTreeMap::new(),
+            problems: HashMap::new(),
+            awaiting: HashSet::new(),
+            sent: HashMap::new(),
+            declarations_sent: HashMap::new(),
+            dirty: HashSet::new(),
+            synced: false,
+        }
+    }
+
+    /// Whether the initial sync is done: the catalog, the VIP records and every service's
+    /// first health answer are in.
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Takes a catalog listing; returns the health watches to start and stop.
+    pub fn on_catalog(&mut self, catalog: &CatalogServices) -> WatchPlan {
+        let mut wanted = BTreeSet::new();
+        for (name, tags) in catalog {
+            if name == CONSUL_SERVICE || self.settings.tag.as_ref().is_some_and(|t| !tags.contains(t)) {
+                continue;
+            }
+            if let Err(reason) = check_name(name) {
+                self.log_problems(name, vec![format!("consul service name {name:?}: {reason}; service skipped")]);
+                continue;
+            }
+            wanted.insert(name.clone());
+        }
+        let old = self.wanted.take().unwrap_or_default();
+        let mut plan = WatchPlan::default();
+        for name in old.difference(&wanted) {
+            self.health.remove(name);
+            self.shapes.remove(name);
+            self.problems.remove(name);
+            self.awaiting.remove(name);
+            self.missing.remove(name);
+            // Its stopped watch will never report a recovery.
+            self.recovered(&health_watch(name));
+            if self.vips.get(name).is_some() {
+                self.absent_since.insert(name.clone(), Instant::now());
+            }
+            self.dirty.insert(name.clone());
+            tracing::info!("consul service {name:?} left the catalog");
+            plan.stop.push(name.clone());
+        }
+        for name in wanted.difference(&old) {
+            self.absent_since.remove(name);
+            self.awaiting.insert(name.clone());
+            if self.vips.get(name).is_none() && !self.allocating.contains(name) {
+                self.missing.insert(name.clone());
+            }
+            plan.start.push(name.clone());
+        }
+        self.wanted = Some(wanted);
+        plan
+    }
+
+    /// Takes the passing instances of `name`.
+    pub fn on_health(&mut self, name: &str, entries: &[HealthEntry]) {
+        if !self.wanted.as_ref().is_some_and(|w| w.contains(name)) {
+            return;
+        }
+        let context = ReadContext {
+            agent: &self.settings.agent,
+            max_backends: self.settings.max_backends,
+            local_node: self.settings.local_node.as_deref(),
+        };
+        let reading = instances::read(name, entries, &context);
+        if let Some(shape) = &reading.shape {
+            self.shapes.insert(name.to_owned(), shape.clone());
+        }
+        self.log_problems(name, reading.problems.clone());
+        self.health.insert(name.to_owned(), reading);
+        self.awaiting.remove(name);
+        self.dirty.insert(name.to_owned());
+    }
+
+    /// Takes a listing of the VIP records, read at KV index `index`.
+    pub fn on_vips(&mut self, index: u64, entries: &[KvEntry]) {
+        let settings = &self.settings;
+        let (problems, changed) = self.vips.load(&settings.keys, entries, settings.vip_range, index);
+        self.log_problems("(vip allocations)", problems);
+        self.vips_loaded = true;
+        for name in changed {
+            self.vip_changed(&name);
+        }
+    }
+
+    /// Records a VIP this agent allocated (or found).
+    pub fn on_allocated(&mut self, name: &str, allocation: Allocation) {
+        self.allocating.remove(name);
+        tracing::info!("consul service {name:?} has VIP {}", allocation.vip);
+        self.vips.insert(name, allocation);
+        self.vip_changed(name);
+    }
+
+    /// Records that an allocation gave up for now (it is asked for again).
+    pub fn on_allocation_failed(&mut self, name: &str) {
+        self.allocating.remove(name);
+        self.vip_changed(name);
+    }
+
+    /// Records a VIP this agent released.
+    pub fn on_released(&mut self, name: &str) {
+        tracing::info!("released the VIP of consul service {name:?}, gone for longer than the grace period");
+        self.vips.remove(name);
+        self.vip_changed(name);
+    }
+
+    /// A watch failed (`Some`) or answered again (`None`).
+    pub fn on_failure(&mut self, watch: &str, error: Option<String>) {
+        match error {
+            Some(error) => {
+                if self.failing.is_empty() {
+                    tracing::error!("consul: {error}; keeping the last good state, retrying with backoff");
+                }
+                self.failing.insert(watch.to_owned(), error);
+            }
+            None => self.recovered(watch),
+        }
+    }
+
+    fn recovered(&mut self, watch: &str) {
+        if self.failing.remove(watch).is_some() && self.failing.is_empty() {
+            tracing::info!("consul reachable again");
+        }
+    }
+
+    /// A service's VIP appeared, changed or went: its output and allocation follow.
+    fn vip_changed(&mut self, name: &str) {
+        let wanted = self.wanted.as_ref().is_some_and(|w| w.contains(name));
+        let has_vip = self.vips.get(name).is_some();
+        if wanted && !has_vip && !self.allocating.contains(name) {
+            self.missing.insert(name.to_owned());
+        } else {
+            self.missing.remove(name);
+        }
+        if !wanted && has_vip {
+            self.absent_since.entry(name.to_owned()).or_insert_with(Instant::now);
+        } else {
+            self.absent_since.remove(name);
+        }
+        self.dirty.insert(name.to_owned());
+    }
+
+    /// Services to allocate a VIP for now (they count as allocating until
+    /// [`ConsulState::on_allocated`]). Nothing before the VIP records are read.
+    pub fn take_allocations(&mut self) -> Vec<Request> {
+        if !self.vips_loaded {
+            return Vec::new();
+        }
+        let names = std::mem::take(&mut self.missing);
+        let range = self.settings.vip_range;
+        names
+            .into_iter()
+            .map(|name| {
+                let first_probe = self.vips.first_free_probe(range, &name);
+                self.allocating.insert(name.clone());
+                Request { name, first_probe }
+            })
+            .collect()
+    }
+
+    /// VIPs of services absent from a readable catalog for longer than the grace period;
+    /// none while any watch fails (an outage must not look like every service leaving).
+    pub fn due_releases(&mut self, now: Instant) -> Vec<(String, Allocation)> {
+        if self.wanted.is_none() || !self.failing.is_empty() {
+            return Vec::new();
+        }
+        let grace = self.settings.release_after;
+        let vips = &self.vips;
+        let due: Vec<(String, Allocation)> = self
+            .absent_since
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= grace)
+            .filter_map(|(name, _)| Some((name.clone(), vips.get(name)?)))
+            .collect();
+        // Asked for once; if the release does not happen, again a little later.
+        let retry_from = now.checked_sub(grace.saturating_sub(RELEASE_RETRY)).unwrap_or(now);
+        for (name, _) in &due {
+            self.absent_since.insert(name.clone(), retry_from);
+        }
+        due
+    }
+
+    /// What changed since the last call: nothing before the initial sync, then everything
+    /// once, then the marked services.
+    pub fn take_output(&mut self) -> Output {
+        if !self.synced {
+            if self.wanted.is_none() || !self.vips_loaded || !self.awaiting.is_empty() {
+                return Output::default();
+            }
+            self.synced = true;
+            tracing::info!(services = self.wanted.as_ref().map_or(0, BTreeSet::len), "consul: initial sync done");
+            self.dirty.clear();
+            return self.full_output();
+        }
+        let mut changes = Vec::new();
+        let mut declarations = Vec::new();
+        let mut dirty: Vec<String> = self.dirty.drain().collect();
+        dirty.sort_unstable();
+        for name in dirty {
+            let built = self.build(&name).map(Arc::new);
+            let old = self.sent.get(&name);
+            match (old, built) {
+                (Some(old), Some(new)) if **old == *new => {}
+                (old, Some(new)) => {
+                    if let Some(old) = old.filter(|o| o.frontend != new.frontend) {
+                        changes.push(ServiceChange::Remove(old.frontend));
+                    }
+                    changes.push(ServiceChange::Upsert(new.clone()));
+                    self.sent.insert(name.clone(), new);
+                }
+                (Some(old), None) => {
+                    changes.push(ServiceChange::Remove(old.frontend));
+                    self.sent.remove(&name);
+                }
+                (None, None) => {}
+            }
+            if let Some(changed) = self.declarations_changed(&name) {
+                declarations.push((name, changed));
+            }
+        }
+        let services = (!changes.is_empty()).then_some(SourceChange::Delta(changes));
+        Output { services, declarations }
+    }
+
+    /// Every service and declaration, for the first report.
+    fn full_output(&mut self) -> Output {
+        let names: Vec<String> = self.wanted.iter().flatten().cloned().collect();
+        let mut state = DesiredState::default();
+        let mut declarations = Vec::new();
+        for name in names {
+            if let Some(service) = self.build(&name).map(Arc::new) {
+                state.services.insert(service.frontend, service.clone());
+                self.sent.insert(name.clone(), service);
+            }
+            if let Some(changed) = self.declarations_changed(&name) {
+                declarations.push((name, changed));
+            }
+        }
+        Output { services: Some(SourceChange::Replace(state)), declarations }
+    }
+
+    /// The service `name` as it should be served, if it can be.
+    fn build(&mut self, name: &str) -> Option<Service> {
+        if !self.wanted.as_ref()?.contains(name) {
+            return None;
+        }
+        let (allocation, shape) = (self.vips.get(name)?, self.shapes.get(name)?);
+        let backends = self.health.get(name).map(|r| r.backends.as_slice()).unwrap_or_default();
+        let (service, problem) = instances::service(name, allocation.vip, shape, backends);
+        self.log_problems(&format!("{name} (address family)"), problem.into_iter().collect());
+        Some(service)
+    }
+
+    /// The declarations of `name`'s instances, when they differ from those last sent.
+    fn declarations_changed(&mut self, name: &str) -> Option<BTreeMap<String, BTreeSet<String>>> {
+        let now = self.health.get(name).map(|r| &r.declarations).filter(|d| !d.is_empty());
+        if now == self.declarations_sent.get(name) {
+            return None;
+        }
+        match now {
+            Some(now) => {
+                self.declarations_sent.insert(name.to_owned(), now.clone());
+                Some(now.clone())
+            }
+            None => self.declarations_sent.remove(name).map(|_| BTreeMap::new()),
+        }
+    }
+
+    /// Logs the problems of `key` when they differ from the last ones logged for it.
+    fn log_problems(&mut self, key: &str, problems: Vec<String>) {
+        if self.problems.get(key).map_or(problems.is_empty(), |last| *last == problems) {
+            return;
+        }
+        for problem in &problems {
+            tracing::warn!("{problem}");
+        }
+        if problems.is_empty() {
+            self.problems.remove(key);
+        } else {
+            self.problems.insert(key.to_owned(), problems);
+        }
+    }
+}
+
+/// The name under which a service's health watch reports failures.
+pub fn health_watch(name: &str) -> String {
+    format!("health of {name}")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,243 @@
+//! The watcher set: the Consul source's blocking queries and the connections they use.
+//!
+//! - `/v1/catalog/services`: which services exist. Its answer lists every service and comes
+//!   back after any registration anywhere, so it is paced and compared as a hash of its
+//!   bytes before anything is decoded.
+//! - `/v1/kv/<prefix>/services/?recurse`: the VIPs every agent agreed on. This agent's own
+//!   allocations reach it directly, so this listing is paced slowly (other agents'
+//!   releases, hand edits).
+//! - `/v1/health/service/<name>?passing`, one per service: its usable instances. An answer
+//!   is one service's instances, so a change costs work for that service only.
+//!
+//! Health watches are spread over clients that each carry at most [`WATCHES_PER_CLIENT`]:
+//! over HTTPS a client is one HTTP/2 connection on which its watches are streams (Consul's
+//! HTTPS API speaks HTTP/2 and, like Go's HTTP/2 server, allows 250 concurrent streams per
+//! connection), so 10,000 services cost about 42 connections. Over plain HTTP/1.1 every
+//! outstanding request needs its own connection: one per service.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use tokio::{
+    sync::{Semaphore, mpsc, watch as flag},
+    task::JoinHandle,
+};
+
+use super::{
+    Event,
+    client::{ConsulClient, ConsulError, decode},
+    state::health_watch,
+    vips::Keys,
+    watch,
+    wire::{CatalogServices, HealthEntry, KvEntry},
+};
+use crate::config::ConsulSettings;
+
+/// Health watches per client: below the 250 concurrent streams Consul's HTTP/2 server
+/// allows on one connection.
+pub const WATCHES_PER_CLIENT: usize = 240;
+/// First (non-blocking) health queries running at once during the initial sync: over
+/// HTTP/1.1, few enough that their connections are reused instead of opening one per
+/// service.
+const INITIAL_CONCURRENCY: usize = 64;
+/// Pause before each blocking catalog query: a burst of registrations costs a few catalog
+/// reads (each a full listing), at most 20 a second, not one per registration. Short,
+/// because a snapshot restore that lands during the pause is only seen when the next
+/// blocking query returns (Consul blocks on the old, higher index).
+const CATALOG_PACE: Duration = Duration::from_millis(50);
+/// The same for the VIP records (a full listing too).
+const VIP_RECORDS_PACE: Duration = Duration::from_secs(5);
+
+/// One client and how many health watches it carries.
+#[derive(Debug)]
+struct Shard {
+    client: ConsulClient,
+    watches: usize,
+}
+
+/// A running health watch.
+#[derive(Debug)]
+struct HealthWatch {
+    task: JoinHandle<()>,
+    shard: usize,
+}
+
+/// The running watches of the Consul source.
+#[derive(Debug)]
+pub struct Watchers {
+    settings: ConsulSettings,
+    /// Catalog, KV and transactions.
+    main: ConsulClient,
+    shards: Vec<Shard>,
+    health: std::collections::HashMap<String, HealthWatch>,
+    events: mpsc::UnboundedSender<Event>,
+    /// Limits the first health queries.
+    initial: Arc<Semaphore>,
+    /// Holds the blocking health queries until the initial sync is done.
+    synced: flag::Sender<bool>,
+}
+
+impl Watchers {
+    /// No watch yet; answers go to `events`.
+    pub fn new(settings: ConsulSettings, main: ConsulClient, events: mpsc::UnboundedSender<Event>) -> Self {
+        Self {
+            settings,
+            main,
+            shards: Vec::new(),
+            health: std::collections::HashMap::new(),
+            events,
+            initial: Arc::new(Semaphore::new(INITIAL_CONCURRENCY)),
+            synced: flag::channel(false).0,
+        }
+    }
+
+    /// Lets the health watches start blocking (after the initial sync).
+    pub fn set_synced(&self) {
+        self.synced.send_if_modified(|done| !std::mem::replace(done, true));
+    }
+
+    /// Watches the catalog's service list.
+    pub fn watch_catalog(&self) -> DropAbort {
+        let client = self.main.clone();
+        let (events, failures) = (self.events.clone(), self.events.clone());
+        DropAbort(tokio::spawn(watch::watch(
+            move |index| {
+                let client = client.clone();
+                async move {
+                    if index.is_some() {
+                        tokio::time::sleep(CATALOG_PACE).await;
+                    }
+                    client.get_bytes("/v1/catalog/services", &[], index).await
+                }
+            },
+            decoded(events.clone(), "catalog".into(), move |_, body| {
+                let catalog = body.as_deref().map(decode::<CatalogServices>).transpose()?;
+                let _ = events.send(Event::Catalog(catalog.unwrap_or_default()));
+                Ok(())
+            }),
+            move |error| report(&failures, "catalog", error),
+        )))
+    }
+
+    /// Watches the VIP records.
+    pub fn watch_vips(&self, keys: &Keys) -> DropAbort {
+        let client = self.main.clone();
+        let path = format!("/v1/kv/{}", keys.services_prefix());
+        let (events, failures) = (self.events.clone(), self.events.clone());
+        DropAbort(tokio::spawn(watch::watch(
+            move |index| {
+                let (client, path) = (client.clone(), path.clone());
+                async move {
+                    if index.is_some() {
+                        tokio::time::sleep(VIP_RECORDS_PACE).await;
+                    }
+                    client.get_bytes(&path, &[("recurse", "")], index).await
+                }
+            },
+            decoded(events.clone(), "vip allocations".into(), move |index, body| {
+                let entries = body.as_deref().map(decode::<Vec<KvEntry>>).transpose()?;
+                let _ = events.send(Event::Vips { index, entries: entries.unwrap_or_default() });
+                Ok(())
+            }),
+            move |error| report(&failures, "vip allocations", error),
+        )))
+    }
+
+    /// Starts the health watch of `name` (if not running).
+    pub fn watch_health(&mut self, name: &str) -> Result<(), ConsulError> {
+        if self.health.contains_key(name) {
+            return Ok(());
+        }
+        let shard = self.free_shard()?;
+        self.shards[shard].watches += 1;
+        let client = self.shards[shard].client.clone();
+        let path = format!("/v1/health/service/{name}");
+        let (events, failures) = (self.events.clone(), self.events.clone());
+        let (owned, watch_name) = (name.to_owned(), health_watch(name));
+        let (initial, synced) = (self.initial.clone(), self.synced.subscribe());
+        let task = tokio::spawn(watch::watch(
+            move |index| {
+                let (client, path, initial, mut synced) =
+                    (client.clone(), path.clone(), initial.clone(), synced.clone());
+                async move {
+                    let _permit = match index {
+                        None => initial.acquire_owned().await.ok(),
+                        Some(_) => {
+                            let _ = synced.wait_for(|done| *done).await;
+                            None
+                        }
+                    };
+                    client.get_bytes(&path, &[("passing", "")], index).await
+                }
+            },
+            decoded(events.clone(), watch_name.clone(), move |_, body| {
+                let entries = body.as_deref().map(decode::<Vec<HealthEntry>>).transpose()?;
+                let _ = events.send(Event::Health { name: owned.clone(), entries: entries.unwrap_or_default() });
+                Ok(())
+            }),
+            move |error| report(&failures, &watch_name, error),
+        ));
+        self.health.insert(name.to_owned(), HealthWatch { task, shard });
+        Ok(())
+    }
+
+    /// Stops the health watch of `name`.
+    pub fn unwatch_health(&mut self, name: &str) {
+        if let Some(watch) = self.health.remove(name) {
+            watch.task.abort();
+            self.shards[watch.shard].watches -= 1;
+        }
+    }
+
+    /// A client with room for one more watch; a new one when all are full.
+    fn free_shard(&mut self) -> Result<usize, ConsulError> {
+        if let Some(index) = self.shards.iter().position(|s| s.watches < WATCHES_PER_CLIENT) {
+            return Ok(index);
+        }
+        let client = ConsulClient::new(&self.settings)?;
+        self.shards.push(Shard { client, watches: 0 });
+        Ok(self.shards.len() - 1)
+    }
+}
+
+impl Drop for Watchers {
+    fn drop(&mut self) {
+        for watch in self.health.values() {
+            watch.task.abort();
+        }
+    }
+}
+
+/// Sends a watch's failure or recovery to the source.
+fn report(events: &mpsc::UnboundedSender<Event>, watch: &str, error: Option<&ConsulError>) {
+    let _ = events.send(Event::Failure { watch: watch.to_owned(), error: error.map(ToString::to_string) });
+}
+
+/// Wraps a watch's delivery: an answer that is not what the API documents counts as a
+/// failing watch (its last good reading stays) until an answer decodes again.
+fn decoded(
+    events: mpsc::UnboundedSender<Event>,
+    watch: String,
+    mut deliver: impl FnMut(u64, Option<Bytes>) -> Result<(), String>,
+) -> impl FnMut(u64, Option<Bytes>) {
+    let mut failing = false;
+    move |index, body| match deliver(index, body) {
+        Ok(()) if std::mem::take(&mut failing) => report(&events, &watch, None),
+        Ok(()) => {}
+        Err(detail) => {
+            failing = true;
+            let error = ConsulError::Decode { url: watch.clone(), detail };
+            report(&events, &watch, Some(&error));
+        }
+    }
+}
+
+/// Aborts a task when dropped (the source's long-lived watches).
+#[derive(Debug)]
+pub struct DropAbort(JoinHandle<()>);
+
+impl Drop for DropAbort {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
