@@ -145,9 +145,9 @@ fn run(common: &Common, plan: plan::Plan) -> anyhow::Result<()> {
 
 fn run_consul(common: &Common) -> anyhow::Result<()> {
     prepare(common)?;
-    let points = consul::run(&common.agent, &common.work_dir)?;
+    let results = consul::run(&common.agent, &common.work_dir)?;
     let path = common.out.join("benchmarks-consul.md");
-    let text = consul::write_report(&points, &machine::Machine::describe(), &common.command_line, &path)?;
+    let text = consul::write_report(&results, &machine::Machine::describe(), &common.command_line, &path)?;
     println!("{text}");
     eprintln!("viking-bench: wrote {}", path.display());
     Ok(())

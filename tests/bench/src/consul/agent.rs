@@ -2,28 +2,32 @@
 
 use std::{
     fs::File,
+    io::Read as _,
     net::IpAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use aya::maps::{HashMap, Map, MapData};
-use consul_test_server::ConsulTestServer;
 use viking_common::{IPPROTO_TCP, Ip6, ServiceKey, ServiceValue, names};
 use viking_sandbox::{AgentCli, Cgroup};
+
+use super::server::{Consul, stat_cpu_ticks, ticks_to_duration};
 
 /// Where this benchmark's agent pins its maps.
 const PIN_DIR: &str = "/sys/fs/bpf/viking-bench-consul";
 
-/// The agent config: Consul only, maps sized for `services`.
-pub fn config(server: &ConsulTestServer, services: u32) -> String {
+/// The agent config: Consul only, maps sized for `services` of `instances` (plus one
+/// instance each for the changes).
+pub fn config(consul: &Consul, services: u32, instances: u32) -> String {
     format!(
-        "[limits]\nmax_services = {}\nmax_service_slots = {}\n\n[consul]\naddress = {:?}\n",
+        "[limits]\nmax_services = {}\nmax_backends = {}\nmax_service_slots = {}\n\n{}",
         services + 16,
-        (services + 16) * 4,
-        server.addr().to_string()
+        services * (instances + 1) + 16,
+        (services + 16) * (instances + 2),
+        consul.config_section()
     )
 }
 
@@ -33,6 +37,7 @@ pub struct Agent {
     binary: std::path::PathBuf,
     child: Child,
     started: Instant,
+    log: PathBuf,
 }
 
 impl Agent {
@@ -41,32 +46,57 @@ impl Agent {
         uninstall(binary);
         let config_path = work_dir.join("viking-bench-consul.toml");
         std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
-        let log = File::create(work_dir.join("viking-agent-consul.log"))?;
+        let log = work_dir.join("viking-agent-consul.log");
+        let log_file = File::create(&log)?;
         let started = Instant::now();
         let child = cli(binary)
             .run(&config_path, cgroup.path())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,viking_agent::runtime=info")
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Self { binary: binary.to_owned(), child, started })
+        Ok(Self { binary: binary.to_owned(), child, started, log })
     }
 
-    /// Waits until the kernel holds `services` services each with one backend; returns the
-    /// time since the agent was started. (Program loading, ~0.5 s, is part of it.)
-    pub fn wait_synced(&self, services: u32, limit: Duration) -> anyhow::Result<Duration> {
+    /// Waits until the kernel holds `services` services, each with `instances` backends;
+    /// returns the time since the agent was started (program loading, ~0.3 s, included).
+    /// The moment is the agent's log line after the map writes that installed the last
+    /// service (scanning 100,000 map entries takes longer than the sync it would time); the
+    /// map is checked afterwards.
+    pub fn wait_synced(&self, services: u32, instances: u16, limit: Duration) -> anyhow::Result<Duration> {
         let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(map) = services_map() {
-                let complete = map.iter().filter_map(Result::ok).filter(|(k, v)| k.slot == 0 && v.count == 1).count();
-                if complete as u32 >= services {
-                    return Ok(self.started.elapsed());
-                }
+        let needle = format!("services={services}");
+        let mut log = File::open(&self.log)?;
+        let mut seen = String::new();
+        let synced = loop {
+            let mut more = String::new();
+            log.read_to_string(&mut more)?;
+            seen.push_str(&more);
+            if seen.lines().any(|l| l.contains("kernel maps updated") && l.ends_with(&needle)) {
+                break self.started.elapsed();
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Keep the last partial line only.
+            if let Some(cut) = seen.rfind('\n') {
+                seen.drain(..=cut);
+            }
+            if Instant::now() > deadline {
+                bail!("the agent did not sync {services} services within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let map = services_map()?;
+        let complete = map.iter().filter_map(Result::ok).filter(|(k, v)| k.slot == 0 && v.count == instances).count();
+        if complete as u32 != services {
+            bail!("the agent logged {services} services but {complete} have {instances} backends");
         }
-        bail!("the agent did not sync {services} services within {limit:?}")
+        Ok(synced)
+    }
+
+    /// CPU time (user + system) the agent has used so far.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        Ok(ticks_to_duration(stat_cpu_ticks(&stat)))
     }
 
     /// Polls the pinned map until the service at `vip:port` has `count` backend slots.

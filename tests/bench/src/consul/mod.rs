@@ -1,126 +1,186 @@
-//! `viking-bench consul`: how fast Consul reaches the kernel. For 1,000 and 10,000
-//! services registered in the in-repo Consul test server: the time of a full initial sync
-//! (cold: the agent allocates every VIP in KV; warm: the VIPs exist, as after a restart or
-//! on a second host), the time from one Consul change to the kernel map (p50/p99 over many
-//! changes, measured by polling the pinned map), and the agent's resident memory.
+//! `viking-bench consul`: the control plane at 1,000, 10,000 and 100,000 services, each
+//! with three passing instances in the in-repo Consul test server, and the real
+//! `viking-agent` watching it:
+//!
+//! - full initial sync, cold (every VIP allocated in KV first) and warm (the VIPs exist, as
+//!   after a restart or on a second host), and the agent's CPU time for the cold one;
+//! - one change to the kernel: from the HTTP call that registers a new instance to the
+//!   pinned map showing it;
+//! - the agent's memory, its connections and open blocking queries on the server;
+//! - the load on Consul: requests per second idle and under churn, and the server's CPU;
+//! - what a single global watch (`/v1/health/state/any`) would cost per change instead;
+//! - a simulated cluster of many agents (`cluster`).
 //!
 //! Nothing is sent over the network: the Consul server listens on 127.0.0.1 and the
-//! instances' addresses are only written into maps (no connection is made to them).
+//! instances' addresses are only written into maps.
 
 mod agent;
+mod cluster;
 mod report;
+mod server;
 
-use std::{
-    net::IpAddr,
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use consul_test_server::{CheckSpec, ConsulTestServer, Options, Registration};
+use anyhow::Context as _;
+pub use report::write as write_report;
 use viking_sandbox::Cgroup;
 
-pub use report::write as write_report;
+pub use self::server::Transport;
+use self::server::{Consul, Instance, PORT, flip_check, register_all};
 
-/// Service counts measured.
-pub const SIZES: [u32; 2] = [1_000, 10_000];
-/// Changes timed per size.
+/// What is measured: the HTTPS sweep the targets are about, then plain HTTP for contrast.
+pub const POINTS: [(Transport, u32); 5] = [
+    (Transport::Https, 1_000),
+    (Transport::Https, 10_000),
+    (Transport::Https, 100_000),
+    (Transport::Http, 1_000),
+    (Transport::Http, 10_000),
+];
+/// Passing instances per service.
+pub const INSTANCES: u16 = 3;
+/// Changes timed per point.
 const CHANGES: usize = 200;
-/// The logical port of every benchmark service (the instances' common port).
-const PORT: u16 = 8080;
 /// Longest a sync may take before the point is reported as failed.
-const SYNC_LIMIT: Duration = Duration::from_secs(180);
+const SYNC_LIMIT: Duration = Duration::from_secs(300);
 /// Longest one change may take to reach the kernel.
 const CHANGE_LIMIT: Duration = Duration::from_secs(10);
+/// Length of the idle and the churn windows of the load measurement.
+const LOAD_WINDOW: Duration = Duration::from_secs(10);
+/// Check flips per second during churn.
+const CHURN_RATE: u32 = 20;
 
-/// The results for one size.
+/// The results for one transport and size.
 #[derive(Debug)]
 pub struct ConsulPoint {
+    /// How the agent talked to Consul.
+    pub transport: Transport,
     /// Services registered.
     pub services: u32,
     /// Initial sync with no VIP allocated yet.
     pub cold_sync: Duration,
+    /// The agent's CPU time until the end of the cold sync.
+    pub cold_cpu: Duration,
     /// Initial sync with every VIP already in KV.
     pub warm_sync: Duration,
-    /// After the warm sync, until every service's blocking health query is open (the
-    /// agent opens them once it knows everything; changes are timed after that).
+    /// After the warm sync, until every service's blocking query is open.
     pub settle: Duration,
     /// Change to kernel, each sample.
     pub changes: Vec<Duration>,
     /// Agent RSS after the changes, in KiB.
     pub rss_kib: u64,
+    /// TCP connections open to the server, watches open.
+    pub connections: usize,
+    /// Blocking queries held by the agent.
+    pub blocking_queries: usize,
+    /// Requests per second the agent sent while nothing changed.
+    pub idle_rps: f64,
+    /// Requests per second under churn.
+    pub churn_rps: f64,
+    /// The server's CPU share (of one core) under churn.
+    pub churn_server_cpu: f64,
+    /// `/v1/health/state/any`: bytes and time of one answer.
+    pub global_watch: (usize, Duration),
 }
 
-/// Runs the Consul benchmark for every size.
-pub fn run(agent_binary: &Path, work_dir: &Path) -> anyhow::Result<Vec<ConsulPoint>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+/// Runs every point, then the simulated cluster.
+pub fn run(agent_binary: &std::path::Path, work_dir: &std::path::Path) -> anyhow::Result<report::Results> {
     let mut points = Vec::new();
-    for services in SIZES {
-        eprintln!("viking-bench consul: {services} services");
-        let server = runtime.block_on(ConsulTestServer::start(Options::default()))?;
-        server.register_many((0..services).map(|i| instance(i, 0))).context("registering services")?;
-        let cgroup = Cgroup::unique()?;
-        let config = agent::config(&server, services);
-
-        let cold = agent::Agent::start(agent_binary, &cgroup, work_dir, &config)?;
-        let cold_sync = cold.wait_synced(services, SYNC_LIMIT)?;
-        drop(cold);
-        let warm = agent::Agent::start(agent_binary, &cgroup, work_dir, &config)?;
-        let warm_sync = warm.wait_synced(services, SYNC_LIMIT)?;
-
-        let settle = settle(&server, services)?;
-        let mut changes = Vec::with_capacity(CHANGES);
-        for sample in 0..CHANGES {
-            let index = (sample as u32 * 7_919) % services;
-            let vip = vip_of(&server, index)?;
-            let started = Instant::now();
-            server.register(instance(index, 1)).context("registering a second instance")?;
-            warm.wait_backends(vip, PORT, 2, CHANGE_LIMIT)
-                .with_context(|| format!("change {sample}: service {index} never got its second backend"))?;
-            changes.push(started.elapsed());
-        }
-        let rss_kib = warm.rss_kib()?;
-        drop(warm);
-        points.push(ConsulPoint { services, cold_sync, warm_sync, settle, changes, rss_kib });
-        runtime.block_on(server.stop());
+    for (transport, services) in POINTS {
+        eprintln!("viking-bench consul: {services} services over {}", transport.name());
+        points.push(point(agent_binary, work_dir, transport, services)?);
     }
-    Ok(points)
+    eprintln!("viking-bench consul: simulated cluster");
+    let cluster = cluster::run(work_dir).map_err(|err| {
+        eprintln!("viking-bench consul: the simulated cluster failed: {err:#}");
+        format!("{err:#}")
+    });
+    Ok(report::Results { points, cluster })
 }
 
-/// Waits until the server has received a blocking health query for every service.
-fn settle(server: &ConsulTestServer, services: u32) -> anyhow::Result<Duration> {
+fn point(
+    agent_binary: &std::path::Path,
+    work_dir: &std::path::Path,
+    transport: Transport,
+    services: u32,
+) -> anyhow::Result<ConsulPoint> {
+    let consul = Consul::start(transport, work_dir)?;
+    register_all(&consul.server, services, u32::from(INSTANCES))?;
+    let cgroup = Cgroup::unique()?;
+    let config = agent::config(&consul, services, u32::from(INSTANCES));
+
+    let cold = agent::Agent::start(agent_binary, &cgroup, work_dir, &config)?;
+    let cold_sync = cold.wait_synced(services, INSTANCES, SYNC_LIMIT).context("cold sync")?;
+    let cold_cpu = cold.cpu_time()?;
+    drop(cold);
+    let warm = agent::Agent::start(agent_binary, &cgroup, work_dir, &config)?;
+    let warm_sync = warm.wait_synced(services, INSTANCES, SYNC_LIMIT).context("warm sync")?;
+    let settle = settle(&consul, services)?;
+    let (connections, blocking_queries) = (consul.server.open_connections(), consul.server.open_blocking_queries());
+
+    let mut changes = Vec::with_capacity(CHANGES);
+    for sample in 0..CHANGES {
+        let index = (sample as u32 * 7_919) % services;
+        let vip = consul.vip_of(index)?;
+        let started = Instant::now();
+        consul.register_over_http(&Instance { index, copy: u32::from(INSTANCES) })?;
+        warm.wait_backends(vip, PORT, INSTANCES + 1, CHANGE_LIMIT)
+            .with_context(|| format!("change {sample}: service {index} never got its new backend"))?;
+        changes.push(started.elapsed());
+    }
+    let (idle_rps, _) = load(&consul, services, 0)?;
+    let (churn_rps, churn_server_cpu) = load(&consul, services, CHURN_RATE)?;
+    let rss_kib = warm.rss_kib()?;
+    drop(warm);
+    let global_watch = consul.fetch("/v1/health/state/any")?;
+    consul.stop();
+    Ok(ConsulPoint {
+        transport,
+        services,
+        cold_sync,
+        cold_cpu,
+        warm_sync,
+        settle,
+        changes,
+        rss_kib,
+        connections,
+        blocking_queries,
+        idle_rps,
+        churn_rps,
+        churn_server_cpu,
+        global_watch,
+    })
+}
+
+/// Waits until the agent holds a blocking query for every service.
+fn settle(consul: &Consul, services: u32) -> anyhow::Result<Duration> {
     let started = Instant::now();
     while started.elapsed() < SYNC_LIMIT {
-        let blocking = server
-            .request_log()
-            .iter()
-            .filter(|r| r.index_param.is_some() && r.path.starts_with("/v1/health/service/"))
-            .map(|r| r.path.clone())
-            .collect::<std::collections::HashSet<_>>()
-            .len();
-        if blocking as u32 >= services {
+        if consul.server.open_blocking_queries() >= services as usize {
             return Ok(started.elapsed());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(10));
     }
-    bail!("the agent did not open a blocking query for each of {services} services")
+    anyhow::bail!("the agent did not open a blocking query for each of {services} services")
 }
 
-/// Instance `copy` of service `index`, on a made-up routable address.
-fn instance(index: u32, copy: u32) -> Registration {
-    let name = format!("svc-{index:05}");
-    let node = format!("node-{}", index % 64);
-    let address = format!("10.{}.{}.{}", 100 + copy, (index / 250) % 250, 1 + index % 250);
-    Registration::new(&node, &address, &name)
-        .id(format!("{name}-{copy}"))
-        .port(PORT)
-        .service_address(&address)
-        .check(CheckSpec::passing(format!("{name}-{copy}-check")))
-}
-
-/// The VIP the agents agreed on for service `index`, from Consul's KV.
-fn vip_of(server: &ConsulTestServer, index: u32) -> anyhow::Result<IpAddr> {
-    let key = format!("viking/services/svc-{index:05}");
-    let Some(entry) = server.kv_get(&key) else { bail!("no VIP record {key}") };
-    Ok(String::from_utf8_lossy(&entry.value).trim().parse()?)
+/// Requests per second the agent sends during [`LOAD_WINDOW`] while `rate` checks per
+/// second flip between critical and passing, and the server's CPU share meanwhile.
+fn load(consul: &Consul, services: u32, rate: u32) -> anyhow::Result<(f64, f64)> {
+    consul.server.clear_request_log();
+    let cpu = consul.cpu_time();
+    let started = Instant::now();
+    let mut flips = 0u32;
+    while started.elapsed() < LOAD_WINDOW {
+        if rate == 0 {
+            std::thread::sleep(LOAD_WINDOW);
+            continue;
+        }
+        flip_check(&consul.server, flips, services, 0);
+        flips += 1;
+        let due = started + Duration::from_secs_f64(f64::from(flips) / f64::from(rate));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let requests = consul.server.request_log().len();
+    Ok((requests as f64 / elapsed, (consul.cpu_time() - cpu).as_secs_f64() / elapsed))
 }

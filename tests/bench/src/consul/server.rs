@@ -1,0 +1,225 @@
+//! The Consul side of the benchmark: the in-repo test server on a runtime of its own (its
+//! threads are named, so their CPU time is the server's), the services registered in it,
+//! and a registrar that makes changes over HTTP(S) the way a deploy does.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use consul_test_server::{CheckSpec, ConsulTestServer, Options, Registration, Status};
+
+/// Name of the test server's runtime threads.
+const THREAD_NAME: &str = "consul-server";
+/// The logical port of every benchmark service (the instances' common port).
+pub const PORT: u16 = 8080;
+
+/// How the agent talks to Consul.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTPS: HTTP/2, many blocking queries per connection (Consul's HTTPS API).
+    Https,
+    /// Plain HTTP/1.1: one connection per outstanding request.
+    Http,
+}
+
+impl Transport {
+    /// As written in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Https => "HTTPS (HTTP/2)",
+            Self::Http => "HTTP/1.1",
+        }
+    }
+}
+
+/// A running test server holding the benchmark's services.
+#[derive(Debug)]
+pub struct Consul {
+    runtime: tokio::runtime::Runtime,
+    /// The server.
+    pub server: ConsulTestServer,
+    http: reqwest::Client,
+    ca_file: Option<PathBuf>,
+}
+
+impl Consul {
+    /// Starts a server (`transport` decides TLS); `work_dir` gets its certificate.
+    pub fn start(transport: Transport, work_dir: &Path) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(THREAD_NAME)
+            .enable_all()
+            .build()?;
+        let options = Options { tls: transport == Transport::Https, ..Options::default() };
+        let server = runtime.block_on(ConsulTestServer::start(options))?;
+        let mut http = reqwest::Client::builder();
+        let mut ca_file = None;
+        if let Some(pem) = server.ca_pem() {
+            let path = work_dir.join("viking-bench-consul-ca.pem");
+            std::fs::write(&path, &pem)?;
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+            ca_file = Some(path);
+        }
+        Ok(Self { runtime, server, http: http.build()?, ca_file })
+    }
+
+    /// The agent's `[consul]` section for this server.
+    pub fn config_section(&self) -> String {
+        let mut section = format!("[consul]\naddress = {:?}\n", self.server.http_addr());
+        if let Some(ca) = &self.ca_file {
+            section.push_str(&format!("ca_cert = {:?}\n", ca.display().to_string()));
+        }
+        section
+    }
+
+    /// Registers `instance` over HTTP(S) with `PUT /v1/catalog/register`, as a deploy
+    /// would; returns when Consul has answered.
+    pub fn register_over_http(&self, instance: &Instance) -> anyhow::Result<()> {
+        let url = format!("{}/v1/catalog/register", self.server.http_addr());
+        let body = instance.register_body();
+        self.runtime.block_on(async {
+            let response = self.http.put(&url).json(&body).send().await?;
+            if !response.status().is_success() {
+                bail!("register {}: {}", instance.id(), response.status());
+            }
+            Ok(())
+        })
+    }
+
+    /// `GET path` over HTTP(S): the answer's size and how long it took, whole.
+    pub fn fetch(&self, path: &str) -> anyhow::Result<(usize, Duration)> {
+        let url = format!("{}{path}", self.server.http_addr());
+        self.runtime.block_on(async {
+            let started = Instant::now();
+            let bytes = self.http.get(&url).send().await?.error_for_status()?.bytes().await?;
+            Ok((bytes.len(), started.elapsed()))
+        })
+    }
+
+    /// CPU time the server's threads have used so far.
+    pub fn cpu_time(&self) -> Duration {
+        threads_cpu_time(THREAD_NAME)
+    }
+
+    /// Stops the server.
+    pub fn stop(self) {
+        self.runtime.block_on(self.server.stop());
+    }
+
+    /// The VIP the agents agreed on for service `index`, from Consul's KV.
+    pub fn vip_of(&self, index: u32) -> anyhow::Result<IpAddr> {
+        let key = format!("viking/services/{}", Instance::name(index));
+        let Some(entry) = self.server.kv_get(&key) else { bail!("no VIP record {key}") };
+        Ok(String::from_utf8_lossy(&entry.value).trim().parse()?)
+    }
+}
+
+/// Instance `copy` of service `index`, on a made-up routable address unique to it (no
+/// connection is ever made to it: the address is only written into maps).
+#[derive(Clone, Copy, Debug)]
+pub struct Instance {
+    /// The service.
+    pub index: u32,
+    /// Which of its instances.
+    pub copy: u32,
+}
+
+impl Instance {
+    /// The name of service `index`.
+    pub fn name(index: u32) -> String {
+        format!("svc-{index:06}")
+    }
+
+    fn id(&self) -> String {
+        format!("{}-{}", Self::name(self.index), self.copy)
+    }
+
+    fn node(&self) -> String {
+        format!("node-{}", self.index % 64)
+    }
+
+    /// The node's own address: one per node, as in a real cluster (an address changing
+    /// with every registration would rewrite the node and touch all its services).
+    fn node_address(&self) -> String {
+        format!("10.99.0.{}", 1 + self.index % 64)
+    }
+
+    fn address(&self) -> String {
+        let n = self.index;
+        format!("10.{}.{}.{}", 100 + self.copy * 2 + n / 62_500, (n / 250) % 250, 1 + n % 250)
+    }
+
+    /// The backend address Viking serves it at.
+    pub fn socket_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        Ok(std::net::SocketAddr::new(self.address().parse()?, PORT))
+    }
+
+    /// For registering in-process.
+    pub fn registration(&self) -> Registration {
+        let (name, id, address) = (Self::name(self.index), self.id(), self.address());
+        Registration::new(self.node(), self.node_address(), &name)
+            .id(&id)
+            .port(PORT)
+            .service_address(&address)
+            .check(CheckSpec::passing(format!("{id}-check")))
+    }
+
+    /// The `PUT /v1/catalog/register` body of the same registration.
+    fn register_body(&self) -> serde_json::Value {
+        let (name, id, address) = (Self::name(self.index), self.id(), self.address());
+        serde_json::json!({
+            "Node": self.node(),
+            "Address": self.node_address(),
+            "Service": { "ID": id, "Service": name, "Address": address, "Port": PORT },
+            "Checks": [{ "CheckID": format!("{id}-check"), "Name": "check", "Status": "passing", "ServiceID": id }],
+        })
+    }
+}
+
+/// Flip number `flip` of a steady churn: the check of instance `copy` of one of `services`
+/// services (spread over them) goes critical, or back to passing on the next round.
+pub fn flip_check(server: &ConsulTestServer, flip: u32, services: u32, copy: u32) {
+    let index = (flip * 104_729 + copy) % services;
+    let status = if (flip / services).is_multiple_of(2) { Status::Critical } else { Status::Passing };
+    server.set_check_status(&format!("{}-{copy}-check", Instance::name(index)), status);
+}
+
+/// Registers `services` services with `instances` passing instances each.
+pub fn register_all(server: &ConsulTestServer, services: u32, instances: u32) -> anyhow::Result<()> {
+    let all = (0..services).flat_map(|index| (0..instances).map(move |copy| Instance { index, copy }));
+    server.register_many(all.map(|i| i.registration())).context("registering services")?;
+    Ok(())
+}
+
+/// CPU time (user + system) of this process's threads called `name`.
+fn threads_cpu_time(name: &str) -> Duration {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !comm.trim().starts_with(name) {
+            continue;
+        }
+        ticks += std::fs::read_to_string(path.join("stat")).map(|stat| stat_cpu_ticks(&stat)).unwrap_or(0);
+    }
+    ticks_to_duration(ticks)
+}
+
+/// utime + stime of a `/proc/…/stat` line (fields 14 and 15, after the command name).
+pub fn stat_cpu_ticks(stat: &str) -> u64 {
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `after_name` starts at field 3 (state).
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    field(14) + field(15)
+}
+
+/// Clock ticks as time.
+pub fn ticks_to_duration(ticks: u64) -> Duration {
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(ticks as f64 / per_second)
+}
