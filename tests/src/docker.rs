@@ -96,14 +96,16 @@ impl TestDocker {
         std::fs::read_to_string(self.data_root.path().join("dockerd.log")).unwrap_or_default()
     }
 
-    /// Runs the docker CLI against this daemon, for at most two minutes (`timeout`).
+    /// The docker CLI against this daemon, bounded to two minutes (`timeout`), not yet run.
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        let mut command = Command::new("timeout");
+        command.args(["--kill-after=5", "120", "docker", "-H"]).arg(self.host()).args(args);
+        command
+    }
+
+    /// Runs the docker CLI against this daemon, for at most two minutes.
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new("timeout")
-            .args(["--kill-after=5", "120", "docker", "-H"])
-            .arg(self.host())
-            .args(args)
-            .output()
-            .expect("docker CLI")
+        self.command(args).output().expect("docker CLI")
     }
 
     /// Runs the docker CLI and returns its stdout; panics with stderr on failure.
@@ -125,10 +127,8 @@ impl TestDocker {
         }
         let tar = Command::new("tar").arg("-C").arg(root.path()).args(["-c", "."]).output().expect("tar");
         assert!(tar.status.success(), "tar failed");
-        let mut import = Command::new("timeout")
-            .args(["--kill-after=5", "120", "docker", "-H"])
-            .arg(self.host())
-            .args(["import", "-", IMAGE])
+        let mut import = self
+            .command(&["import", "-", IMAGE])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -162,6 +162,29 @@ impl TestDocker {
     pub fn http_get(&self, name: &str, host: &str, port: u16) -> Result<String, String> {
         let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port}");
         let output = self.docker(&["exec", name, "sh", "-c", &script]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        match stdout.split("\r\n\r\n").nth(1) {
+            Some(body) if output.status.success() => Ok(body.trim().to_owned()),
+            _ => Err(format!("{}{}", String::from_utf8_lossy(&output.stderr).trim(), stdout.trim())),
+        }
+    }
+
+    /// dockerd's `--cgroup-parent`, for the agent's `[docker] cgroup_parent`.
+    pub fn cgroup_parent(&self) -> String {
+        format!("/{}", self.cgroup_name)
+    }
+
+    /// `docker run --rm` of a container whose first action is an HTTP/1.0 GET of
+    /// `host:port` with `nc`; returns the body or `Err(output)`.
+    pub fn run_http_get(
+        &self,
+        name: &str,
+        network: &str,
+        extra: &[&str],
+        host: &str,
+        port: u16,
+    ) -> Result<String, String> {
+        let output = self.command(&first_get_args(name, network, extra, host, port)).output().expect("docker CLI");
         let stdout = String::from_utf8_lossy(&output.stdout);
         match stdout.split("\r\n\r\n").nth(1) {
             Some(body) if output.status.success() => Ok(body.trim().to_owned()),
@@ -214,4 +237,14 @@ impl Drop for TestDocker {
             }
         }
     }
+}
+
+/// Arguments of `docker run --rm` for a container named `name` whose first action is an
+/// HTTP/1.0 GET of `host:port` with `nc`, printing the answer.
+pub fn first_get_args(name: &str, network: &str, extra: &[&str], host: &str, port: u16) -> Vec<String> {
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port}");
+    let mut args: Vec<String> = ["run", "--rm", "--name", name, "--network", network].map(String::from).into();
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    args.extend([IMAGE, "sh", "-c", &script].map(String::from));
+    args
 }

@@ -1,5 +1,6 @@
 //! Containers from a real dockerd: declared dependencies enforced in the kernel at connect
-//! time, per-container port overlays, resync after a dockerd restart, bad declarations.
+//! time from a container's first instruction, the operator's say over labels that lower a
+//! mode, per-container port overlays, resync after a dockerd restart, bad declarations.
 
 use std::time::Duration;
 
@@ -32,7 +33,12 @@ fn services(h: &Host, subnet: u8, policy: &str) -> String {
     h.docker.http_backend("api-0", "net", &format!("10.{subnet}.0.20"), "api-backend");
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[format!("10.{subnet}.0.10:80").parse().unwrap()]);
     let api = ServiceSpec::tcp("api", "240.0.0.20", 80, &[format!("10.{subnet}.0.20:80").parse().unwrap()]);
-    format!("{}[docker]\nhost = {:?}\npolicy = {policy:?}\n", render(&[web, api]), h.docker.host())
+    format!(
+        "{}[docker]\nhost = {:?}\npolicy = {policy:?}\ncgroup_parent = {:?}\n",
+        render(&[web, api]),
+        h.docker.host(),
+        h.docker.cgroup_parent()
+    )
 }
 
 /// Waits until the kernel's policy (as `maps dump` shows it) has an entry for `container`.
@@ -70,6 +76,101 @@ fn enforce_allows_declared_services_and_refuses_the_rest_at_once() {
             .clone()
     };
     assert_eq!((refused("web"), refused("api")), (1.into(), 1.into()), "per-service policy refusals: {dump}");
+}
+
+/// Containers started in parallel per batch: the agent sees bursts of events, as on a
+/// busy host.
+const PARALLEL_RUNS: usize = 4;
+
+/// Runs `count` containers named `<prefix>-<n>` whose first action is a GET of the web VIP.
+fn first_connects(h: &Host, prefix: &str, count: usize, extra: &[&str]) -> Vec<Result<String, String>> {
+    let mut results = Vec::with_capacity(count);
+    for batch in (0..count).collect::<Vec<_>>().chunks(PARALLEL_RUNS) {
+        let outcomes: Vec<Result<String, String>> = std::thread::scope(|scope| {
+            let runs: Vec<_> = batch
+                .iter()
+                .map(|n| {
+                    let name = format!("{prefix}-{n}");
+                    scope.spawn(move || h.docker.run_http_get(&name, "net", extra, "240.0.0.10", 80))
+                })
+                .collect();
+            runs.into_iter().map(|run| run.join().expect("docker run thread")).collect()
+        });
+        results.extend(outcomes);
+    }
+    results
+}
+
+#[test]
+fn in_enforce_mode_a_container_is_checked_from_its_first_instruction() {
+    let h = host();
+    let agent = Agent::start(&h.cgroup, &h.pins, &services(&h, 217, "enforce"));
+    assert!(agent.wait_log("docker: listed containers", Duration::from_secs(10)), "{}", agent.log());
+    const RUNS: usize = 20;
+
+    // Undeclared: not one connect gets through, however early it comes.
+    let undeclared = first_connects(&h, "stranger", RUNS, &[]);
+    let through: Vec<&String> = undeclared.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert!(through.is_empty(), "{} of {RUNS} undeclared first connects got through:\n{}", through.len(), agent.log());
+    for refused in &undeclared {
+        let error = refused.as_ref().unwrap_err();
+        assert!(error.contains("Permission denied"), "refused otherwise than by policy: {error}");
+    }
+
+    // Declared: the policy is in the kernel before the first instruction.
+    let declared = first_connects(&h, "client", RUNS, &["--label", "viking.connect_to=web"]);
+    let failed: Vec<&String> = declared.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.len() <= 1,
+        "{} of {RUNS} declared first connects failed: {failed:?}\n{}",
+        failed.len(),
+        agent.log()
+    );
+    assert!(declared.iter().flatten().all(|body| body == "web-backend"), "{declared:?}");
+
+    let dump = agent.dump();
+    let web = dump["services"].as_array().unwrap().iter().find(|s| s["name"] == "web").unwrap().clone();
+    let scope = &dump["container_scope"];
+    assert_eq!(scope["mode"], "enforce", "{dump}");
+    // Every refusal is counted once: as a known container's, or by the backstop.
+    let refused = web["stats"]["refused_by_policy"].as_u64().unwrap();
+    assert_eq!(refused, (RUNS + failed.len()) as u64, "{dump}");
+    assert!(scope["refused"].as_u64().unwrap() <= refused, "{dump}");
+    // `--rm` containers leave no entry behind: only the two backends' remain.
+    let entries = || agent.dump()["policy"].as_array().map_or(0, Vec::len);
+    let left = wait_for(Duration::from_secs(10), || (entries() == 2).then_some(()));
+    assert!(left.is_some(), "entries of removed containers remain: {}", agent.dump());
+}
+
+#[test]
+fn a_label_lowers_a_mode_only_for_containers_the_operator_trusts() {
+    let h = host();
+    let config = services(&h, 218, "enforce");
+    let agent = Agent::start(&h.cgroup, &h.pins, &config);
+    h.docker.idle("escapee", "net", &["--label", "viking.policy=bypass"]);
+    let policy = wait_policy(&agent, &h, "escapee");
+    assert_eq!(policy["mode"], "enforce", "{policy}");
+    let refused = h.docker.http_get("escapee", "240.0.0.10", 80).expect_err("still enforced");
+    assert!(refused.contains("Permission denied"), "{refused}");
+    assert!(
+        agent.wait_log(
+            r#"container "escapee": label viking.policy=bypass is not honoured: a label may only make a container stricter"#,
+            Duration::from_secs(2)
+        ),
+        "{}",
+        agent.log()
+    );
+    drop(agent);
+
+    // The image on the operator's list: the label is honoured.
+    let trusted = format!("{config}\n[docker.trusted]\nimages = [{:?}]\n", viking_tests::docker::IMAGE);
+    let agent = Agent::start(&h.cgroup, &h.pins, &trusted);
+    h.docker.idle("mesh", "net", &["--label", "viking.policy=bypass"]);
+    assert_eq!(wait_policy(&agent, &h, "mesh")["mode"], "bypass");
+    // Untranslated, the VIP is just an address nothing routes on the internal network.
+    let untouched = h.docker.http_get("mesh", "240.0.0.10", 80).expect_err("no route to a raw VIP");
+    assert!(!untouched.contains("Permission denied"), "{untouched}");
+    assert_eq!(wait_policy(&agent, &h, "escapee")["mode"], "bypass", "the same label, now trusted");
 }
 
 #[test]

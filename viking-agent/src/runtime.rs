@@ -15,12 +15,17 @@ use tokio::sync::watch;
 use viking_common::{AuditEvent, PolicyMode};
 
 use crate::{
+    config::{DockerSettings, LabelRule, Trusted},
     dataplane::{sock_destroy, tables::KernelTables},
     dns::NameTable,
     model::{Frontend, Protocol, ServedServices, ServiceChange},
-    policy::{self, writer::PolicyWriter},
+    policy::{self, trust::Trust, writer::PolicyWriter},
     reconcile::{ApplyReport, Reconciler, describe},
-    sources::{SourceChange, SourceId, Update, docker::Container, merge::SourceSet},
+    sources::{
+        SourceChange, SourceId, Update,
+        docker::{Container, RuntimeScope},
+        merge::SourceSet,
+    },
 };
 
 /// An undeclared connect is logged at most once per this period per (container, VIP, port).
@@ -44,9 +49,11 @@ pub struct Runtime {
     pending: BTreeMap<Frontend, ServiceChange>,
     /// `None` until Docker has listed its containers (the adopted policy stays until then).
     containers: Option<Vec<Container>>,
+    /// The container runtime's parent cgroup, when Docker reported one.
+    scope: Option<RuntimeScope>,
     /// `connect_to` tags: by Consul service, then by instance id.
     consul_declarations: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
-    default_mode: PolicyMode,
+    docker: Option<DockerSettings>,
     cgroup: PathBuf,
     names: watch::Sender<Arc<NameTable>>,
     policy_problems: Vec<String>,
@@ -59,10 +66,8 @@ pub struct Runtime {
 pub struct RuntimeOptions {
     /// Sources that must report before anything the kernel serves is removed.
     pub expected: Vec<SourceId>,
-    /// Whether a Docker source runs (otherwise containers have no policy).
-    pub docker: bool,
-    /// Mode of containers without a `viking.policy` label.
-    pub default_mode: PolicyMode,
+    /// The Docker source's settings, when it runs (otherwise containers have no policy).
+    pub docker: Option<DockerSettings>,
     /// The cgroup the programs are attached to.
     pub cgroup: PathBuf,
 }
@@ -78,9 +83,10 @@ impl Runtime {
             expected: options.expected,
             pruned: false,
             pending: BTreeMap::new(),
-            containers: (!options.docker).then(Vec::new),
+            containers: options.docker.is_none().then(Vec::new),
+            scope: None,
             consul_declarations: BTreeMap::new(),
-            default_mode: options.default_mode,
+            docker: options.docker,
             cgroup: options.cgroup,
             names: watch::channel(Arc::new(names)).0,
             policy_problems: Vec::new(),
@@ -119,8 +125,9 @@ impl Runtime {
                     self.pending.insert(change.frontend(), change);
                 }
             }
-            Update::Containers(containers) => {
+            Update::Containers { containers, scope } => {
                 self.containers = Some(containers);
+                self.scope = scope;
                 self.policy_dirty = true;
             }
             Update::ConsulDeclarations { service, declarations } => {
@@ -205,11 +212,19 @@ impl Runtime {
 
     fn apply_policy(&mut self) {
         let Some(containers) = &self.containers else { return };
+        let trusted = Trusted::default();
+        let trust = match &self.docker {
+            Some(docker) => {
+                Trust { default_mode: docker.policy, labels: docker.policy_labels, trusted: &docker.trusted }
+            }
+            None => Trust { default_mode: PolicyMode::Off, labels: LabelRule::default(), trusted: &trusted },
+        };
         let inputs = policy::Inputs {
             containers,
             consul: &self.consul_declarations,
             services: self.reconciler.served(),
-            default_mode: self.default_mode,
+            trust,
+            scope: self.scope,
         };
         let (desired, problems) = policy::build(&inputs);
         if problems != self.policy_problems {
@@ -256,11 +271,14 @@ impl Runtime {
         let protocol = Protocol::from_number(event.protocol).map_or("?", Protocol::name);
         let verdict =
             if PolicyMode::from_u8(event.mode) == PolicyMode::Enforce { "refused" } else { "allowed (audit)" };
-        tracing::warn!(
-            "policy: container {container} connected to undeclared service {service:?} ({}/{protocol}): {verdict}{}",
-            std::net::SocketAddr::new(vip, port),
-            if repeats > 1 { format!(", {repeats} times since the last report") } else { String::new() }
-        );
+        let address = std::net::SocketAddr::new(vip, port);
+        let what = if event.flags & AuditEvent::UNKNOWN_CONTAINER != 0 {
+            format!("connected to service {service:?} ({address}/{protocol}) before its policy was in the kernel")
+        } else {
+            format!("connected to undeclared service {service:?} ({address}/{protocol})")
+        };
+        let repeats = if repeats > 1 { format!(", {repeats} times since the last report") } else { String::new() };
+        tracing::warn!("policy: container {container} {what}: {verdict}{repeats}");
     }
 }
 

@@ -20,7 +20,10 @@ mod stats;
 
 pub use address::Ip6;
 pub use backend::Backend;
-pub use policy::{AllowKey, AuditEvent, CgroupPolicy, OverlayKey, OverlayTarget, PolicyMode, Settings};
+pub use policy::{
+    AllowKey, AuditEvent, CgroupPolicy, ContainerScope, OverlayKey, OverlayTarget, PolicyMode, Settings,
+    UnknownContainerStats,
+};
 pub use service::{Algorithm, INLINE_SLOTS, ServiceKey, ServiceName, ServiceValue};
 pub use socket::{AffinityKey, AffinityValue, RevNatKey, RevNatValue, SocketRecord, SocketState};
 pub use stats::{BackendStats, ServiceStats};
@@ -89,6 +92,10 @@ mod pod {
     unsafe impl aya::Pod for super::OverlayTarget {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Settings {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ContainerScope {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::UnknownContainerStats {}
 }
 
 #[cfg(test)]
@@ -119,5 +126,7 @@ mod layout_tests {
         assert_eq!(size_of::<OverlayTarget>(), 20);
         assert_eq!(size_of::<Settings>(), 24);
         assert_eq!(size_of::<AuditEvent>(), 32);
+        assert_eq!(size_of::<ContainerScope>(), 16);
+        assert_eq!(size_of::<UnknownContainerStats>(), 16);
     }
 }

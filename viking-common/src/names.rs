@@ -34,6 +34,11 @@ pub const ALLOWED: &str = "VIKING_ALLOWED";
 pub const OVERLAYS: &str = "VIKING_OVERLAYS";
 /// `SETTINGS`: host-wide settings (ambassador address).
 pub const SETTINGS: &str = "VIKING_SETTINGS";
+/// `CONTAINER_SCOPE`: the container runtime's parent cgroup and the mode of its children
+/// that have no entry yet.
+pub const CONTAINER_SCOPE: &str = "VIKING_CONTAINER_SCOPE";
+/// `UNKNOWN_CONTAINERS`: per-CPU counters of VIP connects from such children.
+pub const UNKNOWN_CONTAINERS: &str = "VIKING_UNKNOWN_CONTAINERS";
 /// `AUDIT_EVENTS`: ring buffer of undeclared connects.
 pub const AUDIT_EVENTS: &str = "VIKING_AUDIT_EVENTS";
 

@@ -7,7 +7,8 @@ use crate::Ip6;
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PolicyMode {
-    /// No check (also the meaning of a cgroup without an entry).
+    /// No check (also the meaning of a cgroup without an entry, unless it lies below the
+    /// backstop's parent cgroup: see [`ContainerScope`]).
     #[default]
     Off = 0,
     /// Undeclared VIP connects are allowed and reported.
@@ -28,6 +29,21 @@ impl PolicyMode {
             2 => Self::Enforce,
             3 => Self::Bypass,
             _ => Self::Off,
+        }
+    }
+
+    /// The mode a name in config or labels stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Off, Self::Audit, Self::Enforce, Self::Bypass].into_iter().find(|mode| mode.name() == name)
+    }
+
+    /// How strict the mode is: `bypass` < `off` < `audit` < `enforce`.
+    pub const fn strictness(self) -> u8 {
+        match self {
+            Self::Bypass => 0,
+            Self::Off => 1,
+            Self::Audit => 2,
+            Self::Enforce => 3,
         }
     }
 
@@ -94,15 +110,15 @@ pub struct OverlayTarget {
 pub struct Settings {
     /// The ambassador address of port overlays (v4-mapped for IPv4); all zero = none.
     pub ambassador: Ip6,
-    /// [`Settings::POLICY_ACTIVE`] when some cgroup has a policy: otherwise the programs
-    /// skip the per-cgroup lookup on every VIP connect.
+    /// [`Settings::POLICY_ACTIVE`] when some cgroup has a policy or a backstop is set:
+    /// otherwise the programs skip the per-cgroup lookup on every VIP connect.
     pub flags: u32,
     /// Entries of `RECENT_SOCKETS` (its `max_entries`, chosen by the agent at load time).
     pub recent_sockets: u32,
 }
 
 impl Settings {
-    /// `CGROUP_POLICY` has at least one entry.
+    /// `CGROUP_POLICY` has at least one entry, or `CONTAINER_SCOPE` a backstop.
     pub const POLICY_ACTIVE: u32 = 1;
 }
 
@@ -121,6 +137,40 @@ pub struct AuditEvent {
     pub protocol: u8,
     /// The [`PolicyMode`] that applied (audit: allowed; enforce: refused).
     pub mode: u8,
+    /// [`AuditEvent::UNKNOWN_CONTAINER`] or 0.
+    pub flags: u32,
+}
+
+impl AuditEvent {
+    /// The cgroup had no entry of its own: the mode is the [`ContainerScope`]'s.
+    pub const UNKNOWN_CONTAINER: u32 = 1;
+}
+
+/// Value of the one-entry `CONTAINER_SCOPE` array: the cgroup below which every cgroup is
+/// a container (the container runtime's cgroup parent), and the mode of such a cgroup
+/// that has no `CGROUP_POLICY` entry yet. This is the backstop that closes the window
+/// between a container's first instruction and the agent writing its entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContainerScope {
+    /// Cgroup id of the runtime's parent cgroup; 0 = no backstop.
+    pub parent_cgroup_id: u64,
+    /// Its level in the cgroup v2 hierarchy (the root is level 0), as
+    /// `bpf_get_current_ancestor_cgroup_id` counts.
+    pub parent_level: u32,
+    /// A [`PolicyMode`] as `u8`: what applies to a cgroup below the parent without an entry.
+    pub mode: u8,
     /// Explicit padding, always 0.
-    pub _pad: u32,
+    pub _pad: [u8; 3],
+}
+
+/// Value of the one-entry per-CPU `UNKNOWN_CONTAINERS` array: VIP connects from cgroups
+/// below the [`ContainerScope`] parent that had no entry yet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnknownContainerStats {
+    /// Refused (the scope's mode was `enforce`).
+    pub refused: u64,
+    /// Allowed and reported (the scope's mode was `audit`).
+    pub audited: u64,
 }

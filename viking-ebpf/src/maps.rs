@@ -10,9 +10,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use viking_common::{
-    AffinityKey, AffinityValue, AllowKey, AuditEvent, Backend, BackendStats, CgroupPolicy, OverlayKey, OverlayTarget,
-    RevNatKey, RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord, SocketState,
-    limits,
+    AffinityKey, AffinityValue, AllowKey, AuditEvent, Backend, BackendStats, CgroupPolicy, ContainerScope, OverlayKey,
+    OverlayTarget, RevNatKey, RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord,
+    SocketState, UnknownContainerStats, limits,
 };
 
 /// Frontends and their backend slots.
@@ -147,6 +147,20 @@ pub static OVERLAYS: HashMap<
 /// - writer: agent at start; reader: connect4/6, sendmsg4/6
 #[btf_map(name = "VIKING_SETTINGS")]
 pub static SETTINGS: Array<Settings, 1> = Array::new();
+
+/// The backstop for containers the agent has not seen yet: every cgroup below the
+/// container runtime's parent cgroup that has no `CGROUP_POLICY` entry gets this mode.
+/// - key: 0; value: [`ContainerScope`] (parent cgroup id 0 = no backstop)
+/// - writer: agent (containers source); reader: connect4/6, sendmsg4/6 after a VIP matched
+///   and only for a cgroup without an entry
+#[btf_map(name = "VIKING_CONTAINER_SCOPE")]
+pub static CONTAINER_SCOPE: Array<ContainerScope, 1> = Array::new();
+
+/// VIP connects from cgroups below the scope's parent that had no entry yet.
+/// - key: 0; value: per-CPU [`UnknownContainerStats`]
+/// - writer: connect4/6, sendmsg4/6; reader: agent (`maps dump`)
+#[btf_map(name = "VIKING_UNKNOWN_CONTAINERS")]
+pub static UNKNOWN_CONTAINERS: PerCpuArray<UnknownContainerStats, 1> = PerCpuArray::new();
 
 /// Undeclared VIP connects of containers in audit or enforce mode.
 /// - records: [`AuditEvent`]; writer: connect4/6, sendmsg4/6; reader: agent (logs them)

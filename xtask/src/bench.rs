@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: installs what the benchmark compares Viking with, builds the agent
 //! and the benchmark driver in release mode, and runs the driver (`tests/bench`), which
 //! writes `docs/benchmarks.md` and its plot, then its Consul part
-//! (`docs/benchmarks-consul.md`).
+//! (`docs/benchmarks-consul.md`) and its container part (`docs/benchmarks-containers.md`).
 
 use std::process::Command;
 
@@ -56,5 +56,9 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     // Consul to kernel: sync and change latency for 1k and 10k services.
     let status = driver("consul").status().with_context(|| format!("starting {}", bench.display()))?;
     ensure!(status.success(), "the Consul benchmark failed ({status})");
+
+    // Container policy with a real dockerd: first connects, and the cost at start.
+    let status = driver("containers").status().with_context(|| format!("starting {}", bench.display()))?;
+    ensure!(status.success(), "the container benchmark failed ({status})");
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! each measurement, and removes everything it created on every exit.
 
 mod consul;
+mod containers;
 mod cpu;
 mod load;
 mod machine;
@@ -79,6 +80,12 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Container policy with a real dockerd: first connects in enforce mode and what policy
+    /// costs a container's start (writes `benchmarks-containers.md`).
+    Containers {
+        #[command(flatten)]
+        common: Common,
+    },
     /// (internal) The load generator; runs inside a bench cgroup and netns, prints JSON.
     #[command(hide = true)]
     Load(load::Args),
@@ -98,6 +105,7 @@ fn main() -> std::process::ExitCode {
             run(&common, plan)
         }
         Command::Consul { common } => run_consul(&common),
+        Command::Containers { common } => run_containers(&common),
         Command::Load(args) => load::main(&args),
     };
     match result {
@@ -148,6 +156,18 @@ fn run_consul(common: &Common) -> anyhow::Result<()> {
     let results = consul::run(&common.agent, &common.work_dir)?;
     let path = common.out.join("benchmarks-consul.md");
     let text = consul::write_report(&results, &machine::Machine::describe(), &common.command_line, &path)?;
+    println!("{text}");
+    eprintln!("viking-bench: wrote {}", path.display());
+    Ok(())
+}
+
+fn run_containers(common: &Common) -> anyhow::Result<()> {
+    prepare(common)?;
+    // The tests' harness finds the agent through this variable.
+    // SAFETY: no other thread runs yet, so nothing reads the environment concurrently.
+    unsafe { std::env::set_var("VIKING_AGENT_BIN", &common.agent) };
+    let path = common.out.join("benchmarks-containers.md");
+    let text = containers::run(&machine::Machine::describe(), &common.command_line, &path)?;
     println!("{text}");
     eprintln!("viking-bench: wrote {}", path.display());
     Ok(())

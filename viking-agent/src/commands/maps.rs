@@ -73,6 +73,23 @@ pub struct Dump {
     pub services: Vec<DumpedService>,
     /// Every container (cgroup) with a policy or port overlays.
     pub policy: Vec<DumpedPolicy>,
+    /// The backstop for containers without an entry yet, when it is on.
+    pub container_scope: Option<DumpedScope>,
+}
+
+/// The backstop in the dump.
+#[derive(Debug, Serialize)]
+pub struct DumpedScope {
+    /// Cgroup id of the container runtime's parent cgroup.
+    pub parent_cgroup_id: u64,
+    /// Its level in the cgroup hierarchy.
+    pub parent_level: u32,
+    /// The mode of its child cgroups that have no entry.
+    pub mode: String,
+    /// VIP connects from such cgroups refused (`enforce`).
+    pub refused: u64,
+    /// VIP connects from such cgroups allowed and reported (`audit`).
+    pub audited: u64,
 }
 
 /// One container's policy in the dump.
@@ -141,11 +158,21 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
             },
         });
     }
-    Ok(Dump { services, policy: read_policy(pin_dir)? })
+    let (policy, container_scope) = read_policy(pin_dir)?;
+    Ok(Dump { services, policy, container_scope })
 }
 
-fn read_policy(pin_dir: &Path) -> anyhow::Result<Vec<DumpedPolicy>> {
-    let policy = PolicyTables::open(MapSource::Pinned(&PinDir::new(pin_dir)))?.read()?;
+fn read_policy(pin_dir: &Path) -> anyhow::Result<(Vec<DumpedPolicy>, Option<DumpedScope>)> {
+    let tables = PolicyTables::open(MapSource::Pinned(&PinDir::new(pin_dir)))?;
+    let policy = tables.read()?;
+    let stats = tables.unknown_container_stats()?;
+    let scope = policy.scope.map(|(scope, mode)| DumpedScope {
+        parent_cgroup_id: scope.cgroup_id,
+        parent_level: scope.level,
+        mode: mode.name().into(),
+        refused: stats.refused,
+        audited: stats.audited,
+    });
     let mut by_cgroup: std::collections::BTreeMap<u64, DumpedPolicy> = std::collections::BTreeMap::new();
     fn entry(map: &mut std::collections::BTreeMap<u64, DumpedPolicy>, cgroup_id: u64) -> &mut DumpedPolicy {
         map.entry(cgroup_id).or_insert_with(|| DumpedPolicy { cgroup_id, mode: "off".into(), ..Default::default() })
@@ -164,7 +191,7 @@ fn read_policy(pin_dir: &Path) -> anyhow::Result<Vec<DumpedPolicy>> {
             frontend,
         });
     }
-    Ok(by_cgroup.into_values().collect())
+    Ok((by_cgroup.into_values().collect(), scope))
 }
 
 /// Prints the dump as a table or as JSON.
@@ -210,6 +237,12 @@ pub fn dump(pin_dir: &Path, json: bool) -> anyhow::Result<()> {
             table.add_row([p.cgroup_id.to_string(), p.mode.clone(), p.allowed.join(" "), overlays.join(" ")]);
         }
         println!("\n{table}");
+    }
+    if let Some(scope) = &dump.container_scope {
+        println!(
+            "\ncontainers without an entry yet (cgroups below {}): {}; {} VIP connect(s) refused, {} audited",
+            scope.parent_cgroup_id, scope.mode, scope.refused, scope.audited
+        );
     }
     Ok(())
 }

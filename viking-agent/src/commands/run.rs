@@ -10,7 +10,6 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
-use viking_common::PolicyMode;
 
 use crate::{
     config::Config,
@@ -97,12 +96,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     };
     let mut expected = vec![SourceId::StaticFile];
     expected.extend(consul.is_some().then_some(SourceId::Consul));
-    let options_for_runtime = RuntimeOptions {
-        expected,
-        docker: docker.is_some(),
-        default_mode: config.docker.as_ref().map_or(PolicyMode::Off, |d| d.policy),
-        cgroup,
-    };
+    let options_for_runtime = RuntimeOptions { expected, docker: config.docker.clone(), cgroup };
     let mut runtime = Runtime::new(reconciler, policy, options_for_runtime);
 
     let mut source = StaticFileSource::new(options.config.clone(), &config, &runtime.installed_state());

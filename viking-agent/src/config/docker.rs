@@ -12,6 +12,55 @@ pub struct DockerSection {
     host: Option<String>,
     policy: Option<String>,
     ambassador: Option<IpAddr>,
+    cgroup_parent: Option<String>,
+    policy_labels: Option<String>,
+    #[serde(default)]
+    trusted: TrustedSection,
+}
+
+/// `[docker.trusted]`: containers whose `viking.policy` label may lower their own mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustedSection {
+    #[serde(default)]
+    images: Vec<String>,
+    #[serde(default)]
+    nomad_namespaces: Vec<String>,
+    #[serde(default)]
+    nomad_jobs: Vec<String>,
+}
+
+/// What a container's `viking.policy` label may do to its own mode (`[docker]
+/// policy_labels`). Containers in `[docker.trusted]` may always choose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LabelRule {
+    /// Raise it only: off -> audit -> enforce (the default).
+    #[default]
+    Tighten,
+    /// Choose any mode, `bypass` and `off` included (everyone who deploys is trusted).
+    Any,
+    /// Never change it.
+    Ignore,
+}
+
+impl LabelRule {
+    const NAMES: [(&'static str, Self); 3] = [("tighten", Self::Tighten), ("any", Self::Any), ("ignore", Self::Ignore)];
+
+    /// The name used in the config and in logs.
+    pub fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(_, rule)| *rule == self).map_or("tighten", |(name, _)| name)
+    }
+}
+
+/// Containers the operator trusts to choose their own mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trusted {
+    /// Image names: `repo` (any tag), `repo:tag` or `registry/path/*` (a prefix).
+    pub images: Vec<String>,
+    /// Nomad namespaces (label `com.hashicorp.nomad.namespace`).
+    pub nomad_namespaces: Vec<String>,
+    /// Nomad job names (label `com.hashicorp.nomad.job_name`).
+    pub nomad_jobs: Vec<String>,
 }
 
 /// The resolved Docker settings.
@@ -23,6 +72,14 @@ pub struct DockerSettings {
     pub policy: PolicyMode,
     /// The address containers connect to for their port overlays (`BACKEND_<NAME>=svc;port`).
     pub ambassador: IpAddr,
+    /// The runtime's cgroup parent, relative to the cgroup2 root; `None`: from dockerd's
+    /// cgroup driver (`docker` for cgroupfs; none for systemd, whose `system.slice` holds
+    /// more than containers).
+    pub cgroup_parent: Option<String>,
+    /// What labels may do to a container's mode.
+    pub policy_labels: LabelRule,
+    /// Containers whose labels may choose any mode.
+    pub trusted: Trusted,
 }
 
 /// Default ambassador address: the first address of the default VIP range. Never give a
@@ -40,11 +97,10 @@ impl DockerSection {
         let Some(socket) = host.strip_prefix("unix://").filter(|p| p.starts_with('/')) else {
             return Err(("docker.host", format!("{host:?}"), "only unix:///path sockets are supported".into()));
         };
-        let policy = match self.policy.as_deref() {
-            None | Some("off") => PolicyMode::Off,
-            Some("audit") => PolicyMode::Audit,
-            Some("enforce") => PolicyMode::Enforce,
-            Some(other) => {
+        let policy = match self.policy.as_deref().map(|name| (name, PolicyMode::from_name(name))) {
+            None => PolicyMode::Off,
+            Some((_, Some(mode))) if mode != PolicyMode::Bypass => mode,
+            Some((other, _)) => {
                 return Err((
                     "docker.policy",
                     format!("{other:?}"),
@@ -52,10 +108,48 @@ impl DockerSection {
                 ));
             }
         };
+        let policy_labels = match self.policy_labels.as_deref() {
+            None => LabelRule::default(),
+            Some(name) => {
+                LabelRule::NAMES.iter().find(|(n, _)| *n == name).map(|(_, rule)| *rule).ok_or_else(|| {
+                    ("docker.policy_labels", format!("{name:?}"), "must be \"tighten\", \"any\" or \"ignore\"".into())
+                })?
+            }
+        };
+        let cgroup_parent = match self.cgroup_parent.as_deref().map(|p| p.trim_matches('/')) {
+            None => None,
+            Some(parent) if !parent.is_empty() && !parent.split('/').any(|part| part == ".." || part == ".") => {
+                Some(parent.to_owned())
+            }
+            Some(_) => {
+                return Err((
+                    "docker.cgroup_parent",
+                    format!("{:?}", self.cgroup_parent.as_deref().unwrap_or_default()),
+                    "must be a cgroup path below the cgroup2 root, such as \"/docker\"".into(),
+                ));
+            }
+        };
+        let trusted = &self.trusted;
+        for (field, names) in [
+            ("docker.trusted.images", &trusted.images),
+            ("docker.trusted.nomad_namespaces", &trusted.nomad_namespaces),
+            ("docker.trusted.nomad_jobs", &trusted.nomad_jobs),
+        ] {
+            if let Some(bad) = names.iter().find(|name| name.trim().is_empty() || name.trim() != name.as_str()) {
+                return Err((field, format!("{bad:?}"), "must be a non-empty name without surrounding spaces".into()));
+            }
+        }
         Ok(DockerSettings {
             socket: socket.to_owned(),
             policy,
             ambassador: self.ambassador.unwrap_or(DEFAULT_AMBASSADOR),
+            cgroup_parent,
+            policy_labels,
+            trusted: Trusted {
+                images: trusted.images.clone(),
+                nomad_namespaces: trusted.nomad_namespaces.clone(),
+                nomad_jobs: trusted.nomad_jobs.clone(),
+            },
         })
     }
 }
@@ -81,5 +175,34 @@ mod tests {
         assert_eq!(tcp.resolve(|_| None).unwrap_err().0, "docker.host");
         let policy = DockerSection { policy: Some("strict".into()), ..Default::default() };
         assert_eq!(policy.resolve(|_| None).unwrap_err().0, "docker.policy");
+        let bypass = DockerSection { policy: Some("bypass".into()), ..Default::default() };
+        assert_eq!(bypass.resolve(|_| None).unwrap_err().0, "docker.policy");
+        let labels = DockerSection { policy_labels: Some("lower".into()), ..Default::default() };
+        assert_eq!(
+            labels.resolve(|_| None).unwrap_err(),
+            ("docker.policy_labels", "\"lower\"".to_owned(), "must be \"tighten\", \"any\" or \"ignore\"".to_owned())
+        );
+        let parent = DockerSection { cgroup_parent: Some("/docker/../x".into()), ..Default::default() };
+        assert_eq!(parent.resolve(|_| None).unwrap_err().0, "docker.cgroup_parent");
+        let trusted = DockerSection {
+            trusted: TrustedSection { images: vec![String::new()], ..Default::default() },
+            ..Default::default()
+        };
+        assert_eq!(trusted.resolve(|_| None).unwrap_err().0, "docker.trusted.images");
+    }
+
+    #[test]
+    fn trust_settings_are_read() {
+        let section: DockerSection = toml::from_str(
+            "policy = \"enforce\"\ncgroup_parent = \"/docker/\"\npolicy_labels = \"ignore\"\n\
+             [trusted]\nimages = [\"envoyproxy/envoy\"]\nnomad_jobs = [\"ingress\"]\n",
+        )
+        .unwrap();
+        let settings = section.resolve(|_| None).unwrap();
+        assert_eq!(settings.cgroup_parent.as_deref(), Some("docker"));
+        assert_eq!(settings.policy_labels, LabelRule::Ignore);
+        assert_eq!(settings.trusted.images, ["envoyproxy/envoy"]);
+        assert_eq!(settings.trusted.nomad_jobs, ["ingress"]);
+        assert_eq!(DockerSection::default().resolve(|_| None).unwrap().policy_labels, LabelRule::Tighten);
     }
 }

@@ -18,7 +18,7 @@ use viking_common::limits;
 
 use crate::model::DesiredState;
 pub use consul::{ConsulSettings, default_consul_vip_range};
-pub use docker::{DEFAULT_AMBASSADOR, DockerSettings};
+pub use docker::{DEFAULT_AMBASSADOR, DockerSettings, LabelRule, Trusted};
 pub use service::ServiceError;
 pub(crate) use service::{check_backend_addr, check_name};
 

@@ -4,9 +4,9 @@
 use std::mem::size_of;
 
 use viking_common::{
-    AffinityKey, AffinityValue, AllowKey, Backend, BackendStats, CgroupPolicy, OverlayKey, OverlayTarget, RevNatKey,
-    RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord, SocketState, limits,
-    names,
+    AffinityKey, AffinityValue, AllowKey, Backend, BackendStats, CgroupPolicy, ContainerScope, OverlayKey,
+    OverlayTarget, RevNatKey, RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord,
+    SocketState, UnknownContainerStats, limits, names,
 };
 
 use crate::config::Limits;
@@ -30,7 +30,7 @@ const fn spec<K, V>(name: &'static str, max_entries: Option<fn(&Limits) -> u32>)
 }
 
 /// Every pinned map. (The log ring buffer is per program instance and not pinned.)
-pub const PINNED_MAPS: [PinnedMapSpec; 15] = [
+pub const PINNED_MAPS: [PinnedMapSpec; 17] = [
     spec::<ServiceKey, ServiceValue>(names::SERVICES, Some(|l| l.max_service_slots)),
     spec::<u32, Backend>(names::BACKENDS, Some(|l| l.max_backends)),
     spec::<u32, u64>(names::RR_CURSORS, Some(|l| l.max_services)),
@@ -47,6 +47,8 @@ pub const PINNED_MAPS: [PinnedMapSpec; 15] = [
     spec::<AllowKey, u8>(names::ALLOWED, Some(|_| limits::MAX_DECLARATIONS)),
     spec::<OverlayKey, OverlayTarget>(names::OVERLAYS, Some(|_| limits::MAX_DECLARATIONS)),
     spec::<u32, Settings>(names::SETTINGS, Some(|_| 1)),
+    spec::<u32, ContainerScope>(names::CONTAINER_SCOPE, Some(|_| 1)),
+    spec::<u32, UnknownContainerStats>(names::UNKNOWN_CONTAINERS, Some(|_| 1)),
 ];
 
 /// The program type of a cgroup hook. (The exact attach point, e.g. `connect4`, comes

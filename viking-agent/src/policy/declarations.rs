@@ -3,7 +3,8 @@
 //! - label `viking.connect_to=redis,web`: it may connect to those services;
 //! - env `BACKEND_<NAME>=<service>;<port>` (embassy): it may connect to `<service>`, and
 //!   reaches it at `<ambassador>:<port>` (a port overlay of its own);
-//! - label `viking.policy=off|audit|enforce|bypass`: its mode, instead of the default.
+//! - label `viking.policy=off|audit|enforce|bypass`: the mode it asks for (what it gets is
+//!   the operator's call, see `trust`).
 //!
 //! A bad entry is reported with the container and the value, and skipped; the container's
 //! other declarations still apply.
@@ -24,7 +25,7 @@ pub const ENV_BACKEND_PREFIX: &str = "BACKEND_";
 /// One container's declarations.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Declared {
-    /// Mode from the `viking.policy` label.
+    /// Mode the `viking.policy` label asks for.
     pub mode: Option<PolicyMode>,
     /// Services it may connect to.
     pub connect_to: BTreeSet<String>,
@@ -51,7 +52,7 @@ pub fn declared(container: &Container) -> Declared {
         }
     }
     if let Some(mode) = container.labels.get(LABEL_POLICY) {
-        match [PolicyMode::Off, PolicyMode::Audit, PolicyMode::Enforce, PolicyMode::Bypass].into_iter().find(|m| m.name() == mode) {
+        match PolicyMode::from_name(mode) {
             Some(mode) => out.mode = Some(mode),
             None => out.problems.push(format!(
                 "container {who:?}: label {LABEL_POLICY} = {mode:?} is not off, audit, enforce or bypass; the default applies"
@@ -98,6 +99,7 @@ mod tests {
         Container {
             id: "c0ffee".into(),
             name: "client".into(),
+            image: "app:1".into(),
             cgroup_id: 7,
             labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
             env: env.iter().map(|e| (*e).into()).collect(),

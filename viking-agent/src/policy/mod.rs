@@ -5,6 +5,7 @@
 
 pub mod audit;
 mod declarations;
+pub mod trust;
 pub mod writer;
 
 use std::{
@@ -15,16 +16,20 @@ use std::{
 pub use declarations::{LABEL_CONNECT_TO, LABEL_POLICY, declared};
 use viking_common::PolicyMode;
 
+use self::trust::Trust;
 use crate::{
     model::{Frontend, Protocol, ServedServices},
-    sources::docker::Container,
+    sources::docker::{Container, RuntimeScope},
 };
 
 /// Everything the kernel must hold for the containers of this host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelPolicy {
-    /// Cgroup id -> mode, for containers whose mode is not `off`.
+    /// Cgroup id -> mode: every container whose mode is not `off`, and with a backstop
+    /// every container (an `off` one needs its entry to escape the backstop's mode).
     pub modes: BTreeMap<u64, PolicyMode>,
+    /// The backstop: cgroups below the runtime's parent without an entry get this mode.
+    pub scope: Option<(RuntimeScope, PolicyMode)>,
     /// (cgroup id, VIP) the container declared.
     pub allowed: BTreeSet<(u64, IpAddr)>,
     /// (cgroup id, port on the ambassador, protocol) -> service frontend (VIP, port).
@@ -40,15 +45,19 @@ pub struct Inputs<'a> {
     pub consul: &'a BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// The services served (names resolve to their VIPs).
     pub services: &'a ServedServices,
-    /// Mode of containers without a `viking.policy` label.
-    pub default_mode: PolicyMode,
+    /// The operator's default mode and what labels may do to it.
+    pub trust: Trust<'a>,
+    /// The container runtime's parent cgroup, when known: the backstop's scope.
+    pub scope: Option<RuntimeScope>,
 }
 
 /// Builds the kernel policy; the messages name containers and values that could not be
 /// used (unknown services, bad labels). Costs work per container and declaration, not per
 /// service served.
 pub fn build(inputs: &Inputs<'_>) -> (KernelPolicy, Vec<String>) {
-    let mut policy = KernelPolicy::default();
+    let default_mode = inputs.trust.default_mode;
+    let scope = inputs.scope.filter(|_| default_mode != PolicyMode::Off);
+    let mut policy = KernelPolicy { scope: scope.map(|scope| (scope, default_mode)), ..KernelPolicy::default() };
     let mut problems = Vec::new();
     for container in inputs.containers {
         let who = container.display_name();
@@ -59,8 +68,9 @@ pub fn build(inputs: &Inputs<'_>) -> (KernelPolicy, Vec<String>) {
                 declared.connect_to.extend(services.iter().cloned());
             }
         }
-        let mode = declared.mode.unwrap_or(inputs.default_mode);
-        if mode != PolicyMode::Off {
+        let (mode, refused) = inputs.trust.mode(container, declared.mode);
+        problems.extend(refused);
+        if mode != PolicyMode::Off || scope.is_some() {
             policy.modes.insert(container.cgroup_id, mode);
         }
         for name in &declared.connect_to {
@@ -117,11 +127,19 @@ mod tests {
         Container {
             id: format!("{name}-id"),
             name: name.into(),
+            image: "app:1".into(),
             cgroup_id,
             labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
             env: env.iter().map(|e| (*e).into()).collect(),
             nomad: None,
         }
+    }
+
+    static NO_ONE: crate::config::Trusted =
+        crate::config::Trusted { images: Vec::new(), nomad_namespaces: Vec::new(), nomad_jobs: Vec::new() };
+
+    fn trust(default_mode: PolicyMode) -> Trust<'static> {
+        Trust { default_mode, labels: crate::config::LabelRule::Tighten, trusted: &NO_ONE }
     }
 
     fn services(list: &[(&str, &str, u16)]) -> ServedServices {
@@ -152,7 +170,8 @@ mod tests {
             containers: &containers,
             consul: &consul,
             services: &state,
-            default_mode: PolicyMode::Audit,
+            trust: trust(PolicyMode::Audit),
+            scope: None,
         });
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(policy.modes, BTreeMap::from([(1, PolicyMode::Enforce), (2, PolicyMode::Audit)]));
@@ -173,7 +192,8 @@ mod tests {
             containers: &containers,
             consul: &consul,
             services: &state,
-            default_mode: PolicyMode::Enforce,
+            trust: trust(PolicyMode::Enforce),
+            scope: None,
         });
         assert_eq!(policy.allowed.len(), 1);
         assert_eq!(
@@ -194,8 +214,45 @@ mod tests {
             containers: &[task],
             consul: &consul,
             services: &state,
-            default_mode: PolicyMode::Enforce,
+            trust: trust(PolicyMode::Enforce),
+            scope: None,
         });
         assert!(policy.allowed.contains(&(5, "240.0.0.30".parse().unwrap())));
+    }
+
+    #[test]
+    fn with_a_backstop_every_container_has_an_entry_and_labels_only_tighten() {
+        let state = services(&[("web", "240.0.0.10", 80)]);
+        let containers = [
+            container("quiet", 1, &[], &[]),
+            container("escapes", 2, &[(LABEL_POLICY, "bypass")], &[]),
+            container("strict", 3, &[(LABEL_POLICY, "enforce")], &[]),
+        ];
+        let consul = BTreeMap::new();
+        let scope = RuntimeScope { cgroup_id: 99, level: 1 };
+        let (policy, problems) = build(&Inputs {
+            containers: &containers,
+            consul: &consul,
+            services: &state,
+            trust: trust(PolicyMode::Audit),
+            scope: Some(scope),
+        });
+        assert_eq!(policy.scope, Some((scope, PolicyMode::Audit)));
+        assert_eq!(
+            policy.modes,
+            BTreeMap::from([(1, PolicyMode::Audit), (2, PolicyMode::Audit), (3, PolicyMode::Enforce)])
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with(r#"container "escapes": label viking.policy=bypass is not honoured"#));
+
+        // Default off: no backstop, and off containers need no entry.
+        let (policy, _) = build(&Inputs {
+            containers: &containers[..1],
+            consul: &consul,
+            services: &state,
+            trust: trust(PolicyMode::Off),
+            scope: Some(scope),
+        });
+        assert_eq!((policy.scope, policy.modes.len()), (None, 0));
     }
 }

@@ -1,16 +1,21 @@
-//! Keeps `CGROUP_POLICY`, `ALLOWED` and `OVERLAYS` equal to the desired [`KernelPolicy`],
-//! writing only differences, in an order that never refuses a declared connect: new
-//! declarations before stricter modes, looser modes before removed declarations.
+//! Keeps `CGROUP_POLICY`, `ALLOWED`, `OVERLAYS` and `CONTAINER_SCOPE` equal to the desired
+//! [`KernelPolicy`], writing only differences, in an order that never refuses a declared
+//! connect: new declarations before stricter modes, looser modes before removed
+//! declarations, container entries before a stricter backstop.
 
 use std::net::{IpAddr, SocketAddr};
 
-use aya::maps::{Array, HashMap, MapData, MapError};
-use viking_common::{AllowKey, CgroupPolicy, Ip6, OverlayKey, OverlayTarget, PolicyMode, Settings, limits, names};
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
+use viking_common::{
+    AllowKey, CgroupPolicy, ContainerScope, Ip6, OverlayKey, OverlayTarget, PolicyMode, Settings,
+    UnknownContainerStats, limits, names,
+};
 
 use super::KernelPolicy;
 use crate::{
     dataplane::tables::{MapSource, TableError, map_err},
     model::Protocol,
+    sources::docker::RuntimeScope,
 };
 
 /// The policy maps and the settings entry.
@@ -19,6 +24,8 @@ pub struct PolicyTables {
     allowed: HashMap<MapData, AllowKey, u8>,
     overlays: HashMap<MapData, OverlayKey, OverlayTarget>,
     settings: Array<MapData, Settings>,
+    scope: Array<MapData, ContainerScope>,
+    unknown: PerCpuArray<MapData, UnknownContainerStats>,
 }
 
 impl std::fmt::Debug for PolicyTables {
@@ -35,7 +42,30 @@ impl PolicyTables {
             allowed: source.typed(names::ALLOWED)?,
             overlays: source.typed(names::OVERLAYS)?,
             settings: source.typed(names::SETTINGS)?,
+            scope: source.typed(names::CONTAINER_SCOPE)?,
+            unknown: source.typed(names::UNKNOWN_CONTAINERS)?,
         })
+    }
+
+    /// VIP connects from cgroups below the backstop's parent that had no entry yet, summed
+    /// over CPUs.
+    pub fn unknown_container_stats(&self) -> Result<UnknownContainerStats, TableError> {
+        let per_cpu = self.unknown.get(&0, 0).map_err(map_err(names::UNKNOWN_CONTAINERS))?;
+        Ok(per_cpu.iter().fold(UnknownContainerStats::default(), |sum, cpu| UnknownContainerStats {
+            refused: sum.refused + cpu.refused,
+            audited: sum.audited + cpu.audited,
+        }))
+    }
+
+    /// Writes the backstop (`None`: off).
+    fn write_scope(&mut self, scope: Option<(RuntimeScope, PolicyMode)>) -> Result<(), TableError> {
+        let value = scope.map_or_else(ContainerScope::default, |(scope, mode)| ContainerScope {
+            parent_cgroup_id: scope.cgroup_id,
+            parent_level: scope.level,
+            mode: mode as u8,
+            _pad: [0; 3],
+        });
+        self.scope.set(0, value, 0).map_err(map_err(names::CONTAINER_SCOPE))
     }
 
     /// Writes the settings entry: the ambassador address of port overlays, whether any
@@ -66,6 +96,11 @@ impl PolicyTables {
             let vip = SocketAddr::new(target.vip.to_ip(), u16::from_be(target.port_be));
             policy.overlays.insert((key.cgroup_id, u16::from_be(key.port_be), protocol), (vip.ip(), vip.port()));
         }
+        let scope = self.scope.get(&0, 0).map_err(map_err(names::CONTAINER_SCOPE))?;
+        if scope.parent_cgroup_id != 0 {
+            let runtime = RuntimeScope { cgroup_id: scope.parent_cgroup_id, level: scope.parent_level };
+            policy.scope = Some((runtime, PolicyMode::from_u8(scope.mode)));
+        }
         Ok(policy)
     }
 }
@@ -91,7 +126,7 @@ impl PolicyWriter {
     /// Adopts what the maps hold and writes the settings entry.
     pub fn adopt(mut tables: PolicyTables, host: HostSettings) -> Result<Self, TableError> {
         let current = tables.read()?;
-        tables.write_settings(&host, !current.modes.is_empty())?;
+        tables.write_settings(&host, current.is_active())?;
         Ok(Self { tables, current, host })
     }
 
@@ -104,11 +139,23 @@ impl PolicyWriter {
     /// container never has a stricter mode than its declarations allow for.
     pub fn apply(&mut self, desired: &KernelPolicy) -> (usize, Vec<String>) {
         let (mut writes, mut errors) = (0, Vec::new());
-        let (was_active, will_be_active) = (!self.current.modes.is_empty(), !desired.modes.is_empty());
+        let (was_active, will_be_active) = (self.current.is_active(), desired.is_active());
         if will_be_active && !was_active {
             // Switch the check on before the first mode lands.
             if let Err(err) = self.tables.write_settings(&self.host, true) {
                 errors.push(err.to_string());
+            }
+        }
+        let strictness = |scope: Option<(RuntimeScope, PolicyMode)>| scope.map_or(0, |(_, mode)| mode.strictness());
+        let scope_changes = desired.scope != self.current.scope;
+        let scope_first = scope_changes && strictness(desired.scope) < strictness(self.current.scope);
+        if scope_first {
+            match self.tables.write_scope(desired.scope) {
+                Ok(()) => {
+                    writes += 1;
+                    self.current.scope = desired.scope;
+                }
+                Err(err) => errors.push(err.to_string()),
             }
         }
         let mut outcome = |result: Result<(), TableError>, limit: &str| match result {
@@ -172,13 +219,29 @@ impl PolicyWriter {
                 }
             }
         }
-        if was_active && self.current.modes.is_empty() {
+        if scope_changes && !scope_first {
+            match self.tables.write_scope(desired.scope) {
+                Ok(()) => {
+                    writes += 1;
+                    self.current.scope = desired.scope;
+                }
+                Err(err) => errors.push(err.to_string()),
+            }
+        }
+        if was_active && !self.current.is_active() {
             // Off after the last mode left.
             if let Err(err) = self.tables.write_settings(&self.host, false) {
                 errors.push(err.to_string());
             }
         }
         (writes, errors)
+    }
+}
+
+impl KernelPolicy {
+    /// Whether the programs must look at policy at all (`Settings::POLICY_ACTIVE`).
+    fn is_active(&self) -> bool {
+        !self.modes.is_empty() || self.scope.is_some()
     }
 }
 

@@ -31,8 +31,14 @@ pub enum Update {
         /// What it serves now.
         change: SourceChange,
     },
-    /// Every running container (Docker).
-    Containers(Vec<docker::Container>),
+    /// Every container Docker runs or has created (created ones whose cgroup is known in
+    /// advance), and the runtime's parent cgroup when it exists.
+    Containers {
+        /// The containers.
+        containers: Vec<docker::Container>,
+        /// The runtime's parent cgroup: the scope of the kernel backstop.
+        scope: Option<docker::RuntimeScope>,
+    },
     /// The `connect_to=<service>` tags of one Consul service's instances, by instance id
     /// (empty: none any more).
     ConsulDeclarations {

@@ -1,16 +1,18 @@
 //! What the agent knows about one running container.
 
-use std::{collections::BTreeMap, io, os::unix::fs::MetadataExt, path::Path};
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::ContainerInspectResponse;
 
-/// A running container as the policy needs it.
+/// A container (created or running) as the policy needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Container {
     /// Docker's id.
     pub id: String,
     /// Docker's name, without the leading `/`.
     pub name: String,
+    /// The image it was created from, as given (`Config.Image`, e.g. `redis:7`).
+    pub image: String,
     /// Id of the cgroup its processes run in: what the kernel programs see.
     pub cgroup_id: u64,
     /// Labels.
@@ -39,24 +41,44 @@ impl Container {
         }
     }
 
-    /// Builds the container from `docker inspect`; `None` when it is not running (no pid).
-    pub fn from_inspect(inspect: &ContainerInspectResponse, cgroup2_root: &Path) -> io::Result<Option<Self>> {
-        let Some(pid) = inspect.state.as_ref().and_then(|s| s.pid).filter(|pid| *pid > 0) else {
-            return Ok(None);
-        };
+    /// Builds the container from `docker inspect` and the id of its cgroup.
+    pub fn from_inspect(inspect: &ContainerInspectResponse, cgroup_id: u64) -> Self {
         let config = inspect.config.as_ref();
         let labels: BTreeMap<String, String> =
             config.and_then(|c| c.labels.clone()).unwrap_or_default().into_iter().collect();
         let env = config.and_then(|c| c.env.clone()).unwrap_or_default();
         let nomad = nomad_task(&labels, &env);
-        Ok(Some(Self {
+        Self {
             id: inspect.id.clone().unwrap_or_default(),
             name: inspect.name.clone().unwrap_or_default().trim_start_matches('/').to_owned(),
-            cgroup_id: cgroup_id_of(pid, cgroup2_root)?,
+            image: config.and_then(|c| c.image.clone()).unwrap_or_default(),
+            cgroup_id,
             labels,
             env,
             nomad,
-        }))
+        }
+    }
+
+    /// Builds a just-created container from its `create` event and the id of the cgroup
+    /// prepared for it. dockerd puts the container's labels in the event's attributes, beside
+    /// `image` and `name` (which win over labels of those names); the environment is not in
+    /// the event, so env declarations and a Nomad identity from env arrive at `start`.
+    pub fn from_create_event(id: &str, attributes: &HashMap<String, String>, cgroup_id: u64) -> Self {
+        let labels: BTreeMap<String, String> = attributes
+            .iter()
+            .filter(|(key, _)| !matches!(key.as_str(), "image" | "name"))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let nomad = nomad_task(&labels, &[]);
+        Self {
+            id: id.to_owned(),
+            name: attributes.get("name").cloned().unwrap_or_default(),
+            image: attributes.get("image").cloned().unwrap_or_default(),
+            cgroup_id,
+            labels,
+            env: Vec::new(),
+            nomad,
+        }
     }
 }
 
@@ -67,17 +89,6 @@ fn nomad_task(labels: &BTreeMap<String, String>, env: &[String]) -> Option<Nomad
     let alloc_id = labels.get("com.hashicorp.nomad.alloc_id").cloned().or_else(|| from_env("NOMAD_ALLOC_ID"))?;
     let task = labels.get("com.hashicorp.nomad.task_name").cloned().or_else(|| from_env("NOMAD_TASK_NAME"))?;
     Some(NomadTask { task, alloc_id })
-}
-
-/// The cgroup v2 id of a process: the inode of its directory in the cgroup2 hierarchy,
-/// from the `0::<path>` line of `/proc/<pid>/cgroup`.
-pub fn cgroup_id_of(pid: i64, cgroup2_root: &Path) -> io::Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
-    let path = text
-        .lines()
-        .find_map(|line| line.strip_prefix("0::"))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("pid {pid} has no cgroup v2 path")))?;
-    Ok(std::fs::metadata(cgroup2_root.join(path.trim_start_matches('/')))?.ino())
 }
 
 #[cfg(test)]
@@ -98,9 +109,25 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_a_cgroup_id() {
-        let root = viking_common::cgroup2::root().unwrap();
-        let id = cgroup_id_of(i64::from(std::process::id()), &root).unwrap();
-        assert!(id > 0);
+    fn a_create_event_carries_labels_image_and_name() {
+        let attributes: HashMap<String, String> = [
+            ("image", "redis:7"),
+            ("name", "cache-1"),
+            ("viking.connect_to", "db"),
+            ("com.hashicorp.nomad.alloc_id", "a1"),
+            ("com.hashicorp.nomad.task_name", "cache"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        let container = Container::from_create_event("abc", &attributes, 42);
+        assert_eq!(
+            (container.name.as_str(), container.image.as_str(), container.cgroup_id),
+            ("cache-1", "redis:7", 42)
+        );
+        assert_eq!(
+            container.labels.keys().collect::<Vec<_>>(),
+            ["com.hashicorp.nomad.alloc_id", "com.hashicorp.nomad.task_name", "viking.connect_to"]
+        );
+        assert_eq!(container.display_name(), "cache/a1");
     }
 }
