@@ -55,6 +55,18 @@ pub fn build_bench() -> anyhow::Result<PathBuf> {
     Ok(workspace_root().join("target").join("release").join("viking-bench"))
 }
 
+/// The lint gates of `cargo xtask test`: unformatted code and any clippy warning fail it.
+pub fn lint() -> anyhow::Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    eprintln!("xtask: cargo fmt --all --check");
+    status(fmt, "cargo fmt --check (run `cargo fmt --all`)")?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    eprintln!("xtask: cargo clippy --workspace --all-targets -- -D warnings");
+    status(clippy, "cargo clippy")
+}
+
 /// `cargo test --workspace` with extra arguments.
 pub fn test(args: &[OsString]) -> anyhow::Result<()> {
     let mut command = cargo();

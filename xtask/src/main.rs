@@ -31,7 +31,8 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         exit_after: Option<u64>,
     },
-    /// Run the whole test suite, privileged integration tests included (as root).
+    /// Check formatting and clippy (warnings are errors), then run the whole test suite,
+    /// privileged integration tests included (as root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -86,6 +87,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Test { args } => {
             setup::require_root("the integration tests load BPF programs and create cgroups")?;
             setup::run()?;
+            cargo::lint()?;
             cargo::build_agent(cargo::Profile::Dev)?;
             cargo::test(&args)
         }
