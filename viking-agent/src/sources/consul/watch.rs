@@ -2,7 +2,10 @@
 //! (developer.hashicorp.com/consul/api-docs/features/blocking#implementation-details):
 //!
 //! - pass the last `X-Consul-Index` as `?index=` (the wait and its jitter are Consul's);
-//! - if the index goes backwards (a snapshot restore, a new leader), reset it to 0;
+//! - if the index goes backwards (a snapshot restore, a new leader), reset it to 0; the
+//!   index is Consul's Raft index, one for the whole cluster, so every other watch of the
+//!   source starts over too ([`Restores`]): a query sent just after a restore blocks on its
+//!   old, higher index, and would miss changes until its wait ends (minutes);
 //! - treat an index below 1 as 1, so a broken index cannot turn into a busy loop;
 //! - a query may return with nothing changed: compare the content, not only the index (a
 //!   hash of the answer's bytes, so a watch keeps 8 bytes, not a copy of the answer);
@@ -12,11 +15,12 @@
 use std::{
     future::Future,
     hash::{DefaultHasher, Hash, Hasher},
+    sync::Arc,
     time::Duration,
 };
 
 use bytes::Bytes;
-use tokio::time::Instant;
+use tokio::{sync::watch as flag, time::Instant};
 
 use super::client::{ConsulError, Indexed};
 use crate::sources::backoff::{BACKOFF_CAP, Backoff};
@@ -51,6 +55,13 @@ impl BlockingIndex {
         self.last
     }
 
+    /// Starts over from 0 (another watch saw the index go backwards).
+    pub fn restart(&mut self) {
+        if self.last.is_some() {
+            self.last = Some(0);
+        }
+    }
+
     /// Takes the `X-Consul-Index` of a response.
     pub fn observe(&mut self, returned: u64) -> IndexStep {
         let returned = returned.max(1);
@@ -68,17 +79,48 @@ impl BlockingIndex {
     }
 }
 
+/// The index resets the watches of one source have seen, as a generation number: the
+/// first watch to see the index go backwards starts a new generation, and every watch of
+/// an older one starts over from index 0, in flight or pausing. A restore that wakes many
+/// watches at once makes one generation, so each of them starts over once.
+#[derive(Clone, Debug)]
+pub struct Restores(Arc<flag::Sender<u64>>);
+
+impl Default for Restores {
+    fn default() -> Self {
+        Self(Arc::new(flag::channel(0).0))
+    }
+}
+
+impl Restores {
+    /// A watch saw a reset while in generation `known`: the generation it is in now.
+    fn announce(&self, known: u64) -> u64 {
+        self.0.send_if_modified(|generation| {
+            let new = *generation == known;
+            if new {
+                *generation += 1;
+            }
+            new
+        });
+        *self.0.borrow()
+    }
+}
+
 /// Runs blocking queries forever: `query(index)` is the request, `deliver` gets each new
 /// content with its index (`None`: the key or prefix does not exist), `report` hears about
-/// failures (`Some(error)`) and recoveries (`None`).
+/// failures (`Some(error)`) and recoveries (`None`). A reset seen by another watch of
+/// `restores` makes this one start over.
 pub async fn watch<Q, F>(
     mut query: Q,
     mut deliver: impl FnMut(u64, Option<Bytes>),
     mut report: impl FnMut(Option<&ConsulError>),
+    restores: Restores,
 ) where
     Q: FnMut(Option<u64>) -> F,
     F: Future<Output = Result<Indexed<Bytes>, ConsulError>>,
 {
+    let mut generations = restores.0.subscribe();
+    let mut generation = *generations.borrow_and_update();
     let mut index = BlockingIndex::default();
     let mut errors = Backoff::new(BACKOFF_START);
     let mut spins = Backoff::new(RATE_LIMIT_START);
@@ -86,7 +128,18 @@ pub async fn watch<Q, F>(
     let mut failing = false;
     loop {
         let started = Instant::now();
-        match query(index.next()).await {
+        let answer = tokio::select! {
+            answer = query(index.next()) => answer,
+            Ok(()) = generations.changed() => {
+                let current = *generations.borrow_and_update();
+                if current != generation {
+                    generation = current;
+                    index.restart();
+                }
+                continue;
+            }
+        };
+        match answer {
             Ok(Indexed { index: returned, body }) => {
                 errors.reset();
                 if failing {
@@ -94,6 +147,10 @@ pub async fn watch<Q, F>(
                     report(None);
                 }
                 let step = index.observe(returned);
+                if step == IndexStep::Reset {
+                    generation = restores.announce(generation);
+                    generations.borrow_and_update();
+                }
                 // Content decides, not the index alone: after the index went backwards it
                 // can climb back to the very number we hold while the data differs.
                 let fingerprint = fingerprint(body.as_deref());
@@ -141,6 +198,24 @@ mod tests {
         assert_eq!(index.next(), Some(0));
         assert_eq!(index.observe(3), IndexStep::Advanced);
         assert_eq!(index.next(), Some(3));
+    }
+
+    #[test]
+    fn a_restart_blocks_no_more_and_a_first_query_stays_first() {
+        let mut index = BlockingIndex::default();
+        index.restart();
+        assert_eq!(index.next(), None, "a watch that has not asked yet still asks without an index");
+        index.observe(40);
+        index.restart();
+        assert_eq!(index.next(), Some(0), "after a restore elsewhere: return at once");
+    }
+
+    #[test]
+    fn one_restore_seen_by_many_watches_makes_one_generation() {
+        let restores = Restores::default();
+        assert_eq!(restores.announce(0), 1, "the first watch to see it starts generation 1");
+        assert_eq!(restores.announce(0), 1, "the others, still in 0, join it");
+        assert_eq!(restores.announce(1), 2, "a later restore, seen in generation 1, is a new one");
     }
 
     #[test]

@@ -41,9 +41,8 @@ pub const WATCHES_PER_CLIENT: usize = 240;
 /// service.
 const INITIAL_CONCURRENCY: usize = 64;
 /// Pause before each blocking catalog query: a burst of registrations costs a few catalog
-/// reads (each a full listing), at most 20 a second, not one per registration. Short,
-/// because a snapshot restore that lands during the pause is only seen when the next
-/// blocking query returns (Consul blocks on the old, higher index).
+/// reads (each a full listing), at most 20 a second, not one per registration. (A snapshot
+/// restore that lands during the pause ends it: see `watch::Restores`.)
 const CATALOG_PACE: Duration = Duration::from_millis(50);
 /// The same for the VIP records (a full listing too).
 const VIP_RECORDS_PACE: Duration = Duration::from_secs(5);
@@ -75,6 +74,8 @@ pub struct Watchers {
     initial: Arc<Semaphore>,
     /// Holds the blocking health queries until the initial sync is done.
     synced: flag::Sender<bool>,
+    /// Index resets seen by any watch: every watch starts over.
+    restores: watch::Restores,
 }
 
 impl Watchers {
@@ -88,6 +89,7 @@ impl Watchers {
             events,
             initial: Arc::new(Semaphore::new(INITIAL_CONCURRENCY)),
             synced: flag::channel(false).0,
+            restores: watch::Restores::default(),
         }
     }
 
@@ -116,6 +118,7 @@ impl Watchers {
                 Ok(())
             }),
             move |error| report(&failures, "catalog", error),
+            self.restores.clone(),
         )))
     }
 
@@ -140,6 +143,7 @@ impl Watchers {
                 Ok(())
             }),
             move |error| report(&failures, "vip allocations", error),
+            self.restores.clone(),
         )))
     }
 
@@ -176,6 +180,7 @@ impl Watchers {
                 Ok(())
             }),
             move |error| report(&failures, &watch_name, error),
+            self.restores.clone(),
         ));
         self.health.insert(name.to_owned(), HealthWatch { task, shard });
         Ok(())
