@@ -20,6 +20,8 @@ pub struct ServiceSpec {
     pub algorithm: &'static str,
     /// Client affinity window; 0 = off.
     pub affinity_seconds: u32,
+    /// The `outlier` table as TOML (e.g. `{ ejection_seconds = 1 }`); `None`: defaults.
+    pub outlier: Option<String>,
     /// Backend addresses with their weights.
     pub backends: Vec<(SocketAddr, u16)>,
 }
@@ -34,6 +36,7 @@ impl ServiceSpec {
             protocol: "tcp",
             algorithm: "round_robin",
             affinity_seconds: 0,
+            outlier: None,
             backends: backends.iter().map(|b| (*b, 1)).collect(),
         }
     }
@@ -70,6 +73,10 @@ pub fn render(services: &[ServiceSpec]) -> String {
             s.affinity_seconds,
             backends.join(", ")
         );
+        if let Some(outlier) = &s.outlier {
+            // Keys after `backends` still belong to the same [[service]] table.
+            let _ = writeln!(text, "outlier = {outlier}\n");
+        }
     }
     text
 }

@@ -13,6 +13,7 @@ mod backend;
 #[cfg(feature = "std")]
 pub mod cgroup2;
 pub mod names;
+mod outlier;
 mod policy;
 mod service;
 mod socket;
@@ -20,6 +21,7 @@ mod stats;
 
 pub use address::Ip6;
 pub use backend::Backend;
+pub use outlier::{BackendHealth, OutlierPolicy};
 pub use policy::{
     AllowKey, AuditEvent, CgroupPolicy, ContainerScope, OverlayKey, OverlayTarget, PolicyMode, Settings,
     UnknownContainerStats,
@@ -96,6 +98,10 @@ mod pod {
     unsafe impl aya::Pod for super::ContainerScope {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::UnknownContainerStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::OutlierPolicy {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BackendHealth {}
 }
 
 #[cfg(test)]
@@ -128,5 +134,7 @@ mod layout_tests {
         assert_eq!(size_of::<AuditEvent>(), 32);
         assert_eq!(size_of::<ContainerScope>(), 16);
         assert_eq!(size_of::<UnknownContainerStats>(), 16);
+        assert_eq!(size_of::<OutlierPolicy>(), 12);
+        assert_eq!(size_of::<BackendHealth>(), 56);
     }
 }

@@ -26,6 +26,11 @@ pub const REV_NAT: &str = "VIKING_REV_NAT";
 /// `AFFINITY`: (client cgroup, service) -> backend.
 pub const AFFINITY: &str = "VIKING_AFFINITY";
 
+/// `OUTLIER_POLICY`: service id -> when failing backends are ejected.
+pub const OUTLIER_POLICY: &str = "VIKING_OUTLIER_POLICY";
+/// `BACKEND_HEALTH`: backend id -> connect outcomes and ejection.
+pub const BACKEND_HEALTH: &str = "VIKING_BACKEND_HEALTH";
+
 /// `CGROUP_POLICY`: cgroup id -> policy mode.
 pub const CGROUP_POLICY: &str = "VIKING_CGROUP_POLICY";
 /// `ALLOWED`: (cgroup id, VIP) declared.
@@ -60,3 +65,5 @@ pub const PROG_GETPEERNAME4: &str = "viking_getpeername4";
 pub const PROG_GETPEERNAME6: &str = "viking_getpeername6";
 /// `cgroup/sock_release`: uncounts `least_conn` connections.
 pub const PROG_SOCK_RELEASE: &str = "viking_sock_release";
+/// `sockops`: how redirected TCP connects end (outlier ejection).
+pub const PROG_SOCK_OPS: &str = "viking_sock_ops";

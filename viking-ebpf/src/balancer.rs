@@ -8,7 +8,7 @@ use viking_common::{
 };
 
 use crate::{
-    atomic,
+    atomic, health,
     maps::{AFFINITY, BACKEND_ACTIVE, BACKEND_STATS, BACKENDS, RR_CURSORS, SERVICE_STATS, SERVICES},
 };
 
@@ -79,7 +79,9 @@ fn choose(frontend: &ServiceKey, service: &ServiceValue, algorithm: Algorithm, p
         _pad: 0,
     });
     if let Some(key) = &affinity {
-        if let Some(kept) = affine_backend(key, service.affinity_secs) {
+        // An ejected backend loses its clients: they are pinned to the next choice.
+        let kept = affine_backend(key, service.affinity_secs).filter(|(id, _)| !health::is_ejected(frontend, *id));
+        if let Some(kept) = kept {
             return Some(kept);
         }
     }
@@ -106,6 +108,7 @@ fn choose(frontend: &ServiceKey, service: &ServiceValue, algorithm: Algorithm, p
     // The agent lowers the count before it deletes slots, but a reader may have read the
     // old count just before: slot 1 exists whenever count >= 1.
     let chosen = slot_backend.or_else(|| backend_in_slot(frontend, service, 1))?;
+    let chosen = health::avoid_ejected(frontend, service.count, chosen);
     if let Some(key) = &affinity {
         // SAFETY: helper without arguments.
         let value = AffinityValue { backend_id: chosen.0, _pad: 0, last_used_ns: unsafe { bpf_ktime_get_ns() } };

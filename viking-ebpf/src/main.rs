@@ -14,6 +14,8 @@ mod atomic;
 #[cfg(target_arch = "bpf")]
 mod balancer;
 #[cfg(target_arch = "bpf")]
+mod health;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod policy;

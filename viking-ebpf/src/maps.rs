@@ -10,9 +10,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use viking_common::{
-    AffinityKey, AffinityValue, AllowKey, AuditEvent, Backend, BackendStats, CgroupPolicy, ContainerScope, OverlayKey,
-    OverlayTarget, RevNatKey, RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord,
-    SocketState, UnknownContainerStats, limits,
+    AffinityKey, AffinityValue, AllowKey, AuditEvent, Backend, BackendHealth, BackendStats, CgroupPolicy,
+    ContainerScope, OutlierPolicy, OverlayKey, OverlayTarget, RevNatKey, RevNatValue, ServiceKey, ServiceName,
+    ServiceStats, ServiceValue, Settings, SocketRecord, SocketState, UnknownContainerStats, limits,
 };
 
 /// Frontends and their backend slots.
@@ -67,6 +67,21 @@ pub static BACKEND_STATS: PerCpuArray<BackendStats, { limits::MAX_BACKENDS as us
 /// - size: `limits.max_backends`
 #[btf_map(name = "VIKING_BACKEND_ACTIVE")]
 pub static BACKEND_ACTIVE: Array<u64, { limits::MAX_BACKENDS as usize }> = Array::new();
+
+/// When a service's failing backends are ejected.
+/// - key: service id; value: [`OutlierPolicy`] (all zero = never)
+/// - writer: agent reconciler (with the service entry); reader: sock_ops when a connect fails
+/// - size: `limits.max_services`
+#[btf_map(name = "VIKING_OUTLIER_POLICY")]
+pub static OUTLIER_POLICY: Array<OutlierPolicy, { limits::MAX_SERVICES as usize }> = Array::new();
+
+/// What the kernel has seen of each backend's TCP connects: failures in a row, ejection.
+/// - key: backend id; value: [`BackendHealth`]
+/// - writer: sock_ops (outcomes), connect4/6 (skips); reader: connect4/6, agent (`maps
+///   dump`); zeroed by the agent when it assigns the id
+/// - size: `limits.max_backends`
+#[btf_map(name = "VIKING_BACKEND_HEALTH")]
+pub static BACKEND_HEALTH: Array<BackendHealth, { limits::MAX_BACKENDS as usize }> = Array::new();
 
 /// What connect did to recently redirected sockets, for getpeername and connected-UDP
 /// replies: a direct-mapped table (one array write per connect; creating socket storage

@@ -1,7 +1,13 @@
 //! Per-socket translation state: where a redirected socket's VIP is remembered, so that
 //! `getpeername` and replies show the VIP, and `least_conn` can uncount it on release.
 
-use aya_ebpf::{EbpfContext, helpers::generated::bpf_get_socket_cookie, programs::SockAddrContext};
+use core::ptr;
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::generated::{bpf_get_socket_cookie, bpf_sk_storage_get},
+    programs::{SockAddrContext, SockOpsContext},
+};
 use viking_common::{SocketRecord, SocketState};
 
 use crate::{
@@ -12,8 +18,8 @@ use crate::{
 
 /// The socket's cookie (a unique, never reused 64-bit id).
 #[inline(always)]
-pub fn cookie(ctx: &SockAddrContext) -> u64 {
-    // SAFETY: helper on the valid context.
+pub fn cookie(ctx: &impl EbpfContext) -> u64 {
+    // SAFETY: helper on the valid context (a socket address or `sock_ops` context).
     unsafe { bpf_get_socket_cookie(ctx.as_ptr()) }
 }
 
@@ -88,4 +94,30 @@ pub fn lookup(ctx: &SockAddrContext) -> Option<SocketState> {
     // SAFETY: as above; a failed creation only means the next call looks again.
     let _ = unsafe { SOCKETS.get_or_insert_ptr_mut(ctx, Some(&mut state)) };
     Some(record.state)
+}
+
+/// What connect did to the socket of a `sock_ops` event, if it was redirected and its
+/// record is still known. Nothing is created or promoted.
+#[inline(always)]
+pub fn lookup_ops(ctx: &SockOpsContext) -> Option<SocketState> {
+    let size = settings().recent_sockets;
+    if size != 0 {
+        let cookie = cookie(ctx);
+        if let Some(record) = RECENT_SOCKETS.get((cookie % u64::from(size)) as u32) {
+            if record.cookie == cookie {
+                return Some(record.state);
+            }
+        }
+    }
+    // SAFETY: `ops` is the program's valid context; `sk` is a readable field.
+    let sk = unsafe { (*ctx.ops).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return None;
+    }
+    let map = ptr::from_ref(&SOCKETS).cast_mut().cast();
+    // SAFETY: `map` is the socket-storage map (its address is what the loader relocates),
+    // `sk` is the event's non-null socket, and no entry is created.
+    let stored = unsafe { bpf_sk_storage_get(map, sk.cast(), ptr::null_mut(), 0) }.cast::<SocketState>();
+    // SAFETY: a non-null result points to this socket's storage.
+    (!stored.is_null()).then(|| unsafe { *stored })
 }

@@ -155,7 +155,7 @@ impl Report<'_> {
 
     fn cost_table(&self) -> String {
         let mut out = String::from(
-            "| services | Viking connect4 | baseline connect4 | Viking / baseline | Viking sock_release |\n|---:|---:|---:|---:|---:|\n",
+            "| services | Viking connect4 | baseline connect4 | Viking / baseline | Viking sock_release | Viking sock_ops per connection |\n|---:|---:|---:|---:|---:|---:|\n",
         );
         let ns = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} ns"));
         for point in &self.results.points {
@@ -166,17 +166,20 @@ impl Report<'_> {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {factor} | {} |",
+                "| {} | {} | {} | {factor} | {} | {} |",
                 thousands(f64::from(point.services)),
                 ns(cost.viking_connect4),
                 ns(cost.baseline),
-                ns(cost.viking_release)
+                ns(cost.viking_release),
+                ns(cost.viking_sock_ops_per_connection)
             );
         }
         out.push_str(
             "\n`run_time_ns / run_cnt` over one new-connections run per program with statistics on \
              (which adds two clock reads to every call, so rates above come from runs without them). \
-             `sock_release` also runs once per connection in Viking's cgroup.\n",
+             `sock_release` also runs once per connection in Viking's cgroup; `sock_ops` (outlier \
+             ejection) runs a few times per connection (TCP's callbacks at connect and at established), \
+             shown as its total time per connection.\n",
         );
         out
     }

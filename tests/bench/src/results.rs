@@ -41,6 +41,9 @@ pub struct Cost {
     pub viking_connect4: Option<f64>,
     /// Viking's `cgroup/sock_release` program (also on every short connection's path).
     pub viking_release: Option<f64>,
+    /// Viking's `sockops` program (outlier ejection), per connection: it runs several
+    /// times for each (connect, established, and TCP's own callbacks).
+    pub viking_sock_ops_per_connection: Option<f64>,
     /// The baseline redirect program.
     pub baseline: Option<f64>,
 }

@@ -129,7 +129,7 @@ mod tests {
             ],
             viking_apply: Ok(Duration::ZERO),
             iptables_install: Ok(Duration::ZERO),
-            cost: Cost { viking_connect4: Some(400.0), viking_release: None, baseline: Some(300.0) },
+            cost: Cost { viking_connect4: Some(400.0), baseline: Some(300.0), ..Cost::default() },
         }
     }
 

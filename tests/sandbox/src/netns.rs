@@ -78,6 +78,35 @@ impl Netns {
         Ok(())
     }
 
+    /// Makes `address` a black hole inside the namespace: packets to it leave through a
+    /// veth pair whose other end drops them (a permanent neighbour entry with a MAC nobody
+    /// has), so a TCP connect to it sees no answer at all, as to a crashed host. `local` is
+    /// the namespace's own address on that link (e.g. `10.77.0.1/24`, with `address` in
+    /// the same subnet). Everything lives and dies with the namespace.
+    pub fn add_black_hole(&self, local: &str, address: &str) -> io::Result<()> {
+        let steps: [&[&str]; 5] = [
+            &["link", "add", "viking-bh", "type", "veth", "peer", "name", "viking-bh-peer"],
+            &["addr", "add", local, "dev", "viking-bh"],
+            &["link", "set", "viking-bh", "up"],
+            &["link", "set", "viking-bh-peer", "up"],
+            &["neigh", "add", address, "lladdr", "02:00:00:00:00:02", "dev", "viking-bh", "nud", "permanent"],
+        ];
+        for args in steps {
+            let mut command = std::process::Command::new("ip");
+            command.args(args);
+            crate::process::place_netns_only(&mut command, self)?;
+            let output = command.output()?;
+            if !output.status.success() {
+                return Err(io::Error::other(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Runs `f` on a thread that has entered the namespace: sockets it creates (listeners,
     /// clients) belong to the namespace for their whole life, whichever thread uses them.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {

@@ -118,6 +118,7 @@ mod tests {
             backends: Vec::new(),
             slots: 0,
             backend_stats: Vec::new(),
+            outlier: crate::model::OutlierDetection::default().into(),
             stats: DumpedStats { redirected: 0, refused_no_backend: 0, refused_by_policy: 0 },
         }
     }

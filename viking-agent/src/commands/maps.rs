@@ -11,7 +11,7 @@ use crate::{
         pins::PinDir,
         tables::{KernelTables, MapSource},
     },
-    model::Protocol,
+    model::{OutlierDetection, Protocol},
     policy::writer::PolicyTables,
 };
 
@@ -38,6 +38,8 @@ pub struct DumpedService {
     pub slots: usize,
     /// Per backend: weight (slots held) and counters.
     pub backend_stats: Vec<DumpedBackend>,
+    /// When failing backends are ejected.
+    pub outlier: DumpedOutlier,
     /// Counters summed over CPUs.
     pub stats: DumpedStats,
 }
@@ -53,6 +55,40 @@ pub struct DumpedBackend {
     pub connects: u64,
     /// Open connections, counted for `least_conn` services.
     pub active: u64,
+    /// Milliseconds the backend stays ejected (`None`: it is not).
+    pub ejected_for_ms: Option<u64>,
+    /// Connects that failed since its last success.
+    pub consecutive_failures: u64,
+    /// TCP connects that failed (refused, reset, SYN timed out).
+    pub failures: u64,
+    /// Times it was ejected.
+    pub ejections: u64,
+    /// Connects that chose it while ejected and went to another backend.
+    pub skipped: u64,
+}
+
+/// A service's outlier ejection settings in the dump.
+#[derive(Debug, Serialize)]
+pub struct DumpedOutlier {
+    /// Failures in a row that eject a backend (0 = off).
+    pub consecutive_failures: u16,
+    /// The first ejection, in seconds.
+    pub ejection_seconds: u32,
+    /// The longest ejection, in seconds.
+    pub max_ejection_seconds: u32,
+    /// The largest share of backends ejected at once, in percent.
+    pub max_ejection_percent: u8,
+}
+
+impl From<OutlierDetection> for DumpedOutlier {
+    fn from(outlier: OutlierDetection) -> Self {
+        Self {
+            consecutive_failures: outlier.consecutive_failures,
+            ejection_seconds: outlier.ejection_secs,
+            max_ejection_seconds: outlier.max_ejection_secs,
+            max_ejection_percent: outlier.max_ejection_percent,
+        }
+    }
 }
 
 /// Per-service counters.
@@ -121,6 +157,7 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
     let tables = KernelTables::open(MapSource::Pinned(&PinDir::new(pin_dir)))
         .with_context(|| format!("is Viking installed at {}? (`--pin-dir`)", pin_dir.display()))?;
     let snapshot = tables.snapshot()?;
+    let now = monotonic_ns();
     let mut services = Vec::new();
     for (key, service) in &snapshot.services {
         let stats = tables.stats(service.entry.service_id)?;
@@ -134,11 +171,21 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
                 seen.weight += 1;
                 continue;
             }
-            let (connects, active) = match slot {
-                Some(id) => tables.backend_stats(*id)?,
-                None => (0, 0),
+            let ((connects, active), health) = match slot {
+                Some(id) => (tables.backend_stats(*id)?, tables.backend_health(*id)?),
+                None => ((0, 0), viking_common::BackendHealth::default()),
             };
-            backend_stats.push(DumpedBackend { address, weight: 1, connects, active });
+            backend_stats.push(DumpedBackend {
+                address,
+                weight: 1,
+                connects,
+                active,
+                ejected_for_ms: health.is_ejected(now).then(|| (health.ejected_until_ns - now) / 1_000_000),
+                consecutive_failures: health.consecutive_failures,
+                failures: health.failures_total,
+                ejections: health.ejections_total,
+                skipped: health.skipped_total,
+            });
         }
         services.push(DumpedService {
             name: service.name.clone(),
@@ -151,6 +198,7 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
             backends: backend_stats.iter().map(|b| b.address.clone()).collect(),
             slots: service.slots.len(),
             backend_stats,
+            outlier: OutlierDetection::from_policy(&service.outlier).into(),
             stats: DumpedStats {
                 redirected: stats.redirected,
                 refused_no_backend: stats.refused_no_backend,
@@ -247,7 +295,8 @@ pub fn dump(pin_dir: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ip:port`, with its weight when above 1 and its open connections when counted.
+/// `ip:port`, with its weight when above 1, its open connections when counted, and its
+/// ejection while it lasts.
 fn describe_backend(backend: &DumpedBackend) -> String {
     let mut text = backend.address.clone();
     if backend.weight > 1 {
@@ -256,5 +305,14 @@ fn describe_backend(backend: &DumpedBackend) -> String {
     if backend.active > 0 {
         text.push_str(&format!(" ({} open)", backend.active));
     }
+    if let Some(ms) = backend.ejected_for_ms {
+        text.push_str(&format!(" (ejected for {:.1} s, {} failures)", ms as f64 / 1000.0, backend.failures));
+    }
     text
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
 }

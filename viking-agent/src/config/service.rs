@@ -9,7 +9,9 @@ use std::{
 use viking_common::Algorithm;
 
 use super::{AgentSettings, Limits};
-use crate::model::{BackendSpec, DesiredState, Frontend, Protocol, Service, UnknownName, parse_algorithm};
+use crate::model::{
+    BackendSpec, DesiredState, Frontend, OutlierDetection, Protocol, Service, UnknownName, parse_algorithm,
+};
 
 /// A service (or one of its backends) that was left out, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +49,7 @@ struct RawService {
     protocol: Option<String>,
     algorithm: Option<String>,
     affinity_seconds: Option<i64>,
+    outlier: Option<toml::Table>,
     backends: Vec<RawBackend>,
 }
 
@@ -56,7 +59,8 @@ struct RawBackend {
     weight: Option<i64>,
 }
 
-const SERVICE_KEYS: [&str; 7] = ["name", "vip", "port", "protocol", "algorithm", "affinity_seconds", "backends"];
+const SERVICE_KEYS: [&str; 8] =
+    ["name", "vip", "port", "protocol", "algorithm", "affinity_seconds", "outlier", "backends"];
 const BACKEND_KEYS: [&str; 2] = ["address", "weight"];
 /// Longest client affinity window accepted (a day).
 const MAX_AFFINITY_SECONDS: i64 = 86_400;
@@ -95,6 +99,17 @@ impl RawService {
             }
             Some(other) => return Err(("backends".into(), other.to_string(), "must be an array".into())),
         };
+        let outlier = match table.get("outlier") {
+            None => None,
+            Some(toml::Value::Table(outlier)) => Some(outlier.clone()),
+            Some(other) => {
+                return Err((
+                    "outlier".into(),
+                    other.to_string(),
+                    "must be a table, e.g. { consecutive_failures = 3, ejection_seconds = 10 }".into(),
+                ));
+            }
+        };
         Ok(Self {
             name: string("name", true)?.unwrap_or_default(),
             vip: string("vip", true)?.unwrap_or_default(),
@@ -102,6 +117,7 @@ impl RawService {
             protocol: string("protocol", false)?,
             algorithm: string("algorithm", false)?,
             affinity_seconds: integer("affinity_seconds", false)?,
+            outlier,
             backends,
         })
     }
@@ -271,6 +287,7 @@ fn check_service(
             return Err(fail("affinity_seconds", secs.to_string(), format!("must be 0..={MAX_AFFINITY_SECONDS}")));
         }
     };
+    let outlier = check_outlier(raw.outlier.as_ref()).map_err(|(field, value, reason)| fail(&field, value, reason))?;
 
     let mut backends: Vec<BackendSpec> = Vec::new();
     let mut backend_errors = Vec::new();
@@ -302,9 +319,30 @@ fn check_service(
             format!("more than limits.max_backends_per_service = {}", limits.max_backends_per_service),
         ));
     }
-    let service =
-        Service { name: raw.name, frontend: Frontend { vip, port, protocol }, algorithm, affinity_secs, backends };
+    let service = Service {
+        name: raw.name,
+        frontend: Frontend { vip, port, protocol },
+        algorithm,
+        affinity_secs,
+        outlier,
+        backends,
+    };
     Ok((service, backend_errors))
+}
+
+/// The `outlier` table of a service: every key an integer in its range (`model`'s checks,
+/// shared with Consul meta); missing keys keep their defaults.
+fn check_outlier(table: Option<&toml::Table>) -> Result<OutlierDetection, (String, String, String)> {
+    let mut outlier = OutlierDetection::default();
+    for (key, value) in table.into_iter().flatten() {
+        let field = format!("outlier.{key}");
+        let number = value.as_integer().ok_or_else(|| (field.clone(), value.to_string(), "must be an integer".into()));
+        outlier.set(key, number?).map_err(|err| (field, value.to_string(), err.reason))?;
+    }
+    outlier.check().map_err(|err| {
+        let value = table.and_then(|t| t.get(&err.key)).map_or_else(|| "(default)".into(), ToString::to_string);
+        (format!("outlier.{}", err.key), value, err.reason)
+    })
 }
 
 /// Service names are DNS labels: they become `<name>.service.viking` and env var prefixes.

@@ -214,3 +214,33 @@ fn bad_weights_and_affinity_are_named() {
     let err = error_of(&one_service(&format!("{WEB}algorithm = \"fastest\"")));
     assert!(err.contains(r#"must be one of "round_robin", "random", "weighted", "least_conn""#), "{err}");
 }
+
+#[test]
+fn outlier_ejection_is_on_by_default_and_set_per_service() {
+    let parsed = Config::parse(&one_service(WEB)).unwrap();
+    let service = parsed.config.services.services.values().next().unwrap();
+    assert_eq!(service.outlier, crate::model::OutlierDetection::default());
+
+    let text = one_service(&format!("{WEB}outlier = {{ consecutive_failures = 5, ejection_seconds = 2 }}"));
+    let parsed = Config::parse(&text).unwrap();
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let outlier = parsed.config.services.services.values().next().unwrap().outlier;
+    assert_eq!((outlier.consecutive_failures, outlier.ejection_secs, outlier.max_ejection_secs), (5, 2, 300));
+}
+
+#[test]
+fn bad_outlier_settings_are_named() {
+    let err = error_of(&one_service(&format!("{WEB}outlier = {{ max_ejection_percent = 150 }}")));
+    assert!(err.contains("`outlier.max_ejection_percent` = 150: must be 0..=100 (service skipped)"), "{err}");
+    let err = error_of(&one_service(&format!("{WEB}outlier = {{ ejection_seconds = \"10s\" }}")));
+    assert!(err.contains("`outlier.ejection_seconds` = \"10s\": must be an integer"), "{err}");
+    let err = error_of(&one_service(&format!("{WEB}outlier = {{ interval = 1 }}")));
+    assert!(err.contains("`outlier.interval` = 1: unknown key; known keys: consecutive_failures"), "{err}");
+    let err = error_of(&one_service(&format!("{WEB}outlier = {{ ejection_seconds = 600 }}")));
+    assert!(
+        err.contains("`outlier.max_ejection_seconds` = (default): must be at least ejection_seconds (600)"),
+        "{err}"
+    );
+    let err = error_of(&one_service(&format!("{WEB}outlier = 3")));
+    assert!(err.contains("`outlier` = 3: must be a table"), "{err}");
+}

@@ -4,9 +4,9 @@
 use std::mem::size_of;
 
 use viking_common::{
-    AffinityKey, AffinityValue, AllowKey, Backend, BackendStats, CgroupPolicy, ContainerScope, OverlayKey,
-    OverlayTarget, RevNatKey, RevNatValue, ServiceKey, ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord,
-    SocketState, UnknownContainerStats, limits, names,
+    AffinityKey, AffinityValue, AllowKey, Backend, BackendHealth, BackendStats, CgroupPolicy, ContainerScope,
+    OutlierPolicy, OverlayKey, OverlayTarget, RevNatKey, RevNatValue, ServiceKey, ServiceName, ServiceStats,
+    ServiceValue, Settings, SocketRecord, SocketState, UnknownContainerStats, limits, names,
 };
 
 use crate::config::Limits;
@@ -30,7 +30,7 @@ const fn spec<K, V>(name: &'static str, max_entries: Option<fn(&Limits) -> u32>)
 }
 
 /// Every pinned map. (The log ring buffer is per program instance and not pinned.)
-pub const PINNED_MAPS: [PinnedMapSpec; 17] = [
+pub const PINNED_MAPS: [PinnedMapSpec; 19] = [
     spec::<ServiceKey, ServiceValue>(names::SERVICES, Some(|l| l.max_service_slots)),
     spec::<u32, Backend>(names::BACKENDS, Some(|l| l.max_backends)),
     spec::<u32, u64>(names::RR_CURSORS, Some(|l| l.max_services)),
@@ -38,6 +38,8 @@ pub const PINNED_MAPS: [PinnedMapSpec; 17] = [
     spec::<u32, ServiceName>(names::SERVICE_NAMES, Some(|l| l.max_services)),
     spec::<u32, BackendStats>(names::BACKEND_STATS, Some(|l| l.max_backends)),
     spec::<u32, u64>(names::BACKEND_ACTIVE, Some(|l| l.max_backends)),
+    spec::<u32, OutlierPolicy>(names::OUTLIER_POLICY, Some(|l| l.max_services)),
+    spec::<u32, BackendHealth>(names::BACKEND_HEALTH, Some(|l| l.max_backends)),
     // Socket storage: key is the socket fd (an int); entries live and die with sockets.
     spec::<i32, SocketState>(names::SOCKETS, None),
     spec::<u32, SocketRecord>(names::RECENT_SOCKETS, Some(|l| l.max_recent_sockets)),
@@ -59,6 +61,8 @@ pub enum HookKind {
     SockAddr,
     /// `cgroup/sock_release`: socket hooks.
     Sock,
+    /// `sockops`: TCP events of the cgroup's sockets.
+    SockOps,
 }
 
 /// A program and the kind of cgroup hook it attaches to.
@@ -75,10 +79,12 @@ const fn sock_addr(program: &'static str) -> Hook {
 }
 
 /// Every program, in attach order: the release hook first, so no counted connection can
-/// be released unseen; then the translations back (replies, peer names) before the
-/// translations forward, so every redirected socket finds its reverse path in place.
-pub const HOOKS: [Hook; 9] = [
+/// be released unseen; the outcome observer, so every redirected connect's end is seen;
+/// then the translations back (replies, peer names) before the translations forward, so
+/// every redirected socket finds its reverse path in place.
+pub const HOOKS: [Hook; 10] = [
     Hook { program: names::PROG_SOCK_RELEASE, kind: HookKind::Sock },
+    Hook { program: names::PROG_SOCK_OPS, kind: HookKind::SockOps },
     sock_addr(names::PROG_GETPEERNAME4),
     sock_addr(names::PROG_GETPEERNAME6),
     sock_addr(names::PROG_RECVMSG4),

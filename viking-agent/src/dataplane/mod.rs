@@ -21,7 +21,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapInfo},
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, Program, links::FdLink},
+    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, Program, SockOps, links::FdLink},
 };
 pub use layout::{HOOKS, PINNED_MAPS};
 use pins::PinDir;
@@ -261,6 +261,7 @@ fn detach_pinned(path: &Path, link: OwnedFd) -> std::io::Result<()> {
 enum LoadedHook<'a> {
     SockAddr(&'a mut CgroupSockAddr),
     Sock(&'a mut CgroupSock),
+    SockOps(&'a mut SockOps),
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -271,6 +272,7 @@ impl<'a> LoadedHook<'a> {
         Ok(match kind {
             layout::HookKind::SockAddr => Self::SockAddr(program.try_into()?),
             layout::HookKind::Sock => Self::Sock(program.try_into()?),
+            layout::HookKind::SockOps => Self::SockOps(program.try_into()?),
         })
     }
 
@@ -280,6 +282,7 @@ impl<'a> LoadedHook<'a> {
         match &mut hook {
             Self::SockAddr(program) => program.load()?,
             Self::Sock(program) => program.load()?,
+            Self::SockOps(program) => program.load()?,
         }
         Ok(hook)
     }
@@ -288,6 +291,7 @@ impl<'a> LoadedHook<'a> {
         Ok(match self {
             Self::SockAddr(program) => program.fd()?.as_fd(),
             Self::Sock(program) => program.fd()?.as_fd(),
+            Self::SockOps(program) => program.fd()?.as_fd(),
         })
     }
 
@@ -299,6 +303,10 @@ impl<'a> LoadedHook<'a> {
                 program.take_link(id)?.try_into()?
             }
             Self::Sock(program) => {
+                let id = program.attach(cgroup, CgroupAttachMode::Single)?;
+                program.take_link(id)?.try_into()?
+            }
+            Self::SockOps(program) => {
                 let id = program.attach(cgroup, CgroupAttachMode::Single)?;
                 program.take_link(id)?.try_into()?
             }

@@ -10,7 +10,8 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
 };
 use viking_common::{
-    AffinityKey, AffinityValue, Backend, BackendStats, Ip6, ServiceKey, ServiceName, ServiceStats, ServiceValue, names,
+    AffinityKey, AffinityValue, Backend, BackendHealth, BackendStats, Ip6, OutlierPolicy, ServiceKey, ServiceName,
+    ServiceStats, ServiceValue, names,
 };
 
 use super::pins::PinDir;
@@ -24,6 +25,8 @@ pub struct KernelTables {
     backend_stats: PerCpuArray<MapData, BackendStats>,
     backend_active: Array<MapData, u64>,
     affinity: HashMap<MapData, AffinityKey, AffinityValue>,
+    outlier: Array<MapData, OutlierPolicy>,
+    health: Array<MapData, BackendHealth>,
 }
 
 impl std::fmt::Debug for KernelTables {
@@ -67,6 +70,8 @@ pub struct InstalledService {
     pub slots: Vec<Option<u32>>,
     /// From `SERVICE_NAMES`; empty if unknown.
     pub name: String,
+    /// From `OUTLIER_POLICY`.
+    pub outlier: OutlierPolicy,
 }
 
 /// Everything the kernel holds, read back from the maps.
@@ -119,6 +124,8 @@ impl KernelTables {
             backend_stats: source.typed(names::BACKEND_STATS)?,
             backend_active: source.typed(names::BACKEND_ACTIVE)?,
             affinity: source.typed(names::AFFINITY)?,
+            outlier: source.typed(names::OUTLIER_POLICY)?,
+            health: source.typed(names::BACKEND_HEALTH)?,
         })
     }
 
@@ -135,7 +142,8 @@ impl KernelTables {
                 let slots =
                     (1..=value.count).map(|slot| entries.get(&key.with_slot(slot)).map(|v| v.backend_id)).collect();
                 let name = self.names.get(&value.service_id, 0).map(|n| n.as_str().to_owned()).unwrap_or_default();
-                snapshot.services.insert(*key, InstalledService { entry: *value, slots, name });
+                let outlier = self.outlier.get(&value.service_id, 0).unwrap_or_default();
+                snapshot.services.insert(*key, InstalledService { entry: *value, slots, name, outlier });
             }
         }
         for key in entries.keys().filter(|k| k.slot != 0) {
@@ -173,6 +181,16 @@ impl KernelTables {
         Ok((connects, active))
     }
 
+    /// What the kernel has seen of a backend's connects (outlier ejection).
+    pub fn backend_health(&self, backend_id: u32) -> Result<BackendHealth, TableError> {
+        self.health.get(&backend_id, 0).map_err(map_err(names::BACKEND_HEALTH))
+    }
+
+    /// Writes the outlier policy of a service id.
+    pub fn set_outlier(&mut self, service_id: u32, policy: OutlierPolicy) -> Result<(), TableError> {
+        self.outlier.set(service_id, policy, 0).map_err(map_err(names::OUTLIER_POLICY))
+    }
+
     /// Writes one `SERVICES` entry (a service entry or a backend slot).
     pub fn set_slot(&mut self, key: ServiceKey, value: ServiceValue) -> Result<(), TableError> {
         self.services.insert(key, value, 0).map_err(map_err(names::SERVICES))
@@ -186,12 +204,13 @@ impl KernelTables {
         }
     }
 
-    /// Writes the address of a newly assigned backend id and zeroes its connect counter.
-    /// (Its open-connection count is left alone: sockets of the id's previous backend
-    /// still hold it and release it as they close.)
+    /// Writes the address of a newly assigned backend id and zeroes its connect counter and
+    /// health. (Its open-connection count is left alone: sockets of the id's previous
+    /// backend still hold it and release it as they close.)
     pub fn set_backend(&mut self, id: u32, addr: SocketAddr) -> Result<(), TableError> {
         let zero = zeroed_per_cpu::<BackendStats>().map_err(map_err(names::BACKEND_STATS))?;
         self.backend_stats.set(id, zero, 0).map_err(map_err(names::BACKEND_STATS))?;
+        self.health.set(id, BackendHealth::default(), 0).map_err(map_err(names::BACKEND_HEALTH))?;
         let backend = Backend { address: Ip6::from_ip(addr.ip()), port_be: addr.port().to_be(), _pad0: 0 };
         self.backends.set(id, backend, 0).map_err(map_err(names::BACKENDS))
     }

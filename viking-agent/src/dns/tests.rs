@@ -30,6 +30,7 @@ pub(super) fn state(services: &[(&str, &str, u16, Protocol)]) -> DesiredState {
             frontend,
             algorithm: Algorithm::RoundRobin,
             affinity_secs: 0,
+            outlier: crate::model::OutlierDetection::default(),
             backends: Vec::new(),
         };
         state.insert(service);

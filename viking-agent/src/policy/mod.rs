@@ -151,6 +151,7 @@ mod tests {
                 frontend,
                 algorithm: Default::default(),
                 affinity_secs: 0,
+                outlier: crate::model::OutlierDetection::default(),
                 backends: vec![],
             };
             state.insert(std::sync::Arc::new(service));

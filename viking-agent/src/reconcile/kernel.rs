@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, net::SocketAddr};
 
-use viking_common::{ServiceKey, ServiceValue};
+use viking_common::{OutlierPolicy, ServiceKey, ServiceValue};
 
 use crate::dataplane::tables::{KernelTables, TableError};
 
@@ -19,6 +19,8 @@ pub trait KernelWriter {
     fn clear_backend(&mut self, id: u32) -> Result<(), TableError>;
     /// Prepares a fresh service id (zeroed counters, name).
     fn begin_service(&mut self, service_id: u32, name: &str) -> Result<(), TableError>;
+    /// Writes the outlier policy of a service id.
+    fn set_outlier(&mut self, service_id: u32, policy: OutlierPolicy) -> Result<(), TableError>;
     /// Renames a service id.
     fn set_name(&mut self, service_id: u32, name: &str) -> Result<(), TableError>;
     /// Forgets a released service id's name.
@@ -42,6 +44,9 @@ impl KernelWriter for KernelTables {
     }
     fn begin_service(&mut self, service_id: u32, name: &str) -> Result<(), TableError> {
         KernelTables::begin_service(self, service_id, name)
+    }
+    fn set_outlier(&mut self, service_id: u32, policy: OutlierPolicy) -> Result<(), TableError> {
+        KernelTables::set_outlier(self, service_id, policy)
     }
     fn set_name(&mut self, service_id: u32, name: &str) -> Result<(), TableError> {
         KernelTables::set_name(self, service_id, name)

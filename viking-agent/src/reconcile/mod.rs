@@ -25,13 +25,13 @@ use std::{
 use ids::IdPool;
 pub use kernel::KernelWriter;
 pub use report::{ApplyError, ApplyFailure, ApplyReport, CleanupStep, LimitHit};
-use viking_common::{Algorithm, Ip6, ServiceKey};
+use viking_common::{Algorithm, Ip6, OutlierPolicy, ServiceKey};
 
 use self::{backends::BackendIds, write::cleanup};
 use crate::{
     config::Limits,
     dataplane::tables::{KernelSnapshot, TableError},
-    model::{DesiredState, Frontend, Protocol, ServedServices, Service, ServiceChange},
+    model::{DesiredState, Frontend, OutlierDetection, Protocol, ServedServices, Service, ServiceChange},
 };
 
 /// A service as installed in the kernel.
@@ -40,6 +40,8 @@ struct Installed {
     service_id: u32,
     algorithm: Algorithm,
     affinity_secs: u32,
+    /// The kernel's outlier policy of the service.
+    outlier: OutlierPolicy,
     name: String,
     /// Backend id per slot `1..=n`; `None` marks a slot found missing at adoption.
     slots: Vec<Option<u32>>,
@@ -92,6 +94,7 @@ impl<K: KernelWriter> Reconciler<K> {
                     service_id: service.entry.service_id,
                     algorithm: Algorithm::from_u8(service.entry.algorithm),
                     affinity_secs: service.entry.affinity_secs,
+                    outlier: service.outlier,
                     name: service.name,
                     slots,
                 },
@@ -216,6 +219,7 @@ impl<K: KernelWriter> Reconciler<K> {
             frontend: *frontend,
             algorithm: installed.algorithm,
             affinity_secs: installed.affinity_secs,
+            outlier: OutlierDetection::from_policy(&installed.outlier),
             backends: slots::backends_of(&addrs),
         }
     }
@@ -229,6 +233,7 @@ impl<K: KernelWriter> Reconciler<K> {
         if let Some(old) = &old {
             let unchanged = old.algorithm == service.algorithm
                 && old.affinity_secs == service.affinity_secs
+                && old.outlier == service.outlier.policy()
                 && old.name == service.name
                 && old.slots.len() == layout.len()
                 && old
@@ -288,6 +293,7 @@ impl<K: KernelWriter> Reconciler<K> {
             service_id,
             algorithm: service.algorithm,
             affinity_secs: service.affinity_secs,
+            outlier: service.outlier.policy(),
             name: service.name.clone(),
             slots: new_ids.into_iter().map(Some).collect(),
         };

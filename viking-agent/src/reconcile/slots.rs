@@ -80,6 +80,7 @@ mod tests {
             frontend: Frontend { vip: "240.0.0.1".parse().unwrap(), port: 80, protocol: Protocol::Tcp },
             algorithm: Algorithm::Weighted,
             affinity_secs: 0,
+            outlier: crate::model::OutlierDetection::default(),
             backends: weights
                 .iter()
                 .enumerate()

@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, net::SocketAddr};
 
-use viking_common::ServiceValue;
+use viking_common::{OutlierPolicy, ServiceValue};
 
 use super::*;
 use crate::dataplane::tables::InstalledService;
@@ -14,6 +14,7 @@ struct ModelKernel {
     slots: HashMap<ServiceKey, ServiceValue>,
     backends: HashMap<u32, SocketAddr>,
     names: HashMap<u32, String>,
+    outlier: HashMap<u32, OutlierPolicy>,
     writes: usize,
     /// When set: how many more new `SERVICES` keys fit before inserts fail (a full map).
     room: Option<usize>,
@@ -50,7 +51,8 @@ impl ModelKernel {
         for (key, value) in self.slots.iter().filter(|(k, _)| k.slot == 0) {
             let slots = (1..=value.count).map(|s| self.slots.get(&key.with_slot(s)).map(|v| v.backend_id)).collect();
             let name = self.names.get(&value.service_id).cloned().unwrap_or_default();
-            snapshot.services.insert(*key, InstalledService { entry: *value, slots, name });
+            let outlier = self.outlier.get(&value.service_id).copied().unwrap_or_default();
+            snapshot.services.insert(*key, InstalledService { entry: *value, slots, name, outlier });
         }
         snapshot.backends = self.backends.iter().map(|(id, addr)| (*id, *addr)).collect();
         snapshot
@@ -110,6 +112,10 @@ impl KernelWriter for ModelKernel {
         self.names.insert(service_id, name.into());
         Ok(())
     }
+    fn set_outlier(&mut self, service_id: u32, policy: OutlierPolicy) -> Result<(), TableError> {
+        self.outlier.insert(service_id, policy);
+        Ok(())
+    }
     fn delete_name(&mut self, service_id: u32) -> Result<(), TableError> {
         self.names.remove(&service_id);
         Ok(())
@@ -125,6 +131,7 @@ fn service(name: &str, vip: &str, port: u16, backends: &[&str]) -> Service {
         frontend: Frontend { vip: vip.parse().unwrap(), port, protocol: Protocol::Tcp },
         algorithm: Algorithm::RoundRobin,
         affinity_secs: 0,
+        outlier: crate::model::OutlierDetection::default(),
         backends: backends.iter().map(|b| crate::model::BackendSpec::new(b.parse().unwrap())).collect(),
     }
 }
@@ -322,7 +329,7 @@ fn weighted_services_hold_one_slot_per_unit_of_weight() {
     let mut web = service("web", "240.0.0.10", 80, &["127.0.0.1:9001", "127.0.0.1:9002"]);
     web.algorithm = Algorithm::Weighted;
     web.backends[0].weight = 3;
-    let desired = state(&[web.clone()]);
+    let desired = state(std::slice::from_ref(&web));
     r.apply(&desired);
     assert_eq!(r.kernel().served()[&web.frontend].len(), 4);
     assert_eq!(r.kernel().backends.len(), 2, "a backend with several slots is stored once");
@@ -330,7 +337,7 @@ fn weighted_services_hold_one_slot_per_unit_of_weight() {
 
     // Lowering the weight frees the extra slots and keeps the backends.
     web.backends[0].weight = 1;
-    r.apply(&state(&[web.clone()]));
+    r.apply(&state(std::slice::from_ref(&web)));
     assert_eq!(r.kernel().served()[&web.frontend].len(), 2);
     assert_eq!(r.kernel().backends.len(), 2);
 }
@@ -407,4 +414,29 @@ fn a_change_among_thousands_writes_that_service_only() {
     assert_eq!(r.kernel().served()[&grown.frontend].len(), 2);
     assert_eq!(r.served().len(), 1_999);
     assert_eq!(r.served().get(&grown.frontend).map(|s| s.backends.len()), Some(2));
+}
+
+#[test]
+fn outlier_settings_are_written_with_the_service_and_alone_when_only_they_change() {
+    let mut r = reconciler(Limits::default());
+    let web = service("web", "240.0.0.10", 80, &["127.0.0.1:9001"]);
+    r.apply(&state(std::slice::from_ref(&web)));
+    let id = r.kernel().slots.values().find(|v| v.count == 1).unwrap().service_id;
+    assert_eq!(r.kernel().outlier[&id], web.outlier.policy(), "written with a new service");
+
+    let slots_before = r.kernel().slots.clone();
+    let stricter =
+        Service { outlier: crate::model::OutlierDetection { consecutive_failures: 1, ..web.outlier }, ..web.clone() };
+    let report = r.apply(&state(std::slice::from_ref(&stricter)));
+    assert_eq!(report.writes, 1, "only the policy: {report:?}");
+    assert_eq!(r.kernel().slots, slots_before, "no slot rewritten");
+    assert_eq!(r.kernel().outlier[&id].consecutive_failures, 1);
+
+    // An agent started on maps whose policy is missing (an older agent's) writes it.
+    let mut kernel = r.kernel;
+    kernel.outlier.clear();
+    let snapshot = kernel.snapshot();
+    let mut adopted = Reconciler::adopt(kernel, snapshot, Limits::default()).unwrap();
+    adopted.apply(&state(std::slice::from_ref(&stricter)));
+    assert_eq!(adopted.kernel().outlier[&id], stricter.outlier.policy());
 }

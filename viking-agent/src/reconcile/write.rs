@@ -58,6 +58,12 @@ fn write_slots(
         Some(old) if old.name != service.name => kernel.set_name(service_id, &service.name)?,
         Some(_) => {}
     }
+    // Before slot 0 publishes a new service, so its first failures are judged by it.
+    let outlier = service.outlier.policy();
+    if old.is_none_or(|o| o.outlier != outlier) {
+        kernel.set_outlier(service_id, outlier)?;
+        report.writes += 1;
+    }
     for (index, id) in new_ids.iter().enumerate() {
         let previous = old.and_then(|o| o.slots.get(index).copied().flatten());
         if previous != Some(*id) {

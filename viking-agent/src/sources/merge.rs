@@ -266,6 +266,7 @@ mod tests {
             frontend: Frontend { vip: vip.parse().unwrap(), port, protocol: Protocol::Tcp },
             algorithm: Algorithm::RoundRobin,
             affinity_secs: 0,
+            outlier: crate::model::OutlierDetection::default(),
             backends: vec![crate::model::BackendSpec::new(format!("10.0.0.{backend}:80").parse().unwrap())],
         })
     }

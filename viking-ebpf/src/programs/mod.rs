@@ -2,6 +2,7 @@
 //! calls a `try_` function returning `Result`, so every error path is explicit.
 
 mod connect;
+mod outcome;
 mod peer;
 mod release;
 mod udp;

@@ -227,6 +227,9 @@ impl KernelWriter for NoKernel {
     fn begin_service(&mut self, _: u32, _: &str) -> Result<(), TableError> {
         Ok(())
     }
+    fn set_outlier(&mut self, _: u32, _: viking_common::OutlierPolicy) -> Result<(), TableError> {
+        Ok(())
+    }
     fn set_name(&mut self, _: u32, _: &str) -> Result<(), TableError> {
         Ok(())
     }

@@ -17,7 +17,7 @@ use viking_common::Algorithm;
 use super::wire::HealthEntry;
 use crate::{
     config::{AgentSettings, check_backend_addr},
-    model::{BackendSpec, Frontend, Protocol, Service, parse_algorithm},
+    model::{BackendSpec, Frontend, OutlierDetection, Protocol, Service, parse_algorithm},
 };
 
 /// What reading a service's instances depends on besides the instances.
@@ -38,6 +38,9 @@ pub const META_PORT: &str = "viking_port";
 pub const META_PROTOCOL: &str = "viking_protocol";
 /// Instance meta key: the load-balancing algorithm.
 pub const META_ALGORITHM: &str = "viking_algorithm";
+/// Prefix of the instance meta keys of outlier ejection (`viking_outlier_<key>`, with the
+/// keys of `outlier` in a `[[service]]` table).
+pub const META_OUTLIER_PREFIX: &str = "viking_outlier_";
 
 /// The parts of a service taken from its instances.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +51,8 @@ pub struct ServiceShape {
     pub protocol: Protocol,
     /// How backends are picked.
     pub algorithm: Algorithm,
+    /// When failing backends are ejected.
+    pub outlier: OutlierDetection,
 }
 
 /// The outcome of reading one service's instances.
@@ -152,13 +157,44 @@ struct ServiceShapeDecl {
     port: Option<String>,
     protocol: Option<String>,
     algorithm: Option<String>,
+    /// `viking_outlier_*` entries, prefix removed.
+    outlier: Vec<(String, String)>,
 }
 
 impl ServiceShapeDecl {
     fn from_meta(meta: Option<&BTreeMap<String, String>>) -> Self {
         let get = |key: &str| meta.and_then(|m| m.get(key)).cloned();
-        Self { port: get(META_PORT), protocol: get(META_PROTOCOL), algorithm: get(META_ALGORITHM) }
+        let outlier = meta
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, value)| Some((key.strip_prefix(META_OUTLIER_PREFIX)?.to_owned(), value.clone())))
+            .collect();
+        Self { port: get(META_PORT), protocol: get(META_PROTOCOL), algorithm: get(META_ALGORITHM), outlier }
     }
+}
+
+/// Outlier ejection from `viking_outlier_*` meta: a bad entry is reported and its default
+/// kept; a combination that does not hold keeps every default.
+fn outlier_from_meta(name: &str, declared: &[(String, String)], problems: &mut Vec<String>) -> OutlierDetection {
+    let mut outlier = OutlierDetection::default();
+    for (key, text) in declared {
+        let result = match text.parse::<i64>() {
+            Ok(value) => outlier.set(key, value).map_err(|err| err.reason),
+            Err(_) => Err("must be an integer".to_owned()),
+        };
+        if let Err(reason) = result {
+            problems.push(format!(
+                "consul service {name:?}: meta {META_OUTLIER_PREFIX}{key} = {text:?}: {reason}; its default is used"
+            ));
+        }
+    }
+    outlier.check().unwrap_or_else(|err| {
+        problems.push(format!(
+            "consul service {name:?}: meta {META_OUTLIER_PREFIX}{}: {}; the default ejection settings are used",
+            err.key, err.reason
+        ));
+        OutlierDetection::default()
+    })
 }
 
 /// The logical port is `viking_port` from the instances' meta, which must agree; without
@@ -213,7 +249,8 @@ fn shape(
             Algorithm::RoundRobin
         }),
     };
-    Some(ServiceShape { port, protocol, algorithm })
+    let outlier = outlier_from_meta(name, &first.outlier, problems);
+    Some(ServiceShape { port, protocol, algorithm, outlier })
 }
 
 /// The Viking service for a Consul service with its VIP. Backends of the other address
@@ -233,6 +270,7 @@ pub fn service(name: &str, vip: IpAddr, shape: &ServiceShape, backends: &[Backen
         frontend: Frontend { vip, port: shape.port, protocol: shape.protocol },
         algorithm: shape.algorithm,
         affinity_secs: 0,
+        outlier: shape.outlier,
         backends: kept,
     };
     (service, problem)
@@ -284,6 +322,25 @@ mod tests {
         assert_eq!((shape.port, shape.algorithm), (80, Algorithm::LeastConn));
         assert_eq!(reading.backends.len(), 2, "backends keep their own ports");
         assert!(reading.problems.is_empty(), "{:?}", reading.problems);
+    }
+
+    #[test]
+    fn outlier_meta_sets_ejection_and_a_bad_value_keeps_its_default_with_a_message() {
+        let meta = [
+            ("viking_outlier_consecutive_failures", "5"),
+            ("viking_outlier_ejection_seconds", "ten"),
+            ("viking_outlier_max_ejection_percent", "30"),
+        ];
+        let reading = read_here(&[entry("a", "10.0.0.1", "", 80, &meta)], 1024);
+        let outlier = reading.shape.unwrap().outlier;
+        assert_eq!((outlier.consecutive_failures, outlier.max_ejection_percent), (5, 30));
+        assert_eq!(outlier.ejection_secs, OutlierDetection::default().ejection_secs);
+        assert_eq!(reading.problems.len(), 1, "{:?}", reading.problems);
+        assert!(reading.problems[0].contains("viking_outlier_ejection_seconds = \"ten\""), "{:?}", reading.problems);
+
+        let off = [("viking_outlier_consecutive_failures", "0")];
+        let reading = read_here(&[entry("a", "10.0.0.1", "", 80, &off)], 1024);
+        assert_eq!(reading.shape.unwrap().outlier.policy(), viking_common::OutlierPolicy::default(), "0 turns it off");
     }
 
     #[test]

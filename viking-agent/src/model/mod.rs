@@ -10,6 +10,10 @@ use std::{
 
 use viking_common::{Algorithm, IPPROTO_TCP, IPPROTO_UDP};
 
+mod outlier;
+
+pub use outlier::{OUTLIER_KEYS, OutlierDetection, OutlierError};
+
 /// Transport protocol of a frontend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -138,6 +142,8 @@ pub struct Service {
     /// Client affinity window in seconds (0 = off): connects from one client cgroup go to
     /// the same backend while it stays in the service and the client keeps connecting.
     pub affinity_secs: u32,
+    /// When failing backends are ejected (TCP).
+    pub outlier: OutlierDetection,
     /// Distinct backends, in a stable order. May be empty: connects are then refused at once.
     pub backends: Vec<BackendSpec>,
 }
@@ -272,6 +278,7 @@ mod tests {
             frontend: Frontend { vip: vip.parse().unwrap(), port, protocol: Protocol::Tcp },
             algorithm: Algorithm::RoundRobin,
             affinity_secs: 0,
+            outlier: OutlierDetection::default(),
             backends: Vec::new(),
         })
     }
