@@ -30,6 +30,15 @@ pub use service::{Algorithm, INLINE_SLOTS, ServiceKey, ServiceName, ServiceValue
 pub use socket::{AffinityKey, AffinityValue, RevNatKey, RevNatValue, SocketRecord, SocketState};
 pub use stats::{BackendStats, ServiceStats};
 
+/// The layout of the pinned maps and links this build creates, kept in the `LAYOUT` map.
+/// An agent adopts pins of its own layout or an older one (upgrading them) and refuses a
+/// newer one before it touches anything.
+///
+/// - 1: the first pinned layout (17 maps, 9 programs); it had no `LAYOUT` map.
+/// - 2: outlier ejection: `OUTLIER_POLICY`, `BACKEND_HEALTH` and the `sockops` program
+///   added; `LAYOUT` added. Every map of layout 1 is unchanged.
+pub const LAYOUT_VERSION: u32 = 2;
+
 /// IP protocol number of TCP, as in `bpf_sock_addr.protocol` and `ServiceKey::protocol`.
 pub const IPPROTO_TCP: u8 = 6;
 /// IP protocol number of UDP, as in `bpf_sock_addr.protocol` and `ServiceKey::protocol`.

@@ -31,6 +31,9 @@ pub const OUTLIER_POLICY: &str = "VIKING_OUTLIER_POLICY";
 /// `BACKEND_HEALTH`: backend id -> connect outcomes and ejection.
 pub const BACKEND_HEALTH: &str = "VIKING_BACKEND_HEALTH";
 
+/// `LAYOUT`: the layout version of the pins (agent only).
+pub const LAYOUT: &str = "VIKING_LAYOUT";
+
 /// `CGROUP_POLICY`: cgroup id -> policy mode.
 pub const CGROUP_POLICY: &str = "VIKING_CGROUP_POLICY";
 /// `ALLOWED`: (cgroup id, VIP) declared.

@@ -128,6 +128,13 @@ pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue, { limits::MAX_AFFINI
 pub static SERVICE_NAMES: HashMap<u32, ServiceName, { limits::MAX_SERVICES as usize }, { BPF_F_NO_PREALLOC as usize }> =
     HashMap::new();
 
+/// The layout version of the pins ([`viking_common::LAYOUT_VERSION`]), for the next agent
+/// that adopts them. No program reads it.
+/// - key: 0; value: `u32`
+/// - writer and reader: agent
+#[btf_map(name = "VIKING_LAYOUT")]
+pub static LAYOUT: Array<u32, 1> = Array::new();
+
 /// Per-container policy mode.
 /// - key: cgroup id (`u64`); value: [`CgroupPolicy`] (absent = off)
 /// - writer: agent (containers source); reader: connect4/6, sendmsg4/6 after a VIP matched

@@ -273,18 +273,22 @@ impl World<'_> {
             self.check_interrupted()?;
             let connect4 = agent.program_id(names::PROG_CONNECT4)?;
             let release = agent.program_id(names::PROG_SOCK_RELEASE)?;
-            let sock_ops = agent.program_id(names::PROG_SOCK_OPS)?;
-            let (c0, r0, s0) = (Counters::read(connect4)?, Counters::read(release)?, Counters::read(sock_ops)?);
+            // Absent from agents built before outlier ejection (an A/B run against one).
+            let sock_ops = agent.program_id(names::PROG_SOCK_OPS).ok();
+            let (c0, r0) = (Counters::read(connect4)?, Counters::read(release)?);
+            let s0 = sock_ops.map(Counters::read).transpose()?;
             let outcome = self
                 .run(route, &args(route), "new connections, BPF statistics on", services, results)
                 .map_err(anyhow::Error::msg)?;
             let (calls, per_call) = Counters::read(connect4)?.since(&c0);
             cost.viking_connect4 = per_call;
             cost.viking_release = Counters::read(release)?.since(&r0).1;
-            let (ops_calls, ops_per_call) = Counters::read(sock_ops)?.since(&s0);
-            cost.viking_sock_ops_per_connection = ops_per_call
-                .filter(|_| outcome.operations > 0)
-                .map(|ns| ns * ops_calls as f64 / outcome.operations as f64);
+            if let (Some(id), Some(s0)) = (sock_ops, &s0) {
+                let (ops_calls, ops_per_call) = Counters::read(id)?.since(s0);
+                cost.viking_sock_ops_per_connection = ops_per_call
+                    .filter(|_| outcome.operations > 0)
+                    .map(|ns| ns * ops_calls as f64 / outcome.operations as f64);
+            }
             if calls < outcome.operations {
                 results.notes.push(format!(
                     "Viking, {services} services: connect4 ran {calls} times for {} connections",

@@ -105,6 +105,8 @@ pub struct DumpedStats {
 /// The whole dump, as printed by `--json`.
 #[derive(Debug, Serialize)]
 pub struct Dump {
+    /// The layout version of the pins.
+    pub layout: u32,
     /// Every service, by VIP, port and protocol.
     pub services: Vec<DumpedService>,
     /// Every container (cgroup) with a policy or port overlays.
@@ -207,7 +209,8 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
         });
     }
     let (policy, container_scope) = read_policy(pin_dir)?;
-    Ok(Dump { services, policy, container_scope })
+    let layout = crate::dataplane::pinned_layout(&PinDir::new(pin_dir))?.unwrap_or(viking_common::LAYOUT_VERSION);
+    Ok(Dump { layout, services, policy, container_scope })
 }
 
 fn read_policy(pin_dir: &Path) -> anyhow::Result<(Vec<DumpedPolicy>, Option<DumpedScope>)> {
@@ -275,7 +278,7 @@ pub fn dump(pin_dir: &Path, json: bool) -> anyhow::Result<()> {
         ]);
     }
     println!("{table}");
-    println!("{} service(s) pinned at {}", dump.services.len(), pin_dir.display());
+    println!("{} service(s) pinned at {} (layout {})", dump.services.len(), pin_dir.display(), dump.layout);
     if !dump.policy.is_empty() {
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::NOTHING).set_header(["CGROUP", "MODE", "DECLARED VIPS", "OVERLAYS"]);

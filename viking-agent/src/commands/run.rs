@@ -49,7 +49,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         None => viking_common::cgroup2::root().context("finding the cgroup v2 root (or pass --cgroup)")?,
     };
     let pins = PinDir::new(&options.pin_dir);
-    let Dataplane { tables, mut ebpf, adopted, limits } =
+    let Dataplane { tables, mut ebpf, adopted, limits, .. } =
         Dataplane::install(&pins, &cgroup, &config.limits).context("installing the dataplane")?;
     match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => {

@@ -30,7 +30,8 @@ const fn spec<K, V>(name: &'static str, max_entries: Option<fn(&Limits) -> u32>)
 }
 
 /// Every pinned map. (The log ring buffer is per program instance and not pinned.)
-pub const PINNED_MAPS: [PinnedMapSpec; 19] = [
+pub const PINNED_MAPS: [PinnedMapSpec; 20] = [
+    spec::<u32, u32>(names::LAYOUT, Some(|_| 1)),
     spec::<ServiceKey, ServiceValue>(names::SERVICES, Some(|l| l.max_service_slots)),
     spec::<u32, Backend>(names::BACKENDS, Some(|l| l.max_backends)),
     spec::<u32, u64>(names::RR_CURSORS, Some(|l| l.max_services)),

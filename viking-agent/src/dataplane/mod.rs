@@ -20,13 +20,13 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Map, MapInfo},
+    maps::{Array, Map, MapData, MapInfo},
     programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, Program, SockOps, links::FdLink},
 };
 pub use layout::{HOOKS, PINNED_MAPS};
 use pins::PinDir;
 use tables::{KernelTables, MapSource};
-use viking_common::names;
+use viking_common::{LAYOUT_VERSION, names};
 
 use crate::config::Limits;
 
@@ -55,6 +55,20 @@ pub enum DataplaneError {
         found: u32,
         /// The value this agent needs.
         expected: u32,
+    },
+    /// The pins were made by a newer Viking, whose layout this agent does not know.
+    #[error(
+        "the pins under {path} have layout {found}, newer than this agent's layout {supported}: \
+         they were created by a newer Viking version. Run that version, or `viking-agent \
+         uninstall` first (VIP connects fail until an agent installs again); nothing was changed"
+    )]
+    NewerLayout {
+        /// The pin directory.
+        path: PathBuf,
+        /// The layout version found.
+        found: u32,
+        /// [`LAYOUT_VERSION`].
+        supported: u32,
     },
     /// The object could not be loaded (the verifier log is in the message).
     #[error("loading the eBPF object: {0}")]
@@ -89,6 +103,8 @@ pub struct Dataplane {
     pub ebpf: Ebpf,
     /// Whether the maps were adopted from pins (an earlier agent's state).
     pub adopted: bool,
+    /// The layout of the adopted pins when it was older than this agent's (now upgraded).
+    pub upgraded_from: Option<u32>,
     /// The limits the maps really have: the configured ones for new maps, the pinned maps'
     /// own sizes for adopted ones (a map keeps its size until `uninstall`).
     pub limits: Limits,
@@ -98,7 +114,15 @@ impl Dataplane {
     /// Loads the programs and attaches them to `cgroup`, reusing pinned maps and links under
     /// `pins` when present. A pinned link on the same cgroup gets the new program atomically
     /// (`BPF_LINK_UPDATE`), so connects never see a moment without a program.
+    ///
+    /// Pins of an older layout are upgraded in place: maps it lacks are created, programs
+    /// it lacks are attached, the others swapped as above, and the new layout is recorded
+    /// last. Pins of a newer layout are refused before anything is touched.
     pub fn install(pins: &PinDir, cgroup: &Path, limits: &Limits) -> Result<Self, DataplaneError> {
+        let found = pinned_layout(pins)?;
+        if let Some(found) = found.filter(|v| *v > LAYOUT_VERSION) {
+            return Err(DataplaneError::NewerLayout { path: pins.root().into(), found, supported: LAYOUT_VERSION });
+        }
         pins.create().map_err(|source| DataplaneError::PinDir { path: pins.root().into(), source })?;
         let map_paths: Vec<(&'static str, PathBuf, Option<u32>)> = PINNED_MAPS
             .iter()
@@ -145,10 +169,43 @@ impl Dataplane {
                 }
             }
         }
+        record_layout(&mut ebpf)?;
+        let upgraded_from = found.filter(|v| *v < LAYOUT_VERSION);
+        if let Some(from) = upgraded_from {
+            tracing::info!(from, to = LAYOUT_VERSION, "upgraded the pinned layout");
+        }
         let limits = effective_limits(&ebpf, limits);
         let tables = KernelTables::open(MapSource::Object(&mut ebpf))?;
-        Ok(Self { tables, ebpf, adopted, limits })
+        Ok(Self { tables, ebpf, adopted, upgraded_from, limits })
     }
+}
+
+/// The layout version of the pins under `pins`: `None` when nothing is pinned there, 1 for
+/// pins made before the layout was recorded (or whose record was never written).
+pub fn pinned_layout(pins: &PinDir) -> Result<Option<u32>, DataplaneError> {
+    let path = pins.map(names::LAYOUT);
+    if !path.exists() {
+        let legacy = PINNED_MAPS.iter().any(|spec| pins.map(spec.name).exists());
+        return Ok(legacy.then_some(1));
+    }
+    let unreadable = |err: &dyn std::fmt::Display| DataplaneError::PinDir {
+        path: path.clone(),
+        source: std::io::Error::other(err.to_string()),
+    };
+    let data = MapData::from_pin(&path).map_err(|err| unreadable(&err))?;
+    let layout: Array<MapData, u32> = Map::Array(data).try_into().map_err(|err| unreadable(&err))?;
+    let version = layout.get(&0, 0).map_err(|err| unreadable(&err))?;
+    Ok(Some(version.max(1)))
+}
+
+/// Records this agent's layout in the (adopted or new) `LAYOUT` map.
+fn record_layout(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
+    let map = ebpf
+        .map_mut(names::LAYOUT)
+        .ok_or_else(|| tables::TableError::Missing { name: names::LAYOUT, detail: "not in the eBPF object".into() })?;
+    let mut layout: Array<&mut MapData, u32> = map.try_into().map_err(tables::map_err(names::LAYOUT))?;
+    layout.set(0, LAYOUT_VERSION, 0).map_err(tables::map_err(names::LAYOUT))?;
+    Ok(())
 }
 
 /// The configured limits with every map-sized one replaced by the loaded map's size.
