@@ -23,13 +23,14 @@ job "viking" {
     value     = "linux"
   }
 
-  # One node at a time. A node whose new agent does not stay up fails the deployment,
-  # and the job goes back to the last version that did. (Nomad versions without
+  # One node at a time. A node whose new agent does not become ready (its /readyz check,
+  # below: programs attached and every source applied once) fails the deployment, and the
+  # job goes back to the last version that did. (Nomad versions without
   # deployments for system jobs enforce only max_parallel and stagger.)
   update {
     max_parallel     = 1
     stagger          = "10s"
-    health_check     = "task_states"
+    health_check     = "checks"
     min_healthy_time = "10s"
     healthy_deadline = "2m"
     auto_revert      = true
@@ -43,6 +44,28 @@ job "viking" {
       interval = "30m"
       delay    = "5s"
       mode     = "delay"
+    }
+
+    # The agent's metrics endpoint ([metrics] in the config below), on the host network.
+    network {
+      port "metrics" {
+        static = 9465
+      }
+    }
+
+    # Registered in the node's Consul: Prometheus finds the agents through Consul's service
+    # discovery (`consul_sd_configs`, service "viking-agent"), Nomad checks readiness.
+    service {
+      name     = "viking-agent"
+      port     = "metrics"
+      provider = "consul"
+      tags     = ["metrics"]
+      check {
+        type     = "http"
+        path     = "/readyz"
+        interval = "10s"
+        timeout  = "2s"
+      }
     }
 
     task "viking-agent" {
@@ -156,6 +179,11 @@ job "viking" {
           # to serve containers started with --dns 172.17.0.1.
           [dns]
           listen = ["127.0.0.1:8600"]
+
+          # /metrics, /healthz, /readyz on the node's addresses, for Prometheus and the
+          # check above (the service's port).
+          [metrics]
+          listen = "0.0.0.0:9465"
         EOT
       }
 

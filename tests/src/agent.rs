@@ -137,6 +137,14 @@ impl Agent {
         }
     }
 
+    /// Where this run's metrics endpoint listens, from its log.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("metrics endpoint enabled")).expect("metrics endpoint in the log");
+        let addr = line.split("listen=").nth(1).and_then(|rest| rest.split_whitespace().next());
+        addr.and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+
     /// `viking-agent maps dump --json` of this agent's pins, as a user would run it.
     pub fn dump(&self) -> serde_json::Value {
         dump(&self.pin_dir)

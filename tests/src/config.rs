@@ -53,9 +53,11 @@ impl ServiceSpec {
 }
 
 /// Renders a config file with these services (and the IPv6 test VIP range next to the
-/// default IPv4 one).
+/// default IPv4 one). The metrics endpoint gets a port of its own (tests run agents in
+/// parallel); [`crate::Agent::metrics_addr`] finds it.
 pub fn render(services: &[ServiceSpec]) -> String {
-    let mut text = format!("[agent]\nvip_ranges = [\"240.0.0.0/4\", {VIP_RANGE_V6:?}]\n\n");
+    let mut text =
+        format!("[agent]\nvip_ranges = [\"240.0.0.0/4\", {VIP_RANGE_V6:?}]\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n");
     for s in services {
         let backends: Vec<String> = s
             .backends

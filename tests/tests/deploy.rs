@@ -114,6 +114,16 @@ fn nomad_job_runs_one_privileged_host_agent_per_node() {
     assert!(parsed.config.consul.is_some(), "a [consul] section");
     let env = block(task, "env").body();
     assert_eq!(text(env, "CONSUL_HTTP_ADDR"), "127.0.0.1:8500", "the node's Consul agent, over the host network");
+
+    // Readiness gates the rolling update: the check is the agent's own /readyz, on the
+    // port its config listens on.
+    assert_eq!(text(update, "health_check"), "checks");
+    let service = block(group, "service").body();
+    let check = block(service, "check").body();
+    assert_eq!((text(check, "type"), text(check, "path")), ("http", "/readyz"));
+    let port = block(block(group, "network").body(), "port").body();
+    let listen = parsed.config.metrics.listen.expect("metrics on");
+    assert_eq!(attr(port, "static"), &Expression::from(i64::from(listen.port())), "the check's port is the agent's");
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod dataplane;
 pub mod dns;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod reconcile;

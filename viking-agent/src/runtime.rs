@@ -110,6 +110,20 @@ impl Runtime {
         self.names.subscribe()
     }
 
+    /// What the metrics endpoint needs to know, from memory: the first `max_services`
+    /// services with their kernel ids, map fill, readiness.
+    pub fn inventory(&self, max_services: usize) -> crate::metrics::Inventory {
+        let (slots, backends) = self.reconciler.fill();
+        crate::metrics::Inventory {
+            services: self.reconciler.views(max_services),
+            service_count: self.reconciler.service_count(),
+            slots,
+            backends,
+            sources_synced: self.pruned,
+            containers_listed: self.containers.is_some(),
+        }
+    }
+
     /// Records an update; [`Runtime::flush`] applies it.
     pub fn handle(&mut self, update: Update) {
         match update {

@@ -159,7 +159,7 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
     let tables = KernelTables::open(MapSource::Pinned(&PinDir::new(pin_dir)))
         .with_context(|| format!("is Viking installed at {}? (`--pin-dir`)", pin_dir.display()))?;
     let snapshot = tables.snapshot()?;
-    let now = monotonic_ns();
+    let now = crate::dataplane::monotonic_ns();
     let mut services = Vec::new();
     for (key, service) in &snapshot.services {
         let stats = tables.stats(service.entry.service_id)?;
@@ -312,10 +312,4 @@ fn describe_backend(backend: &DumpedBackend) -> String {
         text.push_str(&format!(" (ejected for {:.1} s, {} failures)", ms as f64 / 1000.0, backend.failures));
     }
     text
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
 }

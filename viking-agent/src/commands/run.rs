@@ -15,6 +15,7 @@ use crate::{
     config::Config,
     dataplane::{Dataplane, pins::PinDir, tables::MapSource},
     dns::DnsServer,
+    metrics::MetricsServer,
     policy::{
         audit,
         writer::{HostSettings, PolicyTables, PolicyWriter},
@@ -114,6 +115,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             }
         });
     }
+    let (probe_tx, mut probe_rx) = mpsc::channel(16);
+    if let Some(listen) = config.metrics.listen {
+        start_metrics(listen, &config, &pins, probe_tx).await;
+    }
     tracing::info!(services = runtime.served().len(), "ready");
 
     let (tx, mut rx) = mpsc::channel(64);
@@ -136,6 +141,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                 runtime.flush();
             }
             Some(event) = audit_rx.recv() => runtime.audit(event),
+            Some(probe) = probe_rx.recv() => {
+                let _ = probe.reply.send(runtime.inventory(probe.max_services));
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
@@ -146,6 +154,31 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         options.pin_dir.display()
     );
     Ok(())
+}
+
+/// Starts the metrics endpoint. It failing to start is logged, not fatal: the dataplane
+/// and its sources matter more than their metrics (and `/readyz` then fails visibly).
+async fn start_metrics(
+    listen: std::net::SocketAddr,
+    config: &Config,
+    pins: &PinDir,
+    probes: mpsc::Sender<crate::metrics::Probe>,
+) {
+    let started = async {
+        let tables = crate::dataplane::tables::KernelTables::open(MapSource::Pinned(pins))?;
+        let server = MetricsServer::bind(listen, config.metrics, tables, probes).await?;
+        anyhow::Ok(server)
+    };
+    match started.await {
+        Ok(server) => {
+            match server.local_addr() {
+                Ok(addr) => tracing::info!(listen = %addr, "metrics endpoint enabled (/metrics, /healthz, /readyz)"),
+                Err(err) => tracing::warn!("metrics endpoint: {err}"),
+            }
+            tokio::spawn(server.run());
+        }
+        Err(err) => tracing::error!("metrics endpoint on {listen} not started: {err:#}"),
+    }
 }
 
 /// Forwards `aya-log` records from the kernel to the agent's log.

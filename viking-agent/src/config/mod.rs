@@ -8,6 +8,7 @@
 mod consul;
 mod dns;
 mod docker;
+mod metrics;
 mod service;
 
 use std::{fmt, net::IpAddr, path::Path};
@@ -19,6 +20,7 @@ use viking_common::limits;
 use crate::model::DesiredState;
 pub use consul::{ConsulSettings, default_consul_vip_range};
 pub use docker::{DEFAULT_AMBASSADOR, DockerSettings, LabelRule, Trusted};
+pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsSettings};
 pub use service::ServiceError;
 pub(crate) use service::{check_backend_addr, check_name};
 
@@ -35,6 +37,8 @@ pub struct Config {
     pub docker: Option<DockerSettings>,
     /// The DNS responder, when a `[dns]` section is present.
     pub dns: Option<crate::dns::DnsSettings>,
+    /// The metrics and health endpoint (on by default).
+    pub metrics: MetricsSettings,
     /// The valid services of the file.
     pub services: DesiredState,
 }
@@ -158,6 +162,8 @@ struct RawConfig {
     docker: Option<docker::DockerSection>,
     dns: Option<dns::DnsSection>,
     #[serde(default)]
+    metrics: metrics::MetricsSection,
+    #[serde(default)]
     service: Vec<toml::Table>,
 }
 
@@ -218,9 +224,12 @@ impl Config {
             .map(dns::DnsSection::resolve)
             .transpose()
             .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
+        let metrics =
+            raw.metrics.resolve().map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
         let reserved = docker.as_ref().map(|d| d.ambassador);
         let (services, errors) = service::parse_services(raw.service, &raw.agent, &raw.limits, reserved);
-        Ok(Parsed { config: Config { agent: raw.agent, limits: raw.limits, consul, docker, dns, services }, errors })
+        let config = Config { agent: raw.agent, limits: raw.limits, consul, docker, dns, metrics, services };
+        Ok(Parsed { config, errors })
     }
 }
 

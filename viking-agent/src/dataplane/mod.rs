@@ -208,6 +208,13 @@ fn record_layout(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
     Ok(())
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`, which the kernel's
+/// ejection times use.
+pub fn monotonic_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}
+
 /// The configured limits with every map-sized one replaced by the loaded map's size.
 fn effective_limits(ebpf: &Ebpf, configured: &Limits) -> Limits {
     let size = |name: &str, fallback: u32| {

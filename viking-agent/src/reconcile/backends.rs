@@ -39,6 +39,11 @@ impl BackendIds {
         self.addr_of.get(&id).copied()
     }
 
+    /// Distinct backend addresses with an id.
+    pub(super) fn in_use(&self) -> usize {
+        self.addr_of.len()
+    }
+
     /// Whether some slot names this address.
     pub(super) fn is_used(&self, addr: &SocketAddr) -> bool {
         self.by_addr.contains_key(addr)

@@ -19,6 +19,7 @@ mod write;
 
 use std::{
     collections::{BTreeMap, HashSet},
+    net::SocketAddr,
     sync::Arc,
 };
 
@@ -33,6 +34,19 @@ use crate::{
     dataplane::tables::{KernelSnapshot, TableError},
     model::{DesiredState, Frontend, OutlierDetection, Protocol, ServedServices, Service, ServiceChange},
 };
+
+/// An installed service as the metrics endpoint sees it: its name, frontend and kernel ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceView {
+    /// The service's name.
+    pub name: String,
+    /// Where clients connect.
+    pub frontend: Frontend,
+    /// Its id in the per-service maps.
+    pub service_id: u32,
+    /// Its distinct backends: id in the per-backend maps, and address.
+    pub backends: Vec<(u32, SocketAddr)>,
+}
 
 /// A service as installed in the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +154,37 @@ impl<K: KernelWriter> Reconciler<K> {
     /// Number of services installed.
     pub fn service_count(&self) -> usize {
         self.installed.len()
+    }
+
+    /// The installed services with their kernel ids, in frontend order, at most `limit`
+    /// of them (what the metrics endpoint reads counters for).
+    pub fn views(&self, limit: usize) -> Vec<ServiceView> {
+        self.installed
+            .iter()
+            .take(limit)
+            .map(|(frontend, installed)| {
+                let mut backends: Vec<(u32, SocketAddr)> = Vec::new();
+                for id in installed.slots.iter().flatten() {
+                    if let Some(addr) = self.backends.addr_of(*id)
+                        && !backends.iter().any(|(known, _)| known == id)
+                    {
+                        backends.push((*id, addr));
+                    }
+                }
+                ServiceView {
+                    name: installed.name.clone(),
+                    frontend: *frontend,
+                    service_id: installed.service_id,
+                    backends,
+                }
+            })
+            .collect()
+    }
+
+    /// `SERVICES` entries in use (service entries and slots) with the map's size, and
+    /// distinct backends in use with the `BACKENDS` size.
+    pub fn fill(&self) -> ((u64, u32), (usize, u32)) {
+        ((self.slots_used, self.limits.max_service_slots), (self.backends.in_use(), self.limits.max_backends))
     }
 
     /// Whether the kernel holds a service at `frontend`.

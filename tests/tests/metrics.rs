@@ -1,0 +1,118 @@
+//! The metrics and health endpoint: `/metrics` parsed with a Prometheus text-format parser
+//! after real connects, `/readyz` flipping to ready, `/healthz`.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use viking_tests::{
+    Agent, addrs,
+    backends::tcp_backends,
+    client::{self, ClientOptions},
+    config::{ServiceSpec, render},
+    consul::TestConsul,
+    wait_for, world,
+};
+
+/// `GET path` over HTTP/1.1: the status code and the body.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect to the endpoint");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    (status, body.to_owned())
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let sample =
+        scrape.samples.iter().find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))?;
+    match sample.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
+    let (status, body) = get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text")
+}
+
+#[test]
+fn counters_equal_what_the_clients_did() {
+    let w = world();
+    let b = tcp_backends(&w.netns, 2);
+    let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &addrs(&b));
+    let empty = ServiceSpec::tcp("empty", "240.0.0.11", 80, &[]);
+    let agent = Agent::start(&w.cgroup, &w.pins, &render(&[web.clone(), empty.clone()]));
+    let endpoint = agent.metrics_addr();
+
+    let ok =
+        client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions { count: 10, ..Default::default() });
+    assert_eq!(client::replies(&ok).len(), 10);
+    let refused =
+        client::connect(Some(&w.cgroup), &w.netns, empty.frontend(), ClientOptions { count: 3, ..Default::default() });
+    assert!(refused.iter().all(|a| a.errno == Some(111)), "{refused:?}");
+
+    let scrape = scrape(endpoint);
+    let web_labels = [("service", "web"), ("frontend", "240.0.0.10:80/tcp")];
+    assert_eq!(value(&scrape, "viking_service_redirected_total", &web_labels), Some(10.0));
+    let no_backend = [("service", "empty"), ("reason", "no_backend")];
+    assert_eq!(value(&scrape, "viking_service_refused_total", &no_backend), Some(3.0));
+    assert_eq!(value(&scrape, "viking_service_refused_total", &[("service", "web"), ("reason", "policy")]), Some(0.0));
+    for backend in &b {
+        let labels = [("backend", &*backend.addr.to_string())];
+        assert_eq!(value(&scrape, "viking_backend_connects_total", &labels), Some(5.0), "round robin: 5 each");
+        assert_eq!(value(&scrape, "viking_backend_ejected", &labels), Some(0.0));
+    }
+    assert_eq!(value(&scrape, "viking_services", &[]), Some(2.0));
+    assert_eq!(value(&scrape, "viking_map_entries", &[("map", "services")]), Some(4.0), "2 entries + 2 slots");
+    assert_eq!(value(&scrape, "viking_map_entries", &[("map", "backends")]), Some(2.0));
+    assert_eq!(value(&scrape, "viking_map_limit", &[("map", "backends")]), Some(65536.0));
+    assert_eq!(value(&scrape, "viking_ready", &[]), Some(1.0));
+    assert!(value(&scrape, "viking_build_info", &[("version", env!("CARGO_PKG_VERSION"))]).is_some());
+    assert_eq!(get(endpoint, "/healthz").0, 200);
+    assert_eq!(get(endpoint, "/nothing").0, 404);
+}
+
+#[test]
+fn per_backend_series_can_be_turned_off_and_services_are_bounded() {
+    let w = world();
+    let b = tcp_backends(&w.netns, 1);
+    let services: Vec<ServiceSpec> =
+        (0..5).map(|i| ServiceSpec::tcp(&format!("s{i}"), &format!("240.0.0.{}", 10 + i), 80, &addrs(&b))).collect();
+    let config = render(&services).replace(
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        "[metrics]\nlisten = \"127.0.0.1:0\"\nper_backend = false\nmax_services = 2\n",
+    );
+    let agent = Agent::start(&w.cgroup, &w.pins, &config);
+    let scrape = scrape(agent.metrics_addr());
+    let services: Vec<_> = scrape.samples.iter().filter(|s| s.metric == "viking_service_redirected_total").collect();
+    assert_eq!(services.len(), 2, "max_services = 2");
+    assert_eq!(value(&scrape, "viking_metrics_services_omitted", &[]), Some(3.0));
+    assert!(!scrape.samples.iter().any(|s| s.metric.starts_with("viking_backend_")), "per_backend = false");
+}
+
+#[test]
+fn readyz_turns_ready_once_consul_has_answered() {
+    let consul = TestConsul::start();
+    consul.block_on(consul.server.stop());
+    let w = world();
+    let agent = Agent::start(&w.cgroup, &w.pins, &(render(&[]) + &consul.config_section("")));
+    let endpoint = agent.metrics_addr();
+    let (status, body) = get(endpoint, "/readyz");
+    assert_eq!((status, body.trim()), (503, "not ready: waiting for a source's first answer"));
+    assert_eq!(get(endpoint, "/healthz").0, 200, "alive while not ready");
+
+    consul.block_on(consul.server.start_again()).unwrap();
+    let ready = wait_for(Duration::from_secs(20), || (get(endpoint, "/readyz").0 == 200).then_some(()));
+    assert!(ready.is_some(), "{}", agent.log());
+}
