@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: installs what the benchmark compares Viking with, builds the agent
 //! and the benchmark driver in release mode, and runs the driver (`tests/bench`), which
 //! writes `docs/benchmarks.md` and its plot, then its Consul part
-//! (`docs/benchmarks-consul.md`) and its container part (`docs/benchmarks-containers.md`).
+//! (`docs/benchmarks-consul.md`), its container part (`docs/benchmarks-containers.md`) and
+//! its metrics part (`docs/benchmarks-metrics.md`).
 
 use std::process::Command;
 
@@ -60,5 +61,9 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     // Container policy with a real dockerd: first connects, and the cost at start.
     let status = driver("containers").status().with_context(|| format!("starting {}", bench.display()))?;
     ensure!(status.success(), "the container benchmark failed ({status})");
+
+    // The metrics endpoint: one scrape with 10k services.
+    let status = driver("metrics").status().with_context(|| format!("starting {}", bench.display()))?;
+    ensure!(status.success(), "the metrics benchmark failed ({status})");
     Ok(())
 }

@@ -18,6 +18,7 @@ mod plot;
 mod protocol;
 mod report;
 mod results;
+mod scrape;
 mod server;
 mod setups;
 mod stats;
@@ -86,6 +87,12 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The metrics endpoint with 10,000 services: time per scrape (writes
+    /// `benchmarks-metrics.md`).
+    Metrics {
+        #[command(flatten)]
+        common: Common,
+    },
     /// (internal) The load generator; runs inside a bench cgroup and netns, prints JSON.
     #[command(hide = true)]
     Load(load::Args),
@@ -106,6 +113,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Consul { common } => run_consul(&common),
         Command::Containers { common } => run_containers(&common),
+        Command::Metrics { common } => run_metrics(&common),
         Command::Load(args) => load::main(&args),
     };
     match result {
@@ -156,6 +164,18 @@ fn run_consul(common: &Common) -> anyhow::Result<()> {
     let results = consul::run(&common.agent, &common.work_dir)?;
     let path = common.out.join("benchmarks-consul.md");
     let text = consul::write_report(&results, &machine::Machine::describe(), &common.command_line, &path)?;
+    println!("{text}");
+    eprintln!("viking-bench: wrote {}", path.display());
+    Ok(())
+}
+
+fn run_metrics(common: &Common) -> anyhow::Result<()> {
+    prepare(common)?;
+    // The tests' harness finds the agent through this variable.
+    // SAFETY: no other thread runs yet, so nothing reads the environment concurrently.
+    unsafe { std::env::set_var("VIKING_AGENT_BIN", &common.agent) };
+    let path = common.out.join("benchmarks-metrics.md");
+    let text = scrape::run(&machine::Machine::describe(), &common.command_line, &path)?;
     println!("{text}");
     eprintln!("viking-bench: wrote {}", path.display());
     Ok(())
