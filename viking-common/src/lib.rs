@@ -12,6 +12,7 @@ mod address;
 mod backend;
 #[cfg(feature = "std")]
 pub mod cgroup2;
+pub mod layout;
 pub mod names;
 mod outlier;
 mod policy;

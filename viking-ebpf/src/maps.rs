@@ -2,7 +2,9 @@
 //!
 //! Sizes here are defaults; the agent sets the real `max_entries` at load time from its
 //! `[limits]` config (`EbpfLoader::map_max_entries`). All maps are pinned by the agent
-//! under `<pin-dir>/maps/<NAME>` so they outlive agent restarts.
+//! under `<pin-dir>/maps/<NAME>` so they outlive agent restarts. The pinned ones are listed
+//! with their key and value sizes in `viking_common::layout::PINNED_MAPS`; a test parses the
+//! built object and checks it against that table.
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,

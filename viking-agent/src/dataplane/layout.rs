@@ -1,58 +1,29 @@
 //! What the dataplane consists of: the pinned maps with their expected layouts, and the
 //! programs with the hooks they attach to.
 
-use std::mem::size_of;
-
 use viking_common::{
-    AffinityKey, AffinityValue, AllowKey, Backend, BackendHealth, BackendStats, CgroupPolicy, ContainerScope,
-    OutlierPolicy, OverlayKey, OverlayTarget, RevNatKey, RevNatValue, ServiceKey, ServiceName, ServiceStats,
-    ServiceValue, Settings, SocketRecord, SocketState, UnknownContainerStats, limits, names,
+    layout::{MapSpec, Sizing},
+    names,
 };
 
 use crate::config::Limits;
 
-/// A map the agent pins and adopts across restarts.
-#[derive(Debug)]
-pub struct PinnedMapSpec {
-    /// Map name in the object and file name under `<pin-dir>/maps/`.
-    pub name: &'static str,
-    /// Expected key size; a pinned map with another layout is refused.
-    pub key_size: u32,
-    /// Expected value size.
-    pub value_size: u32,
-    /// Entries, from the configured limits; `None` for maps whose size the kernel decides
-    /// (socket storage).
-    pub max_entries: Option<fn(&Limits) -> u32>,
-}
+pub use viking_common::layout::PINNED_MAPS;
 
-const fn spec<K, V>(name: &'static str, max_entries: Option<fn(&Limits) -> u32>) -> PinnedMapSpec {
-    PinnedMapSpec { name, key_size: size_of::<K>() as u32, value_size: size_of::<V>() as u32, max_entries }
+/// Entries of `spec`'s map under `limits`; `None` for maps whose size the kernel decides
+/// (socket storage).
+pub fn max_entries(spec: &MapSpec, limits: &Limits) -> Option<u32> {
+    Some(match spec.sizing {
+        Sizing::Services => limits.max_services,
+        Sizing::Backends => limits.max_backends,
+        Sizing::ServiceSlots => limits.max_service_slots,
+        Sizing::RevNat => limits.max_rev_nat,
+        Sizing::Affinity => limits.max_affinity,
+        Sizing::RecentSockets => limits.max_recent_sockets,
+        Sizing::Fixed(entries) => entries,
+        Sizing::Kernel => return None,
+    })
 }
-
-/// Every pinned map. (The log ring buffer is per program instance and not pinned.)
-pub const PINNED_MAPS: [PinnedMapSpec; 20] = [
-    spec::<u32, u32>(names::LAYOUT, Some(|_| 1)),
-    spec::<ServiceKey, ServiceValue>(names::SERVICES, Some(|l| l.max_service_slots)),
-    spec::<u32, Backend>(names::BACKENDS, Some(|l| l.max_backends)),
-    spec::<u32, u64>(names::RR_CURSORS, Some(|l| l.max_services)),
-    spec::<u32, ServiceStats>(names::SERVICE_STATS, Some(|l| l.max_services)),
-    spec::<u32, ServiceName>(names::SERVICE_NAMES, Some(|l| l.max_services)),
-    spec::<u32, BackendStats>(names::BACKEND_STATS, Some(|l| l.max_backends)),
-    spec::<u32, u64>(names::BACKEND_ACTIVE, Some(|l| l.max_backends)),
-    spec::<u32, OutlierPolicy>(names::OUTLIER_POLICY, Some(|l| l.max_services)),
-    spec::<u32, BackendHealth>(names::BACKEND_HEALTH, Some(|l| l.max_backends)),
-    // Socket storage: key is the socket fd (an int); entries live and die with sockets.
-    spec::<i32, SocketState>(names::SOCKETS, None),
-    spec::<u32, SocketRecord>(names::RECENT_SOCKETS, Some(|l| l.max_recent_sockets)),
-    spec::<RevNatKey, RevNatValue>(names::REV_NAT, Some(|l| l.max_rev_nat)),
-    spec::<AffinityKey, AffinityValue>(names::AFFINITY, Some(|l| l.max_affinity)),
-    spec::<u64, CgroupPolicy>(names::CGROUP_POLICY, Some(|_| limits::MAX_CGROUPS)),
-    spec::<AllowKey, u8>(names::ALLOWED, Some(|_| limits::MAX_DECLARATIONS)),
-    spec::<OverlayKey, OverlayTarget>(names::OVERLAYS, Some(|_| limits::MAX_DECLARATIONS)),
-    spec::<u32, Settings>(names::SETTINGS, Some(|_| 1)),
-    spec::<u32, ContainerScope>(names::CONTAINER_SCOPE, Some(|_| 1)),
-    spec::<u32, UnknownContainerStats>(names::UNKNOWN_CONTAINERS, Some(|_| 1)),
-];
 
 /// The program type of a cgroup hook. (The exact attach point, e.g. `connect4`, comes
 /// from the program's ELF section.)
@@ -95,3 +66,34 @@ pub const HOOKS: [Hook; 10] = [
     sock_addr(names::PROG_CONNECT4),
     sock_addr(names::PROG_CONNECT6),
 ];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::dataplane::object;
+
+    /// Maps in the object that are not pinned: the audit ring buffer, aya-log's buffer and
+    /// the compiler's data sections.
+    fn unpinned(name: &str) -> bool {
+        name == names::AUDIT_EVENTS || name == "AYA_LOGS" || name.starts_with('.')
+    }
+
+    #[test]
+    fn the_built_object_has_exactly_the_maps_and_programs_of_the_layout() {
+        let object = aya_obj::Object::parse(object::BYTES).expect("the embedded object parses");
+        for spec in &PINNED_MAPS {
+            let map = object.maps.get(spec.name).unwrap_or_else(|| panic!("{} is not in the object", spec.name));
+            assert_eq!((map.key_size(), map.value_size()), (spec.key_size, spec.value_size), "{}", spec.name);
+            let declared = max_entries(spec, &Limits::default());
+            assert!(declared.is_none_or(|n| n == map.max_entries()), "{}: default size", spec.name);
+        }
+        let in_object: BTreeSet<&str> = object.maps.keys().map(String::as_str).filter(|n| !unpinned(n)).collect();
+        let in_layout: BTreeSet<&str> = PINNED_MAPS.iter().map(|s| s.name).collect();
+        assert_eq!(in_object, in_layout, "every map of the object is pinned, and only those");
+        let programs: BTreeSet<&str> = object.programs.keys().map(String::as_str).collect();
+        let hooks: BTreeSet<&str> = HOOKS.iter().map(|h| h.program).collect();
+        assert!(hooks.is_subset(&programs), "every hook's program is in the object: {programs:?}");
+    }
+}

@@ -26,7 +26,7 @@ use aya::{
 pub use layout::{HOOKS, PINNED_MAPS};
 use pins::PinDir;
 use tables::{KernelTables, MapSource};
-use viking_common::{LAYOUT_VERSION, names};
+use viking_common::{LAYOUT_VERSION, layout::Sizing, names};
 
 use crate::config::Limits;
 
@@ -126,7 +126,7 @@ impl Dataplane {
         pins.create().map_err(|source| DataplaneError::PinDir { path: pins.root().into(), source })?;
         let map_paths: Vec<(&'static str, PathBuf, Option<u32>)> = PINNED_MAPS
             .iter()
-            .map(|spec| (spec.name, pins.map(spec.name), spec.max_entries.map(|f| f(limits))))
+            .map(|spec| (spec.name, pins.map(spec.name), layout::max_entries(spec, limits)))
             .collect();
         let mut adopted = false;
         for spec in &PINNED_MAPS {
@@ -215,23 +215,27 @@ pub fn monotonic_ns() -> u64 {
     u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
 }
 
-/// The configured limits with every map-sized one replaced by the loaded map's size.
+/// The configured limits with every map-sized one replaced by the loaded map's size (the
+/// first pinned map each limit sizes, from the layout table).
 fn effective_limits(ebpf: &Ebpf, configured: &Limits) -> Limits {
-    let size = |name: &str, fallback: u32| {
-        let data = match ebpf.map(name) {
+    let size = |sizing: Sizing, fallback: u32| {
+        let Some(spec) = viking_common::layout::sized_by(sizing) else {
+            return fallback;
+        };
+        let data = match ebpf.map(spec.name) {
             Some(Map::Array(data) | Map::HashMap(data) | Map::LruHashMap(data) | Map::PerCpuArray(data)) => data,
             _ => return fallback,
         };
         data.info().map_or(fallback, |info| info.max_entries())
     };
     Limits {
-        max_services: size(names::RR_CURSORS, configured.max_services),
-        max_backends: size(names::BACKENDS, configured.max_backends),
+        max_services: size(Sizing::Services, configured.max_services),
+        max_backends: size(Sizing::Backends, configured.max_backends),
         max_backends_per_service: configured.max_backends_per_service,
-        max_service_slots: size(names::SERVICES, configured.max_service_slots),
-        max_rev_nat: size(names::REV_NAT, configured.max_rev_nat),
-        max_affinity: size(names::AFFINITY, configured.max_affinity),
-        max_recent_sockets: size(names::RECENT_SOCKETS, configured.max_recent_sockets),
+        max_service_slots: size(Sizing::ServiceSlots, configured.max_service_slots),
+        max_rev_nat: size(Sizing::RevNat, configured.max_rev_nat),
+        max_affinity: size(Sizing::Affinity, configured.max_affinity),
+        max_recent_sockets: size(Sizing::RecentSockets, configured.max_recent_sockets),
     }
 }
 
@@ -244,7 +248,11 @@ enum Attachment {
 }
 
 /// Checks an existing pin against the layout this agent needs. Returns whether it exists.
-fn check_pinned_map(path: &Path, spec: &layout::PinnedMapSpec, limits: &Limits) -> Result<bool, DataplaneError> {
+fn check_pinned_map(
+    path: &Path,
+    spec: &viking_common::layout::MapSpec,
+    limits: &Limits,
+) -> Result<bool, DataplaneError> {
     if !path.exists() {
         return Ok(false);
     }
@@ -257,7 +265,7 @@ fn check_pinned_map(path: &Path, spec: &layout::PinnedMapSpec, limits: &Limits) 
     if info.value_size() != spec.value_size {
         return Err(mismatch("value size", info.value_size(), spec.value_size));
     }
-    let wanted = spec.max_entries.map_or(info.max_entries(), |f| f(limits));
+    let wanted = layout::max_entries(spec, limits).unwrap_or(info.max_entries());
     if info.max_entries() != wanted {
         tracing::warn!(
             map = spec.name,
