@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use viking_agent::{
     commands::{self, env::EnvFormat, run::RunOptions},
-    config::Config,
     dataplane::pins::DEFAULT_PIN_DIR,
 };
 
@@ -64,6 +63,9 @@ enum Command {
         /// The TOML config file.
         #[arg(long)]
         config: PathBuf,
+        /// Print JSON (services and errors, field by field) instead of lines.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -74,6 +76,9 @@ enum MapsCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only the services (every frontend) of this name.
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
         /// The pin directory of the installation.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
@@ -94,10 +99,12 @@ fn main() -> std::process::ExitCode {
         Command::Run { config, cgroup, pin_dir } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(commands::run::run(RunOptions { config, cgroup, pin_dir }))),
-        Command::Maps { command: MapsCommand::Dump { json, pin_dir } } => commands::maps::dump(&pin_dir, json),
+        Command::Maps { command: MapsCommand::Dump { json, service, pin_dir } } => {
+            commands::maps::dump(&pin_dir, json, service.as_deref())
+        }
         Command::Uninstall { pin_dir } => commands::uninstall::uninstall(&pin_dir),
         Command::Env { services, prefix, format, pin_dir } => commands::env::env(&pin_dir, &services, &prefix, format),
-        Command::Check { config } => check(&config),
+        Command::Check { config, json } => commands::check::check(&config, json),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -106,17 +113,4 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-fn check(path: &std::path::Path) -> anyhow::Result<()> {
-    let parsed = Config::load(path)?;
-    for service in parsed.config.services.services.values() {
-        let backends: Vec<String> = service.backends.iter().map(ToString::to_string).collect();
-        println!("{} {} {} -> [{}]", service.name, service.frontend, service.algorithm.name(), backends.join(", "));
-    }
-    for error in &parsed.errors {
-        println!("error: {error}");
-    }
-    anyhow::ensure!(parsed.errors.is_empty(), "{} error(s) in {}", parsed.errors.len(), path.display());
-    Ok(())
 }

@@ -245,9 +245,14 @@ fn read_policy(pin_dir: &Path) -> anyhow::Result<(Vec<DumpedPolicy>, Option<Dump
     Ok((by_cgroup.into_values().collect(), scope))
 }
 
-/// Prints the dump as a table or as JSON.
-pub fn dump(pin_dir: &Path, json: bool) -> anyhow::Result<()> {
-    let dump = read(pin_dir)?;
+/// Prints the dump as a table or as JSON; with `service`, only that service's frontends
+/// (an error when there is none).
+pub fn dump(pin_dir: &Path, json: bool, service: Option<&str>) -> anyhow::Result<()> {
+    let mut dump = read(pin_dir)?;
+    if let Some(name) = service {
+        dump.services.retain(|s| s.name == name);
+        anyhow::ensure!(!dump.services.is_empty(), "no service named {name:?} is pinned at {}", pin_dir.display());
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&dump)?);
         return Ok(());

@@ -1,5 +1,6 @@
 //! The CLI verbs, one module each.
 
+pub mod check;
 pub mod env;
 pub mod maps;
 pub mod run;
