@@ -116,3 +116,36 @@ fn readyz_turns_ready_once_consul_has_answered() {
     let ready = wait_for(Duration::from_secs(20), || (get(endpoint, "/readyz").0 == 200).then_some(()));
     assert!(ready.is_some(), "{}", agent.log());
 }
+
+#[test]
+fn status_reports_the_running_agent_and_then_what_the_pins_tell() {
+    let w = world();
+    let b = tcp_backends(&w.netns, 1);
+    let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &addrs(&b));
+    let mut agent = Agent::start(&w.cgroup, &w.pins, &render(std::slice::from_ref(&web)));
+    let endpoint = agent.metrics_addr();
+    let status = |endpoint: SocketAddr| {
+        let output = std::process::Command::new(viking_tests::binary("viking-agent"))
+            .args(["status", "--json", "--endpoint", &endpoint.to_string(), "--pin-dir"])
+            .arg(w.pins.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("JSON")
+    };
+
+    let running = status(endpoint);
+    assert_eq!(running["agent_version"], env!("CARGO_PKG_VERSION"), "{running}");
+    assert_eq!((&running["ready"], &running["services"], &running["layout"]), (&true.into(), &1.into(), &2.into()));
+    assert_eq!(running["cgroup"], w.cgroup.path().display().to_string());
+    assert_eq!(running["sources"], serde_json::json!([{ "name": "file", "reported": true }]));
+    let programs = running["programs"].as_array().unwrap();
+    assert_eq!(programs.len(), viking_agent::dataplane::HOOKS.len());
+    assert!(programs.iter().all(|p| p["id"].is_u64()), "every program attached: {running}");
+
+    agent.stop();
+    let stopped = status(endpoint);
+    assert!(stopped["agent_version"].is_null(), "no agent answers: {stopped}");
+    assert_eq!((&stopped["services"], &stopped["layout"]), (&1.into(), &2.into()));
+    assert_eq!(stopped["programs"], running["programs"], "the programs stay attached");
+}

@@ -58,6 +58,19 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
+    /// How the agent is doing: version, readiness, pins, programs, map fill, sources. Asks
+    /// the running agent's metrics endpoint; without one, reads the pins.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The running agent's `[metrics] listen` address.
+        #[arg(long, default_value_t = viking_agent::config::DEFAULT_METRICS_LISTEN)]
+        endpoint: std::net::SocketAddr,
+        /// The pin directory of the installation.
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
     /// Check a config file: print what it would serve and every error, exit 1 on errors.
     Check {
         /// The TOML config file.
@@ -105,6 +118,7 @@ fn main() -> std::process::ExitCode {
         Command::Uninstall { pin_dir } => commands::uninstall::uninstall(&pin_dir),
         Command::Env { services, prefix, format, pin_dir } => commands::env::env(&pin_dir, &services, &prefix, format),
         Command::Check { config, json } => commands::check::check(&config, json),
+        Command::Status { json, endpoint, pin_dir } => commands::status::status(&pin_dir, endpoint, json),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -105,6 +105,11 @@ impl Runtime {
         self.reconciler.served()
     }
 
+    /// The cgroup the programs are attached to.
+    pub fn cgroup(&self) -> &std::path::Path {
+        &self.cgroup
+    }
+
     /// The names DNS answers: exactly the services the kernel serves.
     pub fn names(&self) -> watch::Receiver<Arc<NameTable>> {
         self.names.subscribe()
@@ -121,7 +126,27 @@ impl Runtime {
             backends,
             sources_synced: self.pruned,
             containers_listed: self.containers.is_some(),
+            sources: self.source_status(),
         }
+    }
+
+    /// Each configured source and whether its first report has been applied.
+    fn source_status(&self) -> Vec<crate::metrics::status::SourceStatus> {
+        let mut sources: Vec<crate::metrics::status::SourceStatus> = self
+            .expected
+            .iter()
+            .map(|source| crate::metrics::status::SourceStatus {
+                name: source.name().to_owned(),
+                reported: self.sources.has_all(&[*source]),
+            })
+            .collect();
+        if self.docker.is_some() {
+            sources.push(crate::metrics::status::SourceStatus {
+                name: "docker".to_owned(),
+                reported: self.containers.is_some(),
+            });
+        }
+        sources
     }
 
     /// Records an update; [`Runtime::flush`] applies it.

@@ -4,4 +4,5 @@ pub mod check;
 pub mod env;
 pub mod maps;
 pub mod run;
+pub mod status;
 pub mod uninstall;

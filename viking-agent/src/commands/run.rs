@@ -117,7 +117,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
     let (probe_tx, mut probe_rx) = mpsc::channel(16);
     if let Some(listen) = config.metrics.listen {
-        start_metrics(listen, &config, &pins, probe_tx).await;
+        start_metrics(listen, &config, (&pins, runtime.cgroup()), probe_tx).await;
     }
     tracing::info!(services = runtime.served().len(), "ready");
 
@@ -161,12 +161,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 async fn start_metrics(
     listen: std::net::SocketAddr,
     config: &Config,
-    pins: &PinDir,
+    (pins, cgroup): (&PinDir, &std::path::Path),
     probes: mpsc::Sender<crate::metrics::Probe>,
 ) {
     let started = async {
         let tables = crate::dataplane::tables::KernelTables::open(MapSource::Pinned(pins))?;
-        let server = MetricsServer::bind(listen, config.metrics, tables, probes).await?;
+        let place = (pins.clone(), cgroup.to_owned());
+        let server = MetricsServer::bind(listen, config.metrics, place, tables, probes).await?;
         anyhow::Ok(server)
     };
     match started.await {

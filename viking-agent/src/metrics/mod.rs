@@ -1,5 +1,5 @@
 //! The agent's HTTP endpoint (`[metrics]`): `/metrics` in Prometheus text format,
-//! `/healthz` and `/readyz`.
+//! `/healthz`, `/readyz` and `/status` (JSON, for `viking-agent status`).
 //!
 //! Counters live in the kernel maps and are read at scrape time, by this task, from its own
 //! handles on the pinned maps. What the counters belong to (service names, frontends,
@@ -9,6 +9,7 @@
 //! answer within a second.
 
 mod render;
+pub mod status;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -50,6 +51,8 @@ pub struct Inventory {
     pub sources_synced: bool,
     /// Docker has listed its containers (true when there is no Docker source).
     pub containers_listed: bool,
+    /// Each configured source and whether it has reported.
+    pub sources: Vec<status::SourceStatus>,
 }
 
 impl Inventory {
@@ -70,21 +73,27 @@ pub struct MetricsServer {
 #[derive(Debug)]
 struct Shared {
     settings: MetricsSettings,
+    /// Where the pins are and what the programs are attached to, for `/status`.
+    pins: crate::dataplane::pins::PinDir,
+    cgroup: std::path::PathBuf,
     probes: mpsc::Sender<Probe>,
     /// Handles on the pinned maps; a scrape at a time reads them.
     tables: Mutex<KernelTables>,
 }
 
 impl MetricsServer {
-    /// Binds `addr`; `tables` are this endpoint's own handles on the pinned maps.
+    /// Binds `addr`; `tables` are this endpoint's own handles on the pinned maps under
+    /// `pins`, whose programs are attached to `cgroup`.
     pub async fn bind(
         addr: SocketAddr,
         settings: MetricsSettings,
+        (pins, cgroup): (crate::dataplane::pins::PinDir, std::path::PathBuf),
         tables: KernelTables,
         probes: mpsc::Sender<Probe>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, shared: Arc::new(Shared { settings, probes, tables: Mutex::new(tables) }) })
+        let shared = Shared { settings, pins, cgroup, probes, tables: Mutex::new(tables) };
+        Ok(Self { listener, shared: Arc::new(shared) })
     }
 
     /// Where it listens (the port, when `listen` asked for port 0).
@@ -118,14 +127,30 @@ async fn respond(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp
     let path = request.uri().path();
     let max_services = if path == "/metrics" { shared.settings.max_services as usize } else { 0 };
     let inventory = match path {
-        "/metrics" | "/healthz" | "/readyz" => ask(&shared.probes, max_services).await,
-        _ => return Ok(text(StatusCode::NOT_FOUND, "not found: /metrics, /healthz, /readyz\n".into())),
+        "/metrics" | "/healthz" | "/readyz" | "/status" => ask(&shared.probes, max_services).await,
+        _ => return Ok(text(StatusCode::NOT_FOUND, "not found: /metrics, /healthz, /readyz, /status\n".into())),
     };
     let Some(inventory) = inventory else {
         return Ok(text(StatusCode::SERVICE_UNAVAILABLE, "the agent's run loop does not answer\n".into()));
     };
     Ok(match path {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/status" => {
+            let status = status::Status {
+                agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+                layout: crate::dataplane::pinned_layout(&shared.pins).ok().flatten(),
+                pin_dir: shared.pins.root().display().to_string(),
+                cgroup: Some(shared.cgroup.display().to_string()),
+                ready: Some(inventory.is_ready()),
+                services: inventory.service_count,
+                service_slots: Some(inventory.slots),
+                backends: Some(inventory.backends),
+                programs: status::programs(&shared.pins),
+                sources: inventory.sources,
+            };
+            let body = serde_json::to_string_pretty(&status).unwrap_or_default();
+            text(StatusCode::OK, body + "\n")
+        }
         "/readyz" if inventory.is_ready() => text(StatusCode::OK, "ready\n".into()),
         "/readyz" => {
             let waiting = if inventory.sources_synced { "docker's container list" } else { "a source's first answer" };

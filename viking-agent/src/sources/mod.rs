@@ -21,6 +21,16 @@ pub enum SourceId {
     Consul,
 }
 
+impl SourceId {
+    /// Its name in `status`: `file` or `consul`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::StaticFile => "file",
+            Self::Consul => "consul",
+        }
+    }
+}
+
 /// What a source tells the run loop.
 #[derive(Debug)]
 pub enum Update {
