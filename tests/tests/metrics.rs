@@ -78,6 +78,8 @@ fn counters_equal_what_the_clients_did() {
     assert_eq!(value(&scrape, "viking_map_entries", &[("map", "backends")]), Some(2.0));
     assert_eq!(value(&scrape, "viking_map_limit", &[("map", "backends")]), Some(65536.0));
     assert_eq!(value(&scrape, "viking_ready", &[]), Some(1.0));
+    assert!(value(&scrape, "viking_reconcile_writes_total", &[]) >= Some(5.0), "2 backends, 3 slots, 2 entries");
+    assert!(!scrape.samples.iter().any(|s| s.metric.starts_with("viking_consul_")), "no Consul source, no series");
     assert!(value(&scrape, "viking_build_info", &[("version", env!("CARGO_PKG_VERSION"))]).is_some());
     assert_eq!(get(endpoint, "/healthz").0, 200);
     assert_eq!(get(endpoint, "/nothing").0, 404);
@@ -112,9 +114,17 @@ fn readyz_turns_ready_once_consul_has_answered() {
     assert_eq!((status, body.trim()), (503, "not ready: waiting for a source's first answer"));
     assert_eq!(get(endpoint, "/healthz").0, 200, "alive while not ready");
 
+    let down = scrape(endpoint);
+    assert_eq!(value(&down, "viking_consul_synced", &[]), Some(0.0));
+
     consul.block_on(consul.server.start_again()).unwrap();
     let ready = wait_for(Duration::from_secs(20), || (get(endpoint, "/readyz").0 == 200).then_some(()));
     assert!(ready.is_some(), "{}", agent.log());
+    let up = scrape(endpoint);
+    assert_eq!(value(&up, "viking_consul_reachable", &[]), Some(1.0), "{}", agent.log());
+    assert_eq!(value(&up, "viking_consul_synced", &[]), Some(1.0));
+    assert!(value(&up, "viking_consul_last_answer_timestamp_seconds", &[]) > Some(1.0e9));
+    assert!(value(&up, "viking_update_to_kernel_seconds_count", &[]) >= Some(1.0), "applies are timed");
 }
 
 #[test]

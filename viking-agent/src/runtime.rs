@@ -59,6 +59,9 @@ pub struct Runtime {
     policy_problems: Vec<String>,
     audit_logged: HashMap<(u64, IpAddr, u16, u8), (Instant, u64)>,
     policy_dirty: bool,
+    metrics: crate::metrics::sources::AgentMetrics,
+    /// When the oldest update not yet flushed arrived.
+    pending_since: Option<Instant>,
 }
 
 /// How the runtime is set up.
@@ -70,6 +73,8 @@ pub struct RuntimeOptions {
     pub docker: Option<DockerSettings>,
     /// The cgroup the programs are attached to.
     pub cgroup: PathBuf,
+    /// Where the run loop counts what it did.
+    pub metrics: crate::metrics::sources::AgentMetrics,
 }
 
 impl Runtime {
@@ -92,6 +97,8 @@ impl Runtime {
             policy_problems: Vec::new(),
             audit_logged: HashMap::new(),
             policy_dirty: true,
+            metrics: options.metrics,
+            pending_since: None,
         }
     }
 
@@ -151,6 +158,7 @@ impl Runtime {
 
     /// Records an update; [`Runtime::flush`] applies it.
     pub fn handle(&mut self, update: Update) {
+        self.pending_since.get_or_insert_with(Instant::now);
         match update {
             Update::Services { source, change } => {
                 let merged = match change {
@@ -189,6 +197,9 @@ impl Runtime {
         if std::mem::take(&mut self.policy_dirty) {
             self.apply_policy();
         }
+        if let Some(since) = self.pending_since.take() {
+            self.metrics.update_to_kernel.observe(since.elapsed().as_secs_f64());
+        }
     }
 
     /// Applies the pending service changes and logs what changed. Until every expected
@@ -216,6 +227,7 @@ impl Runtime {
             self.reconciler.apply_changes(changes)
         };
         log_report(&report, self.reconciler.service_count());
+        self.metrics.reconcile_writes.inc_by(report.writes as u64);
         let names_changed = self.update_names(&report);
         if !report.released_backends.is_empty() {
             let (cgroup, gone) = (self.cgroup.clone(), report.released_backends);
@@ -273,6 +285,7 @@ impl Runtime {
             self.policy_problems = problems;
         }
         let (writes, errors) = self.policy.apply(&desired);
+        self.metrics.containers_with_policy.set(i64::try_from(desired.modes.len()).unwrap_or(i64::MAX));
         if writes > 0 {
             tracing::info!(
                 writes,
@@ -289,6 +302,7 @@ impl Runtime {
 
     /// Logs an undeclared connect, naming the container and the service.
     pub fn audit(&mut self, event: AuditEvent) {
+        self.metrics.audit_events.inc();
         let vip = event.vip.to_ip();
         let port = u16::from_be(event.port_be);
         let now = Instant::now();

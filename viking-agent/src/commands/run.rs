@@ -79,10 +79,12 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         if adopted { "adopted from pins" } else { "installed" }
     );
 
+    let agent_metrics = crate::metrics::sources::AgentMetrics::default();
     let consul = match &config.consul {
         Some(settings) => {
             let source = ConsulSource::new(settings.clone(), config.agent.clone(), &limits)
-                .context("setting up the Consul client")?;
+                .context("setting up the Consul client")?
+                .with_metrics(agent_metrics.clone());
             tracing::info!(url = %settings.url, "consul source enabled");
             Some(source)
         }
@@ -91,13 +93,18 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let docker = match &config.docker {
         Some(settings) => {
             tracing::info!(socket = %settings.socket, policy = settings.policy.name(), "docker source enabled");
-            Some(DockerSource::new(settings.clone()).context("setting up the Docker source")?)
+            Some(
+                DockerSource::new(settings.clone())
+                    .context("setting up the Docker source")?
+                    .with_metrics(agent_metrics.clone()),
+            )
         }
         None => None,
     };
     let mut expected = vec![SourceId::StaticFile];
     expected.extend(consul.is_some().then_some(SourceId::Consul));
-    let options_for_runtime = RuntimeOptions { expected, docker: config.docker.clone(), cgroup };
+    let options_for_runtime =
+        RuntimeOptions { expected, docker: config.docker.clone(), cgroup, metrics: agent_metrics.clone() };
     let mut runtime = Runtime::new(reconciler, policy, options_for_runtime);
 
     let mut source = StaticFileSource::new(options.config.clone(), &config, &runtime.installed_state());
@@ -117,7 +124,15 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
     let (probe_tx, mut probe_rx) = mpsc::channel(16);
     if let Some(listen) = config.metrics.listen {
-        start_metrics(listen, &config, (&pins, runtime.cgroup()), probe_tx).await;
+        let context = crate::metrics::EndpointContext {
+            settings: config.metrics,
+            pins: pins.clone(),
+            cgroup: runtime.cgroup().to_owned(),
+            agent: agent_metrics,
+            consul: config.consul.is_some(),
+            docker: config.docker.is_some(),
+        };
+        start_metrics(listen, context, &pins, probe_tx).await;
     }
     tracing::info!(services = runtime.served().len(), "ready");
 
@@ -160,14 +175,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 /// and its sources matter more than their metrics (and `/readyz` then fails visibly).
 async fn start_metrics(
     listen: std::net::SocketAddr,
-    config: &Config,
-    (pins, cgroup): (&PinDir, &std::path::Path),
+    context: crate::metrics::EndpointContext,
+    pins: &PinDir,
     probes: mpsc::Sender<crate::metrics::Probe>,
 ) {
     let started = async {
         let tables = crate::dataplane::tables::KernelTables::open(MapSource::Pinned(pins))?;
-        let place = (pins.clone(), cgroup.to_owned());
-        let server = MetricsServer::bind(listen, config.metrics, place, tables, probes).await?;
+        let server = MetricsServer::bind(listen, context, tables, probes).await?;
         anyhow::Ok(server)
     };
     match started.await {

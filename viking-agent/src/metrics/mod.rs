@@ -9,6 +9,7 @@
 //! answer within a second.
 
 mod render;
+pub mod sources;
 pub mod status;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
@@ -70,29 +71,41 @@ pub struct MetricsServer {
     shared: Arc<Shared>,
 }
 
+/// What the endpoint serves besides the kernel's counters.
+#[derive(Debug)]
+pub struct EndpointContext {
+    /// `[metrics]`.
+    pub settings: MetricsSettings,
+    /// Where the pins are, for `/status`.
+    pub pins: crate::dataplane::pins::PinDir,
+    /// What the programs are attached to, for `/status`.
+    pub cgroup: std::path::PathBuf,
+    /// The agent's own metrics.
+    pub agent: sources::AgentMetrics,
+    /// Whether the Consul and the Docker source run.
+    pub consul: bool,
+    /// See `consul`.
+    pub docker: bool,
+}
+
 #[derive(Debug)]
 struct Shared {
-    settings: MetricsSettings,
-    /// Where the pins are and what the programs are attached to, for `/status`.
-    pins: crate::dataplane::pins::PinDir,
-    cgroup: std::path::PathBuf,
+    context: EndpointContext,
     probes: mpsc::Sender<Probe>,
     /// Handles on the pinned maps; a scrape at a time reads them.
     tables: Mutex<KernelTables>,
 }
 
 impl MetricsServer {
-    /// Binds `addr`; `tables` are this endpoint's own handles on the pinned maps under
-    /// `pins`, whose programs are attached to `cgroup`.
+    /// Binds `addr`; `tables` are this endpoint's own handles on the pinned maps.
     pub async fn bind(
         addr: SocketAddr,
-        settings: MetricsSettings,
-        (pins, cgroup): (crate::dataplane::pins::PinDir, std::path::PathBuf),
+        context: EndpointContext,
         tables: KernelTables,
         probes: mpsc::Sender<Probe>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        let shared = Shared { settings, pins, cgroup, probes, tables: Mutex::new(tables) };
+        let shared = Shared { context, probes, tables: Mutex::new(tables) };
         Ok(Self { listener, shared: Arc::new(shared) })
     }
 
@@ -125,7 +138,7 @@ impl MetricsServer {
 
 async fn respond(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path();
-    let max_services = if path == "/metrics" { shared.settings.max_services as usize } else { 0 };
+    let max_services = if path == "/metrics" { shared.context.settings.max_services as usize } else { 0 };
     let inventory = match path {
         "/metrics" | "/healthz" | "/readyz" | "/status" => ask(&shared.probes, max_services).await,
         _ => return Ok(text(StatusCode::NOT_FOUND, "not found: /metrics, /healthz, /readyz, /status\n".into())),
@@ -138,14 +151,14 @@ async fn respond(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp
         "/status" => {
             let status = status::Status {
                 agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-                layout: crate::dataplane::pinned_layout(&shared.pins).ok().flatten(),
-                pin_dir: shared.pins.root().display().to_string(),
-                cgroup: Some(shared.cgroup.display().to_string()),
+                layout: crate::dataplane::pinned_layout(&shared.context.pins).ok().flatten(),
+                pin_dir: shared.context.pins.root().display().to_string(),
+                cgroup: Some(shared.context.cgroup.display().to_string()),
                 ready: Some(inventory.is_ready()),
                 services: inventory.service_count,
                 service_slots: Some(inventory.slots),
                 backends: Some(inventory.backends),
-                programs: status::programs(&shared.pins),
+                programs: status::programs(&shared.context.pins),
                 sources: inventory.sources,
             };
             let body = serde_json::to_string_pretty(&status).unwrap_or_default();
@@ -158,7 +171,7 @@ async fn respond(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp
         }
         _ => {
             let tables = shared.tables.lock().await;
-            match render::render(&inventory, &tables, &shared.settings) {
+            match render::render(&inventory, &tables, &shared.context) {
                 Ok(body) => {
                     let mut response = text(StatusCode::OK, body);
                     response.headers_mut().insert(

@@ -9,11 +9,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::Inventory;
-use crate::{
-    config::MetricsSettings,
-    dataplane::tables::{KernelTables, TableError},
-};
+use super::{EndpointContext, Inventory};
+use crate::dataplane::tables::{KernelTables, TableError};
 
 /// Labels of a per-service series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,9 +44,11 @@ struct MapLabels {
 pub(super) fn render(
     inventory: &Inventory,
     tables: &KernelTables,
-    settings: &MetricsSettings,
+    context: &EndpointContext,
 ) -> Result<String, TableError> {
+    let settings = &context.settings;
     let mut registry = Registry::default();
+    context.agent.register(&mut registry, context.consul, context.docker);
     registry.register(
         "viking_build",
         "The agent's version",

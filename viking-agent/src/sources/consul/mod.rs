@@ -98,6 +98,7 @@ pub struct ConsulSource {
     max_backends: u16,
     client: ConsulClient,
     keys: Keys,
+    metrics: crate::metrics::sources::AgentMetrics,
 }
 
 impl ConsulSource {
@@ -105,7 +106,13 @@ impl ConsulSource {
     pub fn new(settings: ConsulSettings, agent: AgentSettings, limits: &Limits) -> Result<Self, ConsulError> {
         let client = ConsulClient::new(&settings)?;
         let keys = Keys::new(&settings.kv_prefix);
-        Ok(Self { settings, agent, max_backends: limits.max_backends_per_service, client, keys })
+        let metrics = crate::metrics::sources::AgentMetrics::default();
+        Ok(Self { settings, agent, max_backends: limits.max_backends_per_service, client, keys, metrics })
+    }
+
+    /// Reports reachability, answers and errors to `metrics`.
+    pub fn with_metrics(self, metrics: crate::metrics::sources::AgentMetrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Watches Consul until `tx` closes: the full state once synced, then changes.
@@ -141,6 +148,7 @@ impl ConsulSource {
                     let output = state.take_output();
                     if state.is_synced() {
                         watchers.set_synced();
+                        self.metrics.consul_synced.set(1);
                     }
                     if let Some(change) = output.services
                         && tx.send(Update::Services { source: super::SourceId::Consul, change }).await.is_err()
@@ -164,6 +172,22 @@ impl ConsulSource {
 
     /// Feeds one event to the state machine and starts or stops the watches it asks for.
     fn handle(&self, state: &mut ConsulState, watchers: &mut Watchers, event: Event) {
+        match &event {
+            Event::Catalog(_) | Event::Health { .. } | Event::Vips { .. } => {
+                self.metrics.consul_last_answer.set(crate::metrics::sources::unix_now());
+            }
+            Event::Failure { error: Some(_), .. } => {
+                self.metrics.consul_watch_errors.inc();
+            }
+            _ => {}
+        }
+        self.dispatch(state, watchers, event);
+        let failing = state.failing();
+        self.metrics.consul_watches_failing.set(i64::try_from(failing).unwrap_or(i64::MAX));
+        self.metrics.consul_reachable.set(i64::from(failing == 0));
+    }
+
+    fn dispatch(&self, state: &mut ConsulState, watchers: &mut Watchers, event: Event) {
         match event {
             Event::Catalog(catalog) => {
                 let plan = state.on_catalog(&catalog);

@@ -131,6 +131,11 @@ impl ConsulState {
         self.synced
     }
 
+    /// Watches failing now.
+    pub fn failing(&self) -> usize {
+        self.failing.len()
+    }
+
     /// Takes a catalog listing; returns the health watches to start and stop.
     pub fn on_catalog(&mut self, catalog: &CatalogServices) -> WatchPlan {
         let mut wanted = BTreeSet::new();

@@ -38,12 +38,19 @@ const DOCKER_TIMEOUT_SECS: u64 = 30;
 pub struct DockerSource {
     settings: DockerSettings,
     cgroup2_root: PathBuf,
+    metrics: crate::metrics::sources::AgentMetrics,
 }
 
 impl DockerSource {
     /// A source for dockerd at `settings.socket`.
     pub fn new(settings: DockerSettings) -> std::io::Result<Self> {
-        Ok(Self { settings, cgroup2_root: viking_common::cgroup2::root()? })
+        let metrics = crate::metrics::sources::AgentMetrics::default();
+        Ok(Self { settings, cgroup2_root: viking_common::cgroup2::root()?, metrics })
+    }
+
+    /// Reports events and reachability to `metrics`.
+    pub fn with_metrics(self, metrics: crate::metrics::sources::AgentMetrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Follows dockerd until `tx` closes, sending the full container list after each change.
@@ -54,6 +61,7 @@ impl DockerSource {
             match self.follow(&tx, &mut failing, &mut retry).await {
                 Ok(()) => return,
                 Err(err) => {
+                    self.metrics.docker_reachable.set(0);
                     if !failing {
                         tracing::error!(
                             "docker ({}): {err}; keeping the last known containers, reconnecting",
@@ -113,6 +121,7 @@ impl DockerSource {
             *failing = false;
         }
         tracing::info!(containers = known.containers.len(), "docker: listed containers");
+        self.metrics.docker_reachable.set(1);
         if !send(tx, &known, &layout).await {
             return Ok(());
         }
@@ -120,6 +129,8 @@ impl DockerSource {
             let event = event?;
             let Some(actor) = event.actor else { continue };
             let Some(id) = actor.id else { continue };
+            let action = event.action.clone().unwrap_or_default();
+            self.metrics.docker_events.get_or_create(&crate::metrics::sources::EventLabels { action }).inc();
             match event.action.as_deref() {
                 Some("create") => created(&layout, &id, &actor.attributes.unwrap_or_default(), &mut known),
                 Some("start") => self.refresh(&docker, &layout, &id, &mut known).await,
