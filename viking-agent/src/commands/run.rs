@@ -114,7 +114,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     // The DNS responder answers from what the kernel serves: a name never resolves to a VIP
     // that is not redirected.
     if let Some(settings) = &config.dns {
-        let server = DnsServer::bind(settings, runtime.names()).await.context("starting the DNS responder")?;
+        let responses = agent_metrics.dns_responses.clone();
+        let server =
+            DnsServer::bind(settings, runtime.names(), responses).await.context("starting the DNS responder")?;
         tracing::info!(listen = ?server.local_addrs(), domain = %settings.domain, "dns responder enabled");
         tokio::spawn(async move {
             if let Err(err) = server.run().await {
@@ -131,6 +133,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             agent: agent_metrics,
             consul: config.consul.is_some(),
             docker: config.docker.is_some(),
+            dns: config.dns.is_some(),
         };
         start_metrics(listen, context, &pins, probe_tx).await;
     }

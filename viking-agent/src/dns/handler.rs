@@ -12,12 +12,14 @@ use hickory_server::{
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
 };
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::sync::watch;
 
 use super::{
     answer::{Reply, Zone},
     table::NameTable,
 };
+use crate::metrics::sources::RcodeLabels;
 
 /// The EDNS version this responder speaks (RFC 6891).
 const EDNS_VERSION: u8 = 0;
@@ -29,6 +31,8 @@ pub(super) struct Handler {
     pub(super) zone: Zone,
     /// The names, replaced by the run loop after each applied change.
     pub(super) names: watch::Receiver<Arc<NameTable>>,
+    /// Responses sent, by code.
+    pub(super) responses: Family<RcodeLabels, Counter>,
 }
 
 impl Handler {
@@ -60,6 +64,7 @@ impl RequestHandler for Handler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let reply = self.reply(request);
+        self.responses.get_or_create(&RcodeLabels { rcode: format!("{:?}", reply.code) }).inc();
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = reply.code;
         metadata.authoritative = reply.authoritative;

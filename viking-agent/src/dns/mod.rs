@@ -15,6 +15,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use hickory_server::Server;
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::{
     net::{TcpListener, UdpSocket},
     sync::watch,
@@ -22,6 +23,7 @@ use tokio::{
 
 pub use self::table::NameTable;
 use self::{answer::Zone, handler::Handler};
+use crate::metrics::sources::RcodeLabels;
 
 /// A TCP client that sends no query for this long is disconnected, so idle connections
 /// cannot pile up.
@@ -49,10 +51,15 @@ pub struct DnsServer {
 impl DnsServer {
     /// Binds UDP and TCP on every listen address. Port 0 picks a free port, the same one
     /// for UDP and TCP (for tests). Fails naming the address that cannot be bound.
-    pub async fn bind(settings: &DnsSettings, names: watch::Receiver<Arc<NameTable>>) -> anyhow::Result<Self> {
+    /// Every response sent is counted in `responses` by its code.
+    pub async fn bind(
+        settings: &DnsSettings,
+        names: watch::Receiver<Arc<NameTable>>,
+        responses: Family<RcodeLabels, Counter>,
+    ) -> anyhow::Result<Self> {
         let zone = Zone::new(&settings.domain, settings.ttl)
             .with_context(|| format!("dns: `dns.domain` = {:?} is not a DNS name", settings.domain))?;
-        let mut server = Server::new(Handler { zone, names });
+        let mut server = Server::new(Handler { zone, names, responses });
         let mut local_addrs = Vec::with_capacity(settings.listen.len());
         for listen in &settings.listen {
             let (udp, tcp, local) = bind_pair(*listen).await?;

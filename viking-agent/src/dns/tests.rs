@@ -7,6 +7,7 @@ use hickory_proto::{
     op::{Edns, Message, Query, ResponseCode},
     rr::{Name, RData, RecordType},
 };
+use prometheus_client::metrics::family::Family;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpStream, UdpSocket},
@@ -38,14 +39,18 @@ pub(super) fn state(services: &[(&str, &str, u16, Protocol)]) -> DesiredState {
     state
 }
 
+/// Responses counted by code.
+type Responses = Family<crate::metrics::sources::RcodeLabels, prometheus_client::metrics::counter::Counter>;
+
 /// A responder on a free port of 127.0.0.1 serving `table`; the sender publishes updates.
-async fn start(table: NameTable) -> (SocketAddr, watch::Sender<Arc<NameTable>>) {
+async fn start(table: NameTable) -> (SocketAddr, watch::Sender<Arc<NameTable>>, Responses) {
     let (tx, rx) = watch::channel(Arc::new(table));
     let settings = DnsSettings { listen: vec!["127.0.0.1:0".parse().unwrap()], domain: "viking".into(), ttl: 5 };
-    let server = DnsServer::bind(&settings, rx).await.expect("bind on 127.0.0.1");
+    let responses = Responses::default();
+    let server = DnsServer::bind(&settings, rx, responses.clone()).await.expect("bind on 127.0.0.1");
     let addr = server.local_addrs()[0];
     tokio::spawn(server.run());
-    (addr, tx)
+    (addr, tx, responses)
 }
 
 fn query(name: &str, qtype: RecordType, id: u16) -> Vec<u8> {
@@ -106,7 +111,7 @@ async fn answers_over_udp_and_tcp() {
         ("web", "240.0.0.10", 80, Protocol::Tcp),
         ("v6", "fd00::10", 53, Protocol::Udp),
     ]));
-    let (server, _tx) = start(table).await;
+    let (server, _tx, responses) = start(table).await;
     for tcp in [false, true] {
         let ask = async |name: &str, qtype| {
             if tcp { ask_tcp(server, name, qtype).await } else { ask_udp(server, name, qtype).await }
@@ -131,11 +136,14 @@ async fn answers_over_udp_and_tcp() {
         let RData::SRV(record) = &srv.answers[0].data else { panic!("not SRV: {srv:?}") };
         assert_eq!((record.port, record.target.to_string().as_str()), (53, "v6.service.viking."));
     }
+    let count =
+        |rcode: &str| responses.get_or_create(&crate::metrics::sources::RcodeLabels { rcode: rcode.into() }).get();
+    assert_eq!((count("NoError"), count("NXDomain"), count("Refused")), (8, 2, 2), "counted by code, UDP and TCP");
 }
 
 #[tokio::test]
 async fn serves_the_table_published_last() {
-    let (server, tx) = start(NameTable::from_state(&state(&[("web", "240.0.0.10", 80, Protocol::Tcp)]))).await;
+    let (server, tx, _) = start(NameTable::from_state(&state(&[("web", "240.0.0.10", 80, Protocol::Tcp)]))).await;
     assert_eq!(
         ask_udp(server, "db.service.viking.", RecordType::A).await.metadata.response_code,
         ResponseCode::NXDomain
@@ -153,6 +161,6 @@ async fn a_taken_address_is_named() {
     let addr = taken.local_addr().unwrap();
     let settings = DnsSettings { listen: vec![addr], domain: "viking".into(), ttl: 5 };
     let (_tx, rx) = watch::channel(Arc::new(NameTable::default()));
-    let err = DnsServer::bind(&settings, rx).await.unwrap_err();
+    let err = DnsServer::bind(&settings, rx, Responses::default()).await.unwrap_err();
     assert!(format!("{err:#}").contains(&format!("binding UDP {addr} (`dns.listen`)")), "{err:#}");
 }

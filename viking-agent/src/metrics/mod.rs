@@ -86,6 +86,8 @@ pub struct EndpointContext {
     pub consul: bool,
     /// See `consul`.
     pub docker: bool,
+    /// Whether the DNS responder runs.
+    pub dns: bool,
 }
 
 #[derive(Debug)]

@@ -48,7 +48,7 @@ pub(super) fn render(
 ) -> Result<String, TableError> {
     let settings = &context.settings;
     let mut registry = Registry::default();
-    context.agent.register(&mut registry, context.consul, context.docker);
+    context.agent.register(&mut registry, context.consul, context.docker, context.dns);
     registry.register(
         "viking_build",
         "The agent's version",

@@ -20,6 +20,13 @@ pub struct EventLabels {
     pub action: String,
 }
 
+/// Labels of a DNS response series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RcodeLabels {
+    /// The response code, e.g. `NoError`, `NXDomain`, `Refused`.
+    pub rcode: String,
+}
+
 /// The agent's own metrics.
 #[derive(Clone, Debug)]
 pub struct AgentMetrics {
@@ -45,6 +52,8 @@ pub struct AgentMetrics {
     pub reconcile_writes: Counter,
     /// From a source's update reaching the run loop to its map writes being done.
     pub update_to_kernel: Histogram,
+    /// DNS responses sent, by response code.
+    pub dns_responses: Family<RcodeLabels, Counter>,
 }
 
 impl Default for AgentMetrics {
@@ -62,14 +71,18 @@ impl Default for AgentMetrics {
             reconcile_writes: Counter::default(),
             // 50 µs to ~1.6 s.
             update_to_kernel: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            dns_responses: Family::default(),
         }
     }
 }
 
 impl AgentMetrics {
-    /// Adds every series to `registry`; `consul`/`docker`: whether those sources run (their
+    /// Adds every series to `registry`; `consul`/`docker`/`dns`: whether those run (their
     /// series exist only then).
-    pub fn register(&self, registry: &mut Registry, consul: bool, docker: bool) {
+    pub fn register(&self, registry: &mut Registry, consul: bool, docker: bool, dns: bool) {
+        if dns {
+            registry.register("viking_dns_responses", "DNS responses sent, by code", self.dns_responses.clone());
+        }
         if consul {
             registry.register(
                 "viking_consul_reachable",
