@@ -108,7 +108,9 @@ fn readyz_turns_ready_once_consul_has_answered() {
     let consul = TestConsul::start();
     consul.block_on(consul.server.stop());
     let w = world();
-    let agent = Agent::start(&w.cgroup, &w.pins, &(render(&[]) + &consul.config_section("")));
+    let b = tcp_backends(&w.netns, 1);
+    let local = ServiceSpec::tcp("local", "240.0.0.10", 80, &addrs(&b));
+    let agent = Agent::start(&w.cgroup, &w.pins, &(render(&[local]) + &consul.config_section("")));
     let endpoint = agent.metrics_addr();
     let (status, body) = get(endpoint, "/readyz");
     assert_eq!((status, body.trim()), (503, "not ready: waiting for a source's first answer"));
@@ -125,6 +127,40 @@ fn readyz_turns_ready_once_consul_has_answered() {
     assert_eq!(value(&up, "viking_consul_synced", &[]), Some(1.0));
     assert!(value(&up, "viking_consul_last_answer_timestamp_seconds", &[]) > Some(1.0e9));
     assert!(value(&up, "viking_update_to_kernel_seconds_count", &[]) >= Some(1.0), "applies are timed");
+
+    // Every series the Grafana dashboard plots is one the agent exports.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("../deploy/grafana/viking.json").unwrap()).unwrap();
+    let exported: std::collections::BTreeSet<&str> = up.samples.iter().map(|s| s.metric.as_str()).collect();
+    let mut plotted = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in metric_names(expr) {
+                let base = name.strip_suffix("_bucket").unwrap_or(name);
+                assert!(
+                    exported.contains(name) || exported.contains(base),
+                    "{name} (panel {}) is not exported",
+                    panel["title"]
+                );
+                plotted += 1;
+            }
+        }
+    }
+    assert!(plotted >= 9, "the dashboard plots the agent's series");
+}
+
+/// The `viking_*` metric names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(start) = rest.find("viking_") {
+        let tail = &rest[start..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        names.push(&tail[..end]);
+        rest = &tail[end..];
+    }
+    names
 }
 
 #[test]
