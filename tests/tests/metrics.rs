@@ -182,7 +182,10 @@ fn status_reports_the_running_agent_and_then_what_the_pins_tell() {
 
     let running = status(endpoint);
     assert_eq!(running["agent_version"], env!("CARGO_PKG_VERSION"), "{running}");
-    assert_eq!((&running["ready"], &running["services"], &running["layout"]), (&true.into(), &1.into(), &2.into()));
+    assert_eq!(
+        (&running["ready"], &running["services"], &running["layout"]),
+        (&true.into(), &1.into(), &viking_common::LAYOUT_VERSION.into())
+    );
     assert_eq!(running["cgroup"], w.cgroup.path().display().to_string());
     assert_eq!(running["sources"], serde_json::json!([{ "name": "file", "reported": true }]));
     let programs = running["programs"].as_array().unwrap();
@@ -192,6 +195,6 @@ fn status_reports_the_running_agent_and_then_what_the_pins_tell() {
     agent.stop();
     let stopped = status(endpoint);
     assert!(stopped["agent_version"].is_null(), "no agent answers: {stopped}");
-    assert_eq!((&stopped["services"], &stopped["layout"]), (&1.into(), &2.into()));
+    assert_eq!((&stopped["services"], &stopped["layout"]), (&1.into(), &viking_common::LAYOUT_VERSION.into()));
     assert_eq!(stopped["programs"], running["programs"], "the programs stay attached");
 }

@@ -132,7 +132,7 @@ fn layout_1_pins_are_upgraded_under_load_with_no_failed_connect() {
     assert!(failed.is_empty(), "{} of {} connects failed: {:?}", failed.len(), during.len(), failed.first());
 
     let log = agent.log();
-    assert!(log.contains("upgraded the pinned layout from=1 to=2"), "{log}");
+    assert!(log.contains(&format!("upgraded the pinned layout from=1 to={LAYOUT_VERSION}")), "{log}");
     assert!(log.contains("replaced the program in the pinned link"), "{log}");
     assert!(!log.contains("added web"), "the service is adopted, not rewritten:\n{log}");
     let dump = agent.dump();
@@ -150,13 +150,30 @@ fn layout_1_pins_are_upgraded_under_load_with_no_failed_connect() {
 }
 
 #[test]
+fn pins_of_a_newer_layout_this_agent_can_use_are_adopted_and_keep_their_record() {
+    let w = world();
+    let b = tcp_backends(&w.netns, 1);
+    let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &addrs(&b));
+    let mut agent = Agent::start(&w.cgroup, &w.pins, &render(std::slice::from_ref(&web)));
+    agent.stop();
+    // As a newer release that only added maps would leave them: readable by this layout.
+    mark_layout(&w.pins, LAYOUT_VERSION + 1, LAYOUT_VERSION);
+    agent.restart();
+    assert!(agent.log().contains("adopted pins of a newer layout"), "{}", agent.log());
+    assert_eq!(agent.dump()["layout"], LAYOUT_VERSION + 1, "the newer record stays");
+    let after =
+        client::connect(Some(&w.cgroup), &w.netns, web.frontend(), ClientOptions { count: 4, ..Default::default() });
+    assert_eq!(client::replies(&after).len(), 4);
+}
+
+#[test]
 fn pins_of_a_newer_layout_are_refused_and_left_as_they_are() {
     let w = world();
     let b = tcp_backends(&w.netns, 1);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &addrs(&b));
     let mut agent = Agent::start(&w.cgroup, &w.pins, &render(std::slice::from_ref(&web)));
     agent.stop();
-    mark_layout(&w.pins, LAYOUT_VERSION + 1);
+    mark_layout(&w.pins, LAYOUT_VERSION + 1, LAYOUT_VERSION + 1);
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("viking.toml");
@@ -168,7 +185,10 @@ fn pins_of_a_newer_layout_are_refused_and_left_as_they_are() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
-    let expected = format!("have layout {}, newer than this agent's layout {LAYOUT_VERSION}", LAYOUT_VERSION + 1);
+    let expected = format!(
+        "have layout {0}, which needs an agent of layout {0} or newer; this agent's layout is {LAYOUT_VERSION}",
+        LAYOUT_VERSION + 1
+    );
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(stderr.contains("nothing was changed"), "{stderr}");
 
@@ -177,9 +197,10 @@ fn pins_of_a_newer_layout_are_refused_and_left_as_they_are() {
     assert_eq!(client::replies(&after).len(), 4, "the installed dataplane still serves: {after:?}");
 }
 
-/// Writes `version` into the pins' layout record, as a newer agent would have.
-fn mark_layout(pins: &PinGuard, version: u32) {
+/// Writes a layout record into the pins, as a newer agent would have.
+fn mark_layout(pins: &PinGuard, version: u32, readable_by: u32) {
     let data = MapData::from_pin(pins.path().join("maps").join(names::LAYOUT)).unwrap();
     let mut layout: Array<MapData, u32> = aya::maps::Map::Array(data).try_into().unwrap();
     layout.set(0, version, 0).unwrap();
+    layout.set(1, readable_by, 0).unwrap();
 }

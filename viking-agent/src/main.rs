@@ -71,6 +71,25 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
+    /// Print the kernel's connect decisions as they happen (redirected to which backend,
+    /// refused and why). Reporting is on in the kernel only while this runs.
+    Monitor {
+        /// Only connects to this service.
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Report one connect in N (under load).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        sample: u32,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// The pin directory of the installation.
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
     /// Check a config file: print what it would serve and every error, exit 1 on errors.
     Check {
         /// The TOML config file.
@@ -118,6 +137,10 @@ fn main() -> std::process::ExitCode {
         Command::Uninstall { pin_dir } => commands::uninstall::uninstall(&pin_dir),
         Command::Env { services, prefix, format, pin_dir } => commands::env::env(&pin_dir, &services, &prefix, format),
         Command::Check { config, json } => commands::check::check(&config, json),
+        Command::Monitor { service, json, sample, count, pin_dir } => {
+            let options = commands::monitor::MonitorOptions { service, json, sample_every: sample, count };
+            commands::monitor::monitor(&pin_dir, &options)
+        }
         Command::Status { json, endpoint, pin_dir } => commands::status::status(&pin_dir, endpoint, json),
     };
     match result {

@@ -7,8 +7,8 @@ use core::mem::size_of;
 
 use crate::{
     AffinityKey, AffinityValue, AllowKey, Backend, BackendHealth, BackendStats, CgroupPolicy, ContainerScope,
-    OutlierPolicy, OverlayKey, OverlayTarget, RevNatKey, RevNatValue, ServiceKey, ServiceName, ServiceStats,
-    ServiceValue, Settings, SocketRecord, SocketState, UnknownContainerStats, names,
+    MonitorSettings, OutlierPolicy, OverlayKey, OverlayTarget, RevNatKey, RevNatValue, ServiceKey, ServiceName,
+    ServiceStats, ServiceValue, Settings, SocketRecord, SocketState, UnknownContainerStats, names,
 };
 
 /// What decides a map's number of entries.
@@ -50,9 +50,9 @@ const fn spec<K, V>(name: &'static str, sizing: Sizing) -> MapSpec {
 }
 
 /// Every pinned map. (The audit ring buffer and aya-log's buffer are per program instance
-/// and not pinned.)
-pub const PINNED_MAPS: [MapSpec; 20] = [
-    spec::<u32, u32>(names::LAYOUT, Sizing::Fixed(1)),
+/// and not pinned; the connect monitor's is, so that `viking-agent monitor` can read it.)
+pub const PINNED_MAPS: [MapSpec; 22] = [
+    spec::<u32, u32>(names::LAYOUT, Sizing::Fixed(2)),
     spec::<ServiceKey, ServiceValue>(names::SERVICES, Sizing::ServiceSlots),
     spec::<u32, Backend>(names::BACKENDS, Sizing::Backends),
     spec::<u32, u64>(names::RR_CURSORS, Sizing::Services),
@@ -73,7 +73,13 @@ pub const PINNED_MAPS: [MapSpec; 20] = [
     spec::<u32, Settings>(names::SETTINGS, Sizing::Fixed(1)),
     spec::<u32, ContainerScope>(names::CONTAINER_SCOPE, Sizing::Fixed(1)),
     spec::<u32, UnknownContainerStats>(names::UNKNOWN_CONTAINERS, Sizing::Fixed(1)),
+    spec::<u32, MonitorSettings>(names::MONITOR, Sizing::Fixed(1)),
+    // A ring buffer: no key or value, its size is in bytes.
+    MapSpec { name: names::CONNECT_EVENTS, key_size: 0, value_size: 0, sizing: Sizing::Fixed(CONNECT_EVENTS_BYTES) },
 ];
+
+/// Size of the `CONNECT_EVENTS` ring buffer in bytes (a power of two).
+pub const CONNECT_EVENTS_BYTES: u32 = 256 * 1024;
 
 /// The first pinned map sized by `sizing` (what the loaded size of that limit is read from).
 pub fn sized_by(sizing: Sizing) -> Option<&'static MapSpec> {

@@ -13,6 +13,7 @@ mod backend;
 #[cfg(feature = "std")]
 pub mod cgroup2;
 pub mod layout;
+mod monitor;
 pub mod names;
 mod outlier;
 mod policy;
@@ -22,6 +23,7 @@ mod stats;
 
 pub use address::Ip6;
 pub use backend::Backend;
+pub use monitor::{ConnectEvent, MonitorSettings, Verdict};
 pub use outlier::{BackendHealth, OutlierPolicy};
 pub use policy::{
     AllowKey, AuditEvent, CgroupPolicy, ContainerScope, OverlayKey, OverlayTarget, PolicyMode, Settings,
@@ -31,14 +33,21 @@ pub use service::{Algorithm, INLINE_SLOTS, ServiceKey, ServiceName, ServiceValue
 pub use socket::{AffinityKey, AffinityValue, RevNatKey, RevNatValue, SocketRecord, SocketState};
 pub use stats::{BackendStats, ServiceStats};
 
-/// The layout of the pinned maps and links this build creates, kept in the `LAYOUT` map.
-/// An agent adopts pins of its own layout or an older one (upgrading them) and refuses a
-/// newer one before it touches anything.
+/// The layout of the pinned maps and links this build creates, kept in the `LAYOUT` map
+/// with [`LAYOUT_READABLE_BY`]. An agent adopts pins of its own layout or an older one
+/// (upgrading them), and pins of a newer one that its layout can still use; it refuses
+/// the others before it touches anything.
 ///
 /// - 1: the first pinned layout (17 maps, 9 programs); it had no `LAYOUT` map.
-/// - 2: outlier ejection: `OUTLIER_POLICY`, `BACKEND_HEALTH` and the `sockops` program
-///   added; `LAYOUT` added. Every map of layout 1 is unchanged.
+/// - 2: outlier ejection (`OUTLIER_POLICY`, `BACKEND_HEALTH`, the `sockops` program), the
+///   connect monitor (`MONITOR`, `CONNECT_EVENTS`) and `LAYOUT` added. Every map of
+///   layout 1 is unchanged.
 pub const LAYOUT_VERSION: u32 = 2;
+
+/// The oldest layout whose agents can use pins of [`LAYOUT_VERSION`]: 1, because layout 2
+/// only added maps and a program, which a layout-1 agent leaves alone. A layout that
+/// changes a map an older agent uses raises it.
+pub const LAYOUT_READABLE_BY: u32 = 1;
 
 /// IP protocol number of TCP, as in `bpf_sock_addr.protocol` and `ServiceKey::protocol`.
 pub const IPPROTO_TCP: u8 = 6;
@@ -112,6 +121,8 @@ mod pod {
     unsafe impl aya::Pod for super::OutlierPolicy {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::BackendHealth {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::MonitorSettings {}
 }
 
 #[cfg(test)]
@@ -146,5 +157,7 @@ mod layout_tests {
         assert_eq!(size_of::<UnknownContainerStats>(), 16);
         assert_eq!(size_of::<OutlierPolicy>(), 12);
         assert_eq!(size_of::<BackendHealth>(), 56);
+        assert_eq!(size_of::<MonitorSettings>(), 8);
+        assert_eq!(size_of::<ConnectEvent>(), 56);
     }
 }

@@ -31,6 +31,11 @@ pub const OUTLIER_POLICY: &str = "VIKING_OUTLIER_POLICY";
 /// `BACKEND_HEALTH`: backend id -> connect outcomes and ejection.
 pub const BACKEND_HEALTH: &str = "VIKING_BACKEND_HEALTH";
 
+/// `MONITOR`: whether (and how often) connects are reported to `CONNECT_EVENTS`.
+pub const MONITOR: &str = "VIKING_MONITOR";
+/// `CONNECT_EVENTS`: ring buffer of connect decisions, for `viking-agent monitor`.
+pub const CONNECT_EVENTS: &str = "VIKING_CONNECT_EVENTS";
+
 /// `LAYOUT`: the layout version of the pins (agent only).
 pub const LAYOUT: &str = "VIKING_LAYOUT";
 

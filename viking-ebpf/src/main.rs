@@ -18,6 +18,8 @@ mod health;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
+mod monitor;
+#[cfg(target_arch = "bpf")]
 mod policy;
 #[cfg(target_arch = "bpf")]
 mod programs;

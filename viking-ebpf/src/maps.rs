@@ -12,9 +12,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use viking_common::{
-    AffinityKey, AffinityValue, AllowKey, AuditEvent, Backend, BackendHealth, BackendStats, CgroupPolicy,
-    ContainerScope, OutlierPolicy, OverlayKey, OverlayTarget, RevNatKey, RevNatValue, ServiceKey, ServiceName,
-    ServiceStats, ServiceValue, Settings, SocketRecord, SocketState, UnknownContainerStats, limits,
+    AffinityKey, AffinityValue, AllowKey, AuditEvent, Backend, BackendHealth, BackendStats, CgroupPolicy, ConnectEvent,
+    ContainerScope, MonitorSettings, OutlierPolicy, OverlayKey, OverlayTarget, RevNatKey, RevNatValue, ServiceKey,
+    ServiceName, ServiceStats, ServiceValue, Settings, SocketRecord, SocketState, UnknownContainerStats, limits,
 };
 
 /// Frontends and their backend slots.
@@ -130,12 +130,11 @@ pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue, { limits::MAX_AFFINI
 pub static SERVICE_NAMES: HashMap<u32, ServiceName, { limits::MAX_SERVICES as usize }, { BPF_F_NO_PREALLOC as usize }> =
     HashMap::new();
 
-/// The layout version of the pins ([`viking_common::LAYOUT_VERSION`]), for the next agent
-/// that adopts them. No program reads it.
-/// - key: 0; value: `u32`
+/// The layout of the pins, for the next agent that adopts them. No program reads it.
+/// - key 0: [`viking_common::LAYOUT_VERSION`]; key 1: [`viking_common::LAYOUT_READABLE_BY`]
 /// - writer and reader: agent
 #[btf_map(name = "VIKING_LAYOUT")]
-pub static LAYOUT: Array<u32, 1> = Array::new();
+pub static LAYOUT: Array<u32, 2> = Array::new();
 
 /// Per-container policy mode.
 /// - key: cgroup id (`u64`); value: [`CgroupPolicy`] (absent = off)
@@ -191,3 +190,16 @@ pub static UNKNOWN_CONTAINERS: PerCpuArray<UnknownContainerStats, 1> = PerCpuArr
 /// - size: 256 KiB; when the agent is not reading, new records are dropped
 #[btf_map(name = "VIKING_AUDIT_EVENTS")]
 pub static AUDIT_EVENTS: RingBuf<AuditEvent, { 256 * 1024 }> = RingBuf::new();
+
+/// Whether connect decisions are reported, and how often.
+/// - key: 0; value: [`MonitorSettings`] (`sample_every` 0 = off)
+/// - writer: `viking-agent monitor` (on while it runs); reader: connect4/6
+#[btf_map(name = "VIKING_MONITOR")]
+pub static MONITOR: Array<MonitorSettings, 1> = Array::new();
+
+/// Connect decisions while a monitor watches.
+/// - records: [`ConnectEvent`]; writer: connect4/6; reader: `viking-agent monitor`
+/// - size: `layout::CONNECT_EVENTS_BYTES`; when the monitor falls behind, records are dropped
+#[btf_map(name = "VIKING_CONNECT_EVENTS")]
+pub static CONNECT_EVENTS: RingBuf<ConnectEvent, { viking_common::layout::CONNECT_EVENTS_BYTES as usize }> =
+    RingBuf::new();

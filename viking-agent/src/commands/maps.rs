@@ -209,7 +209,8 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Dump> {
         });
     }
     let (policy, container_scope) = read_policy(pin_dir)?;
-    let layout = crate::dataplane::pinned_layout(&PinDir::new(pin_dir))?.unwrap_or(viking_common::LAYOUT_VERSION);
+    let layout =
+        crate::dataplane::pinned_layout(&PinDir::new(pin_dir))?.map_or(viking_common::LAYOUT_VERSION, |l| l.version);
     Ok(Dump { layout, services, policy, container_scope })
 }
 

@@ -73,7 +73,7 @@ fn ask(endpoint: SocketAddr) -> Option<Status> {
 /// What the pins tell without an agent.
 fn from_pins(pin_dir: &Path) -> anyhow::Result<Status> {
     let pins = PinDir::new(pin_dir);
-    let layout = pinned_layout(&pins)?;
+    let layout = pinned_layout(&pins)?.map(|l| l.version);
     anyhow::ensure!(layout.is_some(), "no agent answers and nothing is pinned at {}", pin_dir.display());
     let dump = super::maps::read(pin_dir).context("reading the pinned maps")?;
     Ok(Status {

@@ -26,7 +26,7 @@ use aya::{
 pub use layout::{HOOKS, PINNED_MAPS};
 use pins::PinDir;
 use tables::{KernelTables, MapSource};
-use viking_common::{LAYOUT_VERSION, layout::Sizing, names};
+use viking_common::{LAYOUT_READABLE_BY, LAYOUT_VERSION, layout::Sizing, names};
 
 use crate::config::Limits;
 
@@ -56,17 +56,20 @@ pub enum DataplaneError {
         /// The value this agent needs.
         expected: u32,
     },
-    /// The pins were made by a newer Viking, whose layout this agent does not know.
+    /// The pins were made by a newer Viking, whose layout this agent cannot use.
     #[error(
-        "the pins under {path} have layout {found}, newer than this agent's layout {supported}: \
-         they were created by a newer Viking version. Run that version, or `viking-agent \
-         uninstall` first (VIP connects fail until an agent installs again); nothing was changed"
+        "the pins under {path} have layout {found}, which needs an agent of layout {readable_by} \
+         or newer; this agent's layout is {supported}: they were created by a newer Viking \
+         version. Run that version, or `viking-agent uninstall` first (VIP connects fail until \
+         an agent installs again); nothing was changed"
     )]
     NewerLayout {
         /// The pin directory.
         path: PathBuf,
         /// The layout version found.
         found: u32,
+        /// The oldest layout that can use the pins.
+        readable_by: u32,
         /// [`LAYOUT_VERSION`].
         supported: u32,
     },
@@ -120,8 +123,13 @@ impl Dataplane {
     /// last. Pins of a newer layout are refused before anything is touched.
     pub fn install(pins: &PinDir, cgroup: &Path, limits: &Limits) -> Result<Self, DataplaneError> {
         let found = pinned_layout(pins)?;
-        if let Some(found) = found.filter(|v| *v > LAYOUT_VERSION) {
-            return Err(DataplaneError::NewerLayout { path: pins.root().into(), found, supported: LAYOUT_VERSION });
+        if let Some(found) = found.filter(|f| f.readable_by > LAYOUT_VERSION) {
+            return Err(DataplaneError::NewerLayout {
+                path: pins.root().into(),
+                found: found.version,
+                readable_by: found.readable_by,
+                supported: LAYOUT_VERSION,
+            });
         }
         pins.create().map_err(|source| DataplaneError::PinDir { path: pins.root().into(), source })?;
         let map_paths: Vec<(&'static str, PathBuf, Option<u32>)> = PINNED_MAPS
@@ -169,8 +177,14 @@ impl Dataplane {
                 }
             }
         }
-        record_layout(&mut ebpf)?;
-        let upgraded_from = found.filter(|v| *v < LAYOUT_VERSION);
+        match found {
+            // A newer layout this agent can use: its record (and what only it knows) stays.
+            Some(newer) if newer.version > LAYOUT_VERSION => {
+                tracing::warn!(pinned = newer.version, agent = LAYOUT_VERSION, "adopted pins of a newer layout");
+            }
+            _ => record_layout(&mut ebpf)?,
+        }
+        let upgraded_from = found.map(|f| f.version).filter(|v| *v < LAYOUT_VERSION);
         if let Some(from) = upgraded_from {
             tracing::info!(from, to = LAYOUT_VERSION, "upgraded the pinned layout");
         }
@@ -180,13 +194,22 @@ impl Dataplane {
     }
 }
 
-/// The layout version of the pins under `pins`: `None` when nothing is pinned there, 1 for
+/// The layout record of an installation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinnedLayout {
+    /// Its layout version.
+    pub version: u32,
+    /// The oldest layout whose agents can use it.
+    pub readable_by: u32,
+}
+
+/// The layout of the pins under `pins`: `None` when nothing is pinned there, layout 1 for
 /// pins made before the layout was recorded (or whose record was never written).
-pub fn pinned_layout(pins: &PinDir) -> Result<Option<u32>, DataplaneError> {
+pub fn pinned_layout(pins: &PinDir) -> Result<Option<PinnedLayout>, DataplaneError> {
     let path = pins.map(names::LAYOUT);
     if !path.exists() {
         let legacy = PINNED_MAPS.iter().any(|spec| pins.map(spec.name).exists());
-        return Ok(legacy.then_some(1));
+        return Ok(legacy.then_some(PinnedLayout { version: 1, readable_by: 1 }));
     }
     let unreadable = |err: &dyn std::fmt::Display| DataplaneError::PinDir {
         path: path.clone(),
@@ -194,8 +217,9 @@ pub fn pinned_layout(pins: &PinDir) -> Result<Option<u32>, DataplaneError> {
     };
     let data = MapData::from_pin(&path).map_err(|err| unreadable(&err))?;
     let layout: Array<MapData, u32> = Map::Array(data).try_into().map_err(|err| unreadable(&err))?;
-    let version = layout.get(&0, 0).map_err(|err| unreadable(&err))?;
-    Ok(Some(version.max(1)))
+    let version = layout.get(&0, 0).map_err(|err| unreadable(&err))?.max(1);
+    let readable_by = layout.get(&1, 0).map_err(|err| unreadable(&err))?.clamp(1, version);
+    Ok(Some(PinnedLayout { version, readable_by }))
 }
 
 /// Records this agent's layout in the (adopted or new) `LAYOUT` map.
@@ -204,6 +228,7 @@ fn record_layout(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
         .map_mut(names::LAYOUT)
         .ok_or_else(|| tables::TableError::Missing { name: names::LAYOUT, detail: "not in the eBPF object".into() })?;
     let mut layout: Array<&mut MapData, u32> = map.try_into().map_err(tables::map_err(names::LAYOUT))?;
+    layout.set(1, LAYOUT_READABLE_BY, 0).map_err(tables::map_err(names::LAYOUT))?;
     layout.set(0, LAYOUT_VERSION, 0).map_err(tables::map_err(names::LAYOUT))?;
     Ok(())
 }

@@ -153,7 +153,7 @@ async fn respond(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp
         "/status" => {
             let status = status::Status {
                 agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-                layout: crate::dataplane::pinned_layout(&shared.context.pins).ok().flatten(),
+                layout: crate::dataplane::pinned_layout(&shared.context.pins).ok().flatten().map(|l| l.version),
                 pin_dir: shared.context.pins.root().display().to_string(),
                 cgroup: Some(shared.context.cgroup.display().to_string()),
                 ready: Some(inventory.is_ready()),

@@ -6,6 +6,7 @@ use viking_common::{IPPROTO_UDP, Ip6, SocketState};
 use super::verdict;
 use crate::{
     balancer::{Choice, Pick, Refusal},
+    monitor,
     redirect::resolve,
     sockaddr::{SockAddr, V4, V6},
     sockets,
@@ -33,10 +34,14 @@ fn try_connect<const IPV6: bool>(ctx: &SockAddrContext) -> Result<(), Refusal> {
     // what getpeername must show.
     let requested = sock.address();
     let requested_port_be = sock.port_be();
-    let Some(choice) = resolve(&sock, protocol, Pick::ByAlgorithm)? else {
+    let outcome = match resolve(&sock, protocol, Pick::ByAlgorithm) {
+        Ok(Some(choice)) => sock.set(&choice.backend.address, choice.backend.port_be).map(|()| Some(choice)),
+        other => other,
+    };
+    monitor::report(requested, requested_port_be, protocol, &outcome);
+    let Some(choice) = outcome? else {
         return Ok(());
     };
-    sock.set(&choice.backend.address, choice.backend.port_be)?;
     remember(ctx, requested, requested_port_be, &choice, protocol);
     Ok(())
 }
