@@ -32,6 +32,8 @@ pub enum EnvFormat {
     Env,
     /// `export NAME='value'` lines, for `eval` or `source` in a shell.
     Shell,
+    /// One JSON object, `{"NAME": "value", ...}` (keys sorted by name).
+    Json,
 }
 
 /// Prints the variables of `services`, read from the maps pinned under `pin_dir`.
@@ -51,7 +53,7 @@ pub fn render(dumped: &[DumpedService], names: &[String], prefix: &str, format: 
     let unknown: Vec<String> =
         names.iter().filter(|name| !dumped.iter().any(|s| &s.name == *name)).map(|name| format!("{name:?}")).collect();
     anyhow::ensure!(unknown.is_empty(), "unknown service(s): {}", unknown.join(", "));
-    let mut text = String::new();
+    let mut vars: Vec<(String, String)> = Vec::new();
     let mut seen_names = BTreeSet::new();
     let mut seen_aliases = BTreeSet::new();
     for name in names {
@@ -82,23 +84,30 @@ pub fn render(dumped: &[DumpedService], names: &[String], prefix: &str, format: 
             let url = format!("{protocol}://{}", std::net::SocketAddr::new(*vip, *port));
             let var = format!("{alias}_PORT_{port}_{}", protocol.to_ascii_uppercase());
             if i == 0 {
-                line(&mut text, format, &format!("{alias}_PORT"), &url);
+                vars.push((format!("{alias}_PORT"), url.clone()));
             }
-            line(&mut text, format, &var, &url);
-            line(&mut text, format, &format!("{var}_ADDR"), &vip.to_string());
-            line(&mut text, format, &format!("{var}_PORT"), &port.to_string());
-            line(&mut text, format, &format!("{var}_PROTO"), protocol);
+            vars.push((var.clone(), url));
+            vars.push((format!("{var}_ADDR"), vip.to_string()));
+            vars.push((format!("{var}_PORT"), port.to_string()));
+            vars.push((format!("{var}_PROTO"), (*protocol).to_owned()));
         }
     }
-    Ok(text)
+    Ok(match format {
+        EnvFormat::Json => {
+            let object: serde_json::Map<String, serde_json::Value> =
+                vars.into_iter().map(|(name, value)| (name, value.into())).collect();
+            serde_json::to_string_pretty(&object)? + "\n"
+        }
+        _ => vars.iter().map(|(name, value)| line(format, name, value)).collect(),
+    })
 }
 
 /// One variable; shell values are single-quoted (a `'` inside becomes `'\''`).
-fn line(text: &mut String, format: EnvFormat, name: &str, value: &str) {
-    text.push_str(&match format {
-        EnvFormat::Env => format!("{name}={value}\n"),
+fn line(format: EnvFormat, name: &str, value: &str) -> String {
+    match format {
         EnvFormat::Shell => format!("export {name}='{}'\n", value.replace('\'', r"'\''")),
-    });
+        _ => format!("{name}={value}\n"),
+    }
 }
 
 #[cfg(test)]
@@ -184,5 +193,17 @@ DNS_PORT_53_UDP_PROTO=udp
         assert!(prefix.to_string().starts_with("`--prefix` = \"MY-\""), "{prefix}");
         let clash = vec![service("a-b", "240.0.0.1", 1, "tcp"), service("a_b", "240.0.0.2", 1, "tcp")];
         assert!(render(&clash, &names(&["a-b", "a_b"]), "", EnvFormat::Env).is_err());
+    }
+
+    #[test]
+    fn json_holds_the_same_variables() {
+        let json = render(&dump(), &["web-api".into()], "", EnvFormat::Json).unwrap();
+        let object: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let env = render(&dump(), &["web-api".into()], "", EnvFormat::Env).unwrap();
+        for line in env.lines() {
+            let (name, value) = line.split_once('=').unwrap();
+            assert_eq!(object[name], value, "{name}");
+        }
+        assert_eq!(object.as_object().unwrap().len(), env.lines().count());
     }
 }
