@@ -57,7 +57,8 @@ fn a_killed_backend_is_ejected_after_three_refused_connects_and_served_again_aft
 
     let failures = failed(&attempts);
     println!("killed backend: {} of {} connects failed", failures.len(), attempts.len());
-    assert!(failures.iter().all(|a| a.errno == Some(REFUSED)), "{failures:?}");
+    // Refused, or reset when a connect sat in the dying listener's accept queue.
+    assert!(failures.iter().all(|a| matches!(a.errno, Some(REFUSED | 104))), "{failures:?}");
     assert!(!failures.is_empty(), "the kill happened under load, so some connects reached the dead backend");
     assert!(failures.len() <= 20, "{} of {} connects failed; at most 20 may", failures.len(), attempts.len());
     let entry = backend_entry(&agent, dead_addr);
