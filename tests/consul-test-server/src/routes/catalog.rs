@@ -4,6 +4,11 @@
 //! lists every node ordered by name, with the nodes table's index, which
 //! moves when a node is created, changed or deleted, but not when a service
 //! is registered on a node that stays the same (`state.Store.Nodes`).
+//!
+//! `GET /v1/catalog/node/:node` (<https://developer.hashicorp.com/consul/api-docs/catalog#retrieve-map-of-services-for-a-node>)
+//! is the node and its services by ID, with the highest index of the nodes and services
+//! tables (`state.Store.NodeServices`: `maxIndexTxn(tx, "nodes", "services")`), so any
+//! node or service write anywhere moves it; an unknown node is `null`, not 404.
 
 use bytes::Bytes;
 
@@ -81,6 +86,23 @@ pub(super) async fn nodes(shared: &Shared, params: &Params) -> Result<HttpRespon
             let nodes: Vec<_> = store.nodes_sorted().into_iter().map(render::node_out).collect();
             encode(&nodes)
         },
+    )
+    .await;
+    Ok(with_read_meta(json_bytes(body?), index, options.consistency))
+}
+
+/// `GET /v1/catalog/node/:node` → `{"Node": Node, "Services": {"id": Service, …}}` or `null`, blocking.
+pub(super) async fn node(shared: &Shared, params: &Params, name: &str) -> Result<HttpResponse, HttpError> {
+    let options = ReadOptions::parse(params, &shared.datacenter)?;
+    if name.is_empty() {
+        return Err(HttpError::bad_request("Missing node name"));
+    }
+    let (index, body) = blocking::run(
+        shared,
+        Topic::Catalog,
+        options.blocking,
+        |store| store.nodes_index().max(store.services_index()),
+        |store| encode(&store.node(name).map(render::node_services)),
     )
     .await;
     Ok(with_read_meta(json_bytes(body?), index, options.consistency))

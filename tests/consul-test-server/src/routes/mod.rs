@@ -69,6 +69,7 @@ enum Endpoint<'a> {
     CatalogServices,
     CatalogService(&'a str),
     CatalogNodes,
+    CatalogNode(&'a str),
     CatalogDatacenters,
     HealthService(&'a str),
     HealthState(&'a str),
@@ -93,6 +94,7 @@ async fn serve(shared: &Shared, request: RequestHead<'_>, body: Incoming) -> Res
         Endpoint::CatalogServices => catalog::services(shared, params).await,
         Endpoint::CatalogService(name) => catalog::service(shared, params, name).await,
         Endpoint::CatalogNodes => catalog::nodes(shared, params).await,
+        Endpoint::CatalogNode(name) => catalog::node(shared, params, name).await,
         Endpoint::CatalogDatacenters => catalog::datacenters(shared),
         Endpoint::HealthService(name) => health::service(shared, params, name).await,
         Endpoint::HealthState(state) => health::state(shared, params, state).await,
@@ -130,6 +132,9 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<(Endpoint<'a>, Access), H
     }
     if let Some(name) = path.strip_prefix("/v1/catalog/service/") {
         return allow(&get, Endpoint::CatalogService(name), Access::Read);
+    }
+    if let Some(name) = path.strip_prefix("/v1/catalog/node/") {
+        return allow(&get, Endpoint::CatalogNode(name), Access::Read);
     }
     if let Some(rest) = path.strip_prefix("/v1/agent/check/") {
         let actions = [

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use crate::state::{CheckRecord, NodeRecord, ServiceRecord};
-use crate::wire::{CatalogServiceOut, CheckOut, Empty, HealthEntryOut, NodeOut, ProxyOut, ServiceOut, Status};
+use crate::wire::{
+    CatalogServiceOut, CheckOut, Empty, HealthEntryOut, NodeOut, NodeServicesOut, ProxyOut, ServiceOut, Status,
+};
 
 static NO_META: BTreeMap<String, String> = BTreeMap::new();
 
@@ -75,6 +77,14 @@ pub(super) fn node_out(node: &NodeRecord) -> NodeOut<'_> {
         meta: node.fields.meta.as_ref(),
         create_index: node.create_index,
         modify_index: node.modify_index,
+    }
+}
+
+/// The `/v1/catalog/node/:node` answer for a node.
+pub(super) fn node_services(node: &NodeRecord) -> NodeServicesOut<'_> {
+    NodeServicesOut {
+        node: node_out(node),
+        services: node.services.iter().map(|(id, service)| (id.as_str(), service_out(service))).collect(),
     }
 }
 

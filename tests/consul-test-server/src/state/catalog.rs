@@ -85,13 +85,10 @@ impl Store {
         self.services_table_index
     }
 
-    /// Every service name with the union of its instances' tags.
-    pub(crate) fn service_tags(&self) -> BTreeMap<&str, BTreeSet<&str>> {
-        let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        for (_, service) in self.instances.values().flat_map(|keys| self.resolve(keys)) {
-            out.entry(&service.fields.name).or_default().extend(service.fields.tags.iter().map(String::as_str));
-        }
-        out
+    /// Every service name with the union of its instances' tags, from the listing kept up
+    /// to date by every write (a read costs the names, not the instances).
+    pub(crate) fn service_tags(&self) -> BTreeMap<&str, Vec<&str>> {
+        self.service_list.names.iter().map(|(name, listed)| (name.as_str(), listed.tags())).collect()
     }
 
     /// The index catalog and health queries for `name` report: the last
@@ -150,11 +147,11 @@ impl Store {
         };
         let new_name = fields.name.to_lowercase();
         let id = fields.id.clone();
-        let old_name = match node.services.get_mut(&id) {
+        let listing = (fields.name.clone(), fields.tags.clone());
+        let old = match node.services.get_mut(&id) {
             Some(existing) if existing.fields == fields => return,
             Some(existing) => {
-                let old = existing.fields.name.to_lowercase();
-                existing.fields = fields;
+                let old = std::mem::replace(&mut existing.fields, fields);
                 existing.modify_index = index;
                 Some(old)
             }
@@ -165,10 +162,15 @@ impl Store {
             }
         };
         let key = (node_name.to_owned(), id);
-        if let Some(old_name) = old_name.filter(|old| *old != new_name) {
-            self.remove_instance(&old_name, &key);
-            self.bump_service(old_name, index, touched);
+        if let Some(old) = old {
+            self.service_list.remove(&old.name, &old.tags);
+            let old_name = old.name.to_lowercase();
+            if old_name != new_name {
+                self.remove_instance(&old_name, &key);
+                self.bump_service(old_name, index, touched);
+            }
         }
+        self.service_list.add(&listing.0, &listing.1);
         self.instances.entry(new_name.clone()).or_default().insert(key);
         self.bump_service(new_name, index, touched);
         self.touch_service_list(index, touched);
@@ -221,6 +223,7 @@ impl Store {
             return;
         }
         for (id, service) in &node.services {
+            self.service_list.remove(&service.fields.name, &service.fields.tags);
             let lower = service.fields.name.to_lowercase();
             self.remove_instance(&lower, &(name.to_owned(), id.clone()));
             self.bump_service(lower, index, touched);
@@ -247,6 +250,7 @@ impl Store {
         if !check_ids.is_empty() {
             self.touch_checks(index, touched);
         }
+        self.service_list.remove(&service.fields.name, &service.fields.tags);
         let lower = service.fields.name.to_lowercase();
         self.remove_instance(&lower, &(node_name.to_owned(), service_id.to_owned()));
         self.bump_service(lower, index, touched);
@@ -294,11 +298,13 @@ impl Store {
     fn touch_service_list(&mut self, index: u64, touched: &mut Touched) {
         self.services_table_index = index;
         touched.insert(Topic::ServiceList);
+        touched.insert(Topic::Catalog);
     }
 
     fn touch_nodes(&mut self, index: u64, touched: &mut Touched) {
         self.nodes_table_index = index;
         touched.insert(Topic::Nodes);
+        touched.insert(Topic::Catalog);
     }
 
     fn touch_checks(&mut self, index: u64, touched: &mut Touched) {

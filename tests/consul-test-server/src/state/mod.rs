@@ -10,6 +10,7 @@
 mod catalog;
 mod kv;
 mod records;
+mod service_list;
 mod tables;
 mod txn;
 mod validate;
@@ -36,6 +37,8 @@ pub(crate) enum Topic {
     Nodes,
     /// The checks table (`/v1/health/state/:state`).
     Checks,
+    /// The nodes or the services table (`/v1/catalog/node/:node`).
+    Catalog,
 }
 
 /// Topics touched by one write.
@@ -58,6 +61,8 @@ pub(crate) struct Store {
     /// instance (or its checks or node). Kept after the last instance goes,
     /// so the index of an extinct service does not jump.
     service_indexes: HashMap<String, u64>,
+    /// What `/v1/catalog/services` lists.
+    service_list: service_list::ServiceList,
     /// Index of the last change to any service registration.
     services_table_index: u64,
     /// Index of the last node created, changed or deleted: Consul's
@@ -87,6 +92,7 @@ impl Store {
             nodes: HashMap::new(),
             instances: HashMap::new(),
             service_indexes: HashMap::new(),
+            service_list: service_list::ServiceList::default(),
             services_table_index: 0,
             nodes_table_index: 0,
             checks_table_index: 0,

@@ -22,6 +22,11 @@ impl Store {
         self.checks_table_index
     }
 
+    /// A node by name; Consul's node index is case-insensitive.
+    pub(crate) fn node(&self, name: &str) -> Option<&NodeRecord> {
+        self.nodes.get(name).or_else(|| self.nodes.values().find(|node| node.name.eq_ignore_ascii_case(name)))
+    }
+
     /// Every node, by name as Consul orders them.
     pub(crate) fn nodes_sorted(&self) -> Vec<&NodeRecord> {
         let mut nodes: Vec<&NodeRecord> = self.nodes.values().collect();

@@ -264,6 +264,14 @@ pub(crate) struct HealthEntryOut<'a> {
     pub checks: Vec<CheckOut<'a>>,
 }
 
+/// `structs.NodeServices`: `GET /v1/catalog/node/:node`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct NodeServicesOut<'a> {
+    pub node: NodeOut<'a>,
+    pub services: std::collections::BTreeMap<&'a str, ServiceOut<'a>>,
+}
+
 /// `structs.ServiceNode`: one element of `GET /v1/catalog/service/:service`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]

@@ -5,6 +5,7 @@ mod acl;
 mod agent_self;
 mod blocking;
 mod catalog;
+mod catalog_node;
 mod catalog_nodes;
 mod counters;
 mod faults;
