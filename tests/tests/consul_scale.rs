@@ -1,10 +1,11 @@
-//! Consul at more than a handful of services: over HTTPS the per-service watches share a
-//! few HTTP/2 connections, missing VIPs are allocated many per transaction, and a dev
-//! agent's loopback instances are backends on its own node only.
+//! Consul at more than a handful of services: the first sync reads node by node, over
+//! HTTPS the per-service watches share a few HTTP/2 connections, missing VIPs are
+//! allocated many per transaction, and a dev agent's loopback instances are backends on
+//! its own node only.
 
 use std::time::Duration;
 
-use consul_test_server::{CheckSpec, Options, Registration};
+use consul_test_server::{CheckSpec, Fault, Options, Registration, Status};
 use viking_tests::{
     Agent, Backend,
     client::{self, ClientOptions},
@@ -62,6 +63,54 @@ fn over_https_a_thousand_services_share_a_few_http2_connections() {
         "{:?}",
         served(&agent).get("svc-0017")
     );
+}
+
+/// An instance of `svc-<index>` on one of four nodes with fixed addresses (a registration
+/// that leaves its node unchanged does not touch Consul's nodes table).
+fn on_node(index: u32, copy: u32) -> Registration {
+    let name = format!("svc-{index:04}");
+    let node = (index + copy) % 4;
+    Registration::new(format!("node-{node}"), format!("10.220.0.{}", node + 1), &name)
+        .id(format!("{name}-{copy}"))
+        .service_address(format!("10.{}.0.{}", 221 + copy, 1 + index))
+        .port(8080)
+        .check(CheckSpec::passing(format!("{name}-{copy}-check")))
+}
+
+#[test]
+fn the_first_sync_reads_node_by_node_and_misses_no_change_made_meanwhile() {
+    const SERVICES: u32 = 40;
+    let consul = TestConsul::start();
+    let w = world();
+    consul.server.register_many((0..SERVICES).map(|i| on_node(i, 0))).unwrap();
+    // Hold the first read at its last step, after every node and the critical checks were
+    // read: what changes now is not in it.
+    consul.server.faults().set_for("/v1/health/state/warning", Fault::Hang);
+    let agent = Agent::start(&w.cgroup, &w.pins, &(render(&[]) + &consul.config_section("")));
+    let held = wait_for(Duration::from_secs(10), || {
+        consul.server.request_log().iter().any(|r| r.path == "/v1/health/state/warning").then_some(())
+    });
+    assert!(held.is_some(), "the agent never read the warning checks\n{}", agent.log());
+    consul.server.register(on_node(3, 1)).unwrap();
+    assert_eq!(consul.server.set_check_status("svc-0005-0-check", Status::Critical), 1);
+    consul.server.faults().clear();
+
+    let expected = |s: &viking_tests::consul::Served| {
+        // svc-0005 keeps its VIP, with no backend while none passes.
+        s.len() == SERVICES as usize && s["svc-0003"].2.len() == 2 && s["svc-0005"].2.is_empty()
+    };
+    assert!(
+        wait_served(&agent, Duration::from_secs(5), expected),
+        "a change made during the first read was lost: {:?}\n{}",
+        served(&agent),
+        agent.log()
+    );
+    let log = consul.server.request_log();
+    let node_reads = log.iter().filter(|r| r.path.starts_with("/v1/catalog/node/")).count();
+    let first_health_reads =
+        log.iter().filter(|r| r.path.starts_with("/v1/health/service/") && r.index_param.is_none()).count();
+    assert_eq!(node_reads, 4, "one read per node");
+    assert_eq!(first_health_reads, 0, "no service asked on its own: its first answer came from the node reads");
 }
 
 #[test]

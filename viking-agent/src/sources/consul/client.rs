@@ -73,6 +73,8 @@ pub struct ConsulClient {
     datacenter: Option<String>,
     stale: bool,
     wait: Duration,
+    /// Set once the first connection was opened ([`ConsulClient::connected`]).
+    connected: std::sync::Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl ConsulClient {
@@ -121,6 +123,7 @@ impl ConsulClient {
             datacenter: settings.datacenter.clone(),
             stale: settings.stale,
             wait,
+            connected: std::sync::Arc::default(),
         })
     }
 
@@ -157,6 +160,7 @@ impl ConsulClient {
         query: &[(&str, &str)],
         index: Option<u64>,
     ) -> Result<Indexed<Bytes>, ConsulError> {
+        self.connected().await;
         let url = format!("{}{path}", self.base);
         let mut request = self.request(reqwest::Method::GET, path).query(query);
         if self.stale {
@@ -181,9 +185,23 @@ impl ConsulClient {
         Ok(Indexed { index, body: Some(bytes) })
     }
 
+    /// Before this client's first request, opens its connection with one small request
+    /// (`/v1/status/leader`), which the requests waiting meanwhile then share: over HTTPS,
+    /// requests that start before a connection has negotiated HTTP/2 each open their own
+    /// (hundreds of watches starting together would open hundreds). Errors are left to the
+    /// requests that follow.
+    async fn connected(&self) {
+        self.connected
+            .get_or_init(|| async {
+                let _ = self.request(reqwest::Method::GET, "/v1/status/leader").send().await;
+            })
+            .await;
+    }
+
     /// `PUT /v1/txn`: applies every operation or none. A rollback (409) is an answer,
     /// not an error: its `errors` name the operations that failed.
     pub async fn txn(&self, ops: &[TxnOp]) -> Result<TxnResponse, ConsulError> {
+        self.connected().await;
         let path = "/v1/txn";
         let url = format!("{}{path}", self.base);
         let request = self.request(reqwest::Method::PUT, path).json(ops);
@@ -214,6 +232,7 @@ impl ConsulClient {
 
     /// Sends a KV write and reads its `true`/`false` body.
     async fn boolean(&self, path: String, request: reqwest::RequestBuilder) -> Result<bool, ConsulError> {
+        self.connected().await;
         let url = format!("{}{path}", self.base);
         let response = request.send().await.map_err(|source| ConsulError::Transport { url: url.clone(), source })?;
         if !response.status().is_success() {

@@ -7,6 +7,7 @@
 //!   over a bounded number of HTTP/2 connections) and their clients;
 //! - `allocator` and `vips`: VIPs allocated in Consul's KV with check-and-set, many per
 //!   transaction;
+//! - `snapshot`: the first read of every service in a few requests per node;
 //! - `instances`: one service's instances as backends; `watch`: Consul's blocking-query
 //!   rules; `client` and `wire`: HTTP and JSON.
 //!
@@ -18,6 +19,7 @@
 mod allocator;
 mod client;
 mod instances;
+mod snapshot;
 mod state;
 mod vips;
 mod watch;
@@ -31,7 +33,8 @@ use tokio::sync::{Semaphore, mpsc};
 use self::{
     allocator::{Request, SERVICES_PER_TXN},
     client::{ConsulClient, ConsulError},
-    state::{ConsulState, Settings},
+    snapshot::Snapshot,
+    state::{ConsulState, Settings, WatchPlan},
     vips::{Allocation, Keys},
     watchers::Watchers,
     wire::{AgentSelf, CatalogNode, CatalogServices, HealthEntry, KvEntry},
@@ -50,6 +53,8 @@ const BURST: usize = 10_000;
 pub enum Event {
     /// The catalog's service list.
     Catalog(CatalogServices),
+    /// Every service's passing instances, read at start (`None`: not usable).
+    Snapshot(Option<Snapshot>),
     /// A service's passing instances.
     Health {
         /// The service.
@@ -129,6 +134,8 @@ impl ConsulSource {
             local_node,
         });
         let mut watchers = Watchers::new(self.settings.clone(), self.client.clone(), events_tx.clone());
+        state.expect_snapshot();
+        let _snapshot = self.spawn_snapshot(&events_tx);
         let _catalog = watchers.watch_catalog();
         let _vips = watchers.watch_vips(&self.keys);
         let allocations = Arc::new(Semaphore::new(ALLOCATION_CONCURRENCY));
@@ -173,7 +180,7 @@ impl ConsulSource {
     /// Feeds one event to the state machine and starts or stops the watches it asks for.
     fn handle(&self, state: &mut ConsulState, watchers: &mut Watchers, event: Event) {
         match &event {
-            Event::Catalog(_) | Event::Health { .. } | Event::Vips { .. } => {
+            Event::Catalog(_) | Event::Snapshot(Some(_)) | Event::Health { .. } | Event::Vips { .. } => {
                 self.metrics.consul_last_answer.set(crate::metrics::sources::unix_now());
             }
             Event::Failure { error: Some(_), .. } => {
@@ -189,17 +196,8 @@ impl ConsulSource {
 
     fn dispatch(&self, state: &mut ConsulState, watchers: &mut Watchers, event: Event) {
         match event {
-            Event::Catalog(catalog) => {
-                let plan = state.on_catalog(&catalog);
-                for name in &plan.stop {
-                    watchers.unwatch_health(name);
-                }
-                for name in &plan.start {
-                    if let Err(err) = watchers.watch_health(name) {
-                        tracing::error!("consul: cannot watch service {name:?}: {err}");
-                    }
-                }
-            }
+            Event::Catalog(catalog) => apply(watchers, &state.on_catalog(&catalog)),
+            Event::Snapshot(snapshot) => apply(watchers, &state.on_snapshot(snapshot)),
             Event::Health { name, entries } => state.on_health(&name, &entries),
             Event::Vips { index, entries } => state.on_vips(index, &entries),
             Event::Allocated { name, allocation } => state.on_allocated(&name, allocation),
@@ -207,6 +205,35 @@ impl ConsulSource {
             Event::Released { name } => state.on_released(&name),
             Event::Failure { watch, error } => state.on_failure(&watch, error),
         }
+    }
+
+    /// Reads every service's instances in a few requests (the initial sync), for the state
+    /// machine; when that fails, each service asks on its own.
+    fn spawn_snapshot(&self, events: &mpsc::UnboundedSender<Event>) -> watchers::DropAbort {
+        let (client, events) = (self.client.clone(), events.clone());
+        watchers::DropAbort::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let snapshot = match snapshot::read(&client).await {
+                Ok(Some(snapshot)) => {
+                    tracing::info!(
+                        services = snapshot.services.len(),
+                        index = snapshot.index,
+                        "consul: read every node's services in {:?}",
+                        started.elapsed()
+                    );
+                    Some(snapshot)
+                }
+                Ok(None) => {
+                    tracing::info!("consul: the node list changed during the first read; reading service by service");
+                    None
+                }
+                Err(err) => {
+                    tracing::info!("consul: reading every node's services: {err}; reading service by service");
+                    None
+                }
+            };
+            let _ = events.send(Event::Snapshot(snapshot));
+        })
     }
 
     /// Allocates VIPs for a batch of services, retrying with backoff until Consul answers;
@@ -254,6 +281,18 @@ impl ConsulSource {
                 Err(err) => tracing::warn!("releasing the VIP of consul service {name:?}: {err}"),
             }
         });
+    }
+}
+
+/// Starts and stops the health watches `plan` asks for.
+fn apply(watchers: &mut Watchers, plan: &WatchPlan) {
+    for name in &plan.stop {
+        watchers.unwatch_health(name);
+    }
+    for name in &plan.start {
+        if let Err(err) = watchers.watch_health(name, plan.first_index) {
+            tracing::error!("consul: cannot watch service {name:?}: {err}");
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use super::{
     allocator::Request,
     instances::{self, ReadContext, Reading, ServiceShape},
+    snapshot::Snapshot,
     vips::{Allocation, Keys, VipTable},
     wire::{CatalogServices, HealthEntry, KvEntry},
 };
@@ -60,6 +61,24 @@ pub struct WatchPlan {
     pub start: Vec<String>,
     /// Services that left it.
     pub stop: Vec<String>,
+    /// The index the started watches block at first: `Some` when their first answers came
+    /// from a [`Snapshot`], `None` when each asks without blocking.
+    pub first_index: Option<u64>,
+}
+
+/// Where the first whole-catalog read stands.
+#[derive(Debug, Default)]
+enum SnapshotStage {
+    /// None expected, or already used: every new service gets its own first query.
+    #[default]
+    Done,
+    /// Being read: the watches of the catalog's services wait for it.
+    Pending {
+        /// Services to start watching once it is in.
+        deferred: Vec<String>,
+    },
+    /// Read before the catalog answered.
+    Ready(Snapshot),
 }
 
 /// What the run loop is told after a round of answers.
@@ -100,6 +119,7 @@ pub struct ConsulState {
     /// Services whose output may have changed.
     dirty: HashSet<String>,
     synced: bool,
+    snapshot: SnapshotStage,
 }
 
 impl ConsulState {
@@ -122,7 +142,39 @@ impl ConsulState {
             declarations_sent: HashMap::new(),
             dirty: HashSet::new(),
             synced: false,
+            snapshot: SnapshotStage::Done,
         }
+    }
+
+    /// A whole-catalog read is on its way ([`ConsulState::on_snapshot`]): services the
+    /// catalog lists meanwhile wait for it instead of asking one by one.
+    pub fn expect_snapshot(&mut self) {
+        self.snapshot = SnapshotStage::Pending { deferred: Vec::new() };
+    }
+
+    /// Takes the whole-catalog read (`None`: it failed or was not usable); returns the
+    /// watches to start now.
+    pub fn on_snapshot(&mut self, snapshot: Option<Snapshot>) -> WatchPlan {
+        let SnapshotStage::Pending { deferred } = std::mem::take(&mut self.snapshot) else {
+            return WatchPlan::default();
+        };
+        let mut plan = WatchPlan { start: deferred, ..WatchPlan::default() };
+        match snapshot {
+            Some(snapshot) if self.wanted.is_some() => self.use_snapshot(snapshot, &mut plan),
+            Some(snapshot) => self.snapshot = SnapshotStage::Ready(snapshot),
+            None => {}
+        }
+        plan
+    }
+
+    /// Gives the services `plan` starts their first answer from `snapshot` (no passing
+    /// instance when it lists none), so their watches start blocking at its index.
+    fn use_snapshot(&mut self, mut snapshot: Snapshot, plan: &mut WatchPlan) {
+        for name in &plan.start {
+            let entries = snapshot.services.remove(name).unwrap_or_default();
+            self.on_health(name, &entries);
+        }
+        plan.first_index = Some(snapshot.index);
     }
 
     /// Whether the initial sync is done: the catalog, the VIP records and every service's
@@ -175,6 +227,15 @@ impl ConsulState {
             plan.start.push(name.clone());
         }
         self.wanted = Some(wanted);
+        match std::mem::take(&mut self.snapshot) {
+            SnapshotStage::Done => {}
+            SnapshotStage::Pending { mut deferred } => {
+                deferred.retain(|name| !plan.stop.contains(name));
+                deferred.append(&mut plan.start);
+                self.snapshot = SnapshotStage::Pending { deferred };
+            }
+            SnapshotStage::Ready(snapshot) => self.use_snapshot(snapshot, &mut plan),
+        }
         plan
     }
 

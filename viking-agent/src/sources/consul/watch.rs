@@ -50,6 +50,11 @@ pub struct BlockingIndex {
 }
 
 impl BlockingIndex {
+    /// Starting at `index` (`None`: the first query returns at once).
+    pub fn starting_at(index: Option<u64>) -> Self {
+        Self { last: index }
+    }
+
     /// `?index=` for the next query (`None` for the first one: return at once).
     pub fn next(&self) -> Option<u64> {
         self.last
@@ -106,11 +111,13 @@ impl Restores {
     }
 }
 
-/// Runs blocking queries forever: `query(index)` is the request, `deliver` gets each new
-/// content with its index (`None`: the key or prefix does not exist), `report` hears about
-/// failures (`Some(error)`) and recoveries (`None`). A reset seen by another watch of
-/// `restores` makes this one start over.
+/// Runs blocking queries forever, the first at `start` (`None`: return at once):
+/// `query(index)` is the request, `deliver` gets each new content with its index (`None`:
+/// the key or prefix does not exist), `report` hears about failures (`Some(error)`) and
+/// recoveries (`None`). A reset seen by another watch of `restores` makes this one start
+/// over.
 pub async fn watch<Q, F>(
+    start: Option<u64>,
     mut query: Q,
     mut deliver: impl FnMut(u64, Option<Bytes>),
     mut report: impl FnMut(Option<&ConsulError>),
@@ -121,7 +128,7 @@ pub async fn watch<Q, F>(
 {
     let mut generations = restores.0.subscribe();
     let mut generation = *generations.borrow_and_update();
-    let mut index = BlockingIndex::default();
+    let mut index = BlockingIndex::starting_at(start);
     let mut errors = Backoff::new(BACKOFF_START);
     let mut spins = Backoff::new(RATE_LIMIT_START);
     let mut last: Option<u64> = None;

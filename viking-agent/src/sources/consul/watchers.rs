@@ -7,7 +7,9 @@
 //!   allocations reach it directly, so this listing is paced slowly (other agents'
 //!   releases, hand edits).
 //! - `/v1/health/service/<name>?passing`, one per service: its usable instances. An answer
-//!   is one service's instances, so a change costs work for that service only.
+//!   is one service's instances, so a change costs work for that service only. At start
+//!   the first answers come from a snapshot (`snapshot`: a few requests per node instead
+//!   of one per service), and these queries start blocking at once.
 //!
 //! Health watches are spread over clients that each carry at most [`WATCHES_PER_CLIENT`]:
 //! over HTTPS a client is one HTTP/2 connection on which its watches are streams (Consul's
@@ -102,7 +104,8 @@ impl Watchers {
     pub fn watch_catalog(&self) -> DropAbort {
         let client = self.main.clone();
         let (events, failures) = (self.events.clone(), self.events.clone());
-        DropAbort(tokio::spawn(watch::watch(
+        DropAbort::spawn(watch::watch(
+            None,
             move |index| {
                 let client = client.clone();
                 async move {
@@ -119,7 +122,7 @@ impl Watchers {
             }),
             move |error| report(&failures, "catalog", error),
             self.restores.clone(),
-        )))
+        ))
     }
 
     /// Watches the VIP records.
@@ -127,7 +130,8 @@ impl Watchers {
         let client = self.main.clone();
         let path = format!("/v1/kv/{}", keys.services_prefix());
         let (events, failures) = (self.events.clone(), self.events.clone());
-        DropAbort(tokio::spawn(watch::watch(
+        DropAbort::spawn(watch::watch(
+            None,
             move |index| {
                 let (client, path) = (client.clone(), path.clone());
                 async move {
@@ -144,11 +148,12 @@ impl Watchers {
             }),
             move |error| report(&failures, "vip allocations", error),
             self.restores.clone(),
-        )))
+        ))
     }
 
-    /// Starts the health watch of `name` (if not running).
-    pub fn watch_health(&mut self, name: &str) -> Result<(), ConsulError> {
+    /// Starts the health watch of `name` (if not running), its first query blocking at
+    /// `first_index` when the service's first answer came from a snapshot.
+    pub fn watch_health(&mut self, name: &str, first_index: Option<u64>) -> Result<(), ConsulError> {
         if self.health.contains_key(name) {
             return Ok(());
         }
@@ -160,6 +165,7 @@ impl Watchers {
         let (owned, watch_name) = (name.to_owned(), health_watch(name));
         let (initial, synced) = (self.initial.clone(), self.synced.subscribe());
         let task = tokio::spawn(watch::watch(
+            first_index,
             move |index| {
                 let (client, path, initial, mut synced) =
                     (client.clone(), path.clone(), initial.clone(), synced.clone());
@@ -240,6 +246,13 @@ fn decoded(
 /// Aborts a task when dropped (the source's long-lived watches).
 #[derive(Debug)]
 pub struct DropAbort(JoinHandle<()>);
+
+impl DropAbort {
+    /// Runs `task` until it ends or this is dropped.
+    pub fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        Self(tokio::spawn(task))
+    }
+}
 
 impl Drop for DropAbort {
     fn drop(&mut self) {

@@ -120,7 +120,7 @@ fn a_new_port_moves_the_frontend_and_no_instance_keeps_it_empty() {
 fn a_service_that_leaves_is_removed_and_its_vip_released_after_the_grace_period() {
     let mut state = synced();
     let plan = state.on_catalog(&catalog(&["db"]));
-    assert_eq!(plan, WatchPlan { start: vec![], stop: vec!["web".into()] });
+    assert_eq!(plan, WatchPlan { start: vec![], stop: vec!["web".into()], first_index: None });
     let changes = delta(state.take_output());
     assert!(matches!(&changes[..], [ServiceChange::Remove(f)] if f.port == 80));
     let now = Instant::now();
@@ -197,4 +197,69 @@ fn loopback_instances_count_on_this_hosts_node_only() {
     let changes = delta(state.take_output());
     let ServiceChange::Upsert(web) = &changes[0] else { panic!("{changes:?}") };
     assert_eq!(web.backends.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>(), ["127.0.0.1:80"]);
+}
+
+fn snapshot(index: u64, entries: &[HealthEntry]) -> Snapshot {
+    let mut services: HashMap<String, Vec<HealthEntry>> = HashMap::new();
+    for entry in entries {
+        services.entry(entry.service.service.clone()).or_default().push(entry.clone());
+    }
+    Snapshot { index, services }
+}
+
+fn served(output: &Output) -> Vec<(String, usize)> {
+    let Some(SourceChange::Replace(state)) = &output.services else { panic!("expected the full state: {output:?}") };
+    let mut served: Vec<(String, usize)> =
+        state.services.values().map(|s| (s.name.clone(), s.backends.len())).collect();
+    served.sort();
+    served
+}
+
+#[test]
+fn a_snapshot_gives_the_first_answers_and_the_watches_start_blocking_at_its_index() {
+    let mut state = ConsulState::new(settings());
+    state.expect_snapshot();
+    let plan = state.on_catalog(&catalog(&["web", "db", "idle"]));
+    assert!(plan.start.is_empty(), "watches wait for the snapshot: {plan:?}");
+    state.on_vips(3, &[]);
+    for request in state.take_allocations() {
+        let vip = if request.name == "web" { "241.0.0.10" } else { "241.0.0.20" };
+        state.on_allocated(&request.name, allocation(vip, 5));
+    }
+    assert!(state.take_output().services.is_none(), "not synced before the snapshot");
+
+    let web = instance("web", "web-1", "n1", "10.0.0.1", 80, &[]);
+    let plan = state.on_snapshot(Some(snapshot(40, &[web, instance("gone", "g-1", "n1", "10.0.0.9", 80, &[])])));
+    assert_eq!(plan.first_index, Some(40));
+    assert_eq!(plan.start, ["db", "idle", "web"]);
+    let output = state.take_output();
+    assert!(state.is_synced(), "every first answer came from the snapshot");
+    // `db` and `idle` have no passing instance in it: not served until their watch says
+    // otherwise; `gone` is not in the catalog.
+    assert_eq!(served(&output), [("web".to_owned(), 1)]);
+}
+
+#[test]
+fn a_snapshot_read_before_the_catalog_waits_for_it() {
+    let mut state = ConsulState::new(settings());
+    state.expect_snapshot();
+    let plan = state.on_snapshot(Some(snapshot(40, &[instance("web", "web-1", "n1", "10.0.0.1", 80, &[])])));
+    assert_eq!(plan, WatchPlan::default());
+    let plan = state.on_catalog(&catalog(&["web"]));
+    assert_eq!((plan.start.as_slice(), plan.first_index), (&["web".to_owned()][..], Some(40)));
+    let later = state.on_catalog(&catalog(&["web", "api"]));
+    assert_eq!((later.start.as_slice(), later.first_index), (&["api".to_owned()][..], None), "used once");
+}
+
+#[test]
+fn without_a_snapshot_every_service_asks_on_its_own() {
+    let mut state = ConsulState::new(settings());
+    state.expect_snapshot();
+    assert!(state.on_catalog(&catalog(&["web", "db"])).start.is_empty());
+    let shrunk = state.on_catalog(&catalog(&["web"]));
+    assert_eq!(shrunk.stop, ["db"]);
+    let plan = state.on_snapshot(None);
+    assert_eq!((plan.start.as_slice(), plan.first_index), (&["web".to_owned()][..], None));
+    state.on_vips(3, &[]);
+    assert!(state.take_output().services.is_none(), "web's own first answer is awaited");
 }
