@@ -80,6 +80,10 @@ enum Command {
     Consul {
         #[command(flatten)]
         common: Common,
+        /// Measure only these points (`https:10000`, `http:1000`, `cluster`), for working
+        /// on one figure; the default is the full set the report is about.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Container policy with a real dockerd: first connects in enforce mode and what policy
     /// costs a container's start (writes `benchmarks-containers.md`).
@@ -111,7 +115,7 @@ fn main() -> std::process::ExitCode {
             }
             run(&common, plan)
         }
-        Command::Consul { common } => run_consul(&common),
+        Command::Consul { common, only } => run_consul(&common, &only),
         Command::Containers { common } => run_containers(&common),
         Command::Metrics { common } => run_metrics(&common),
         Command::Load(args) => load::main(&args),
@@ -159,9 +163,10 @@ fn run(common: &Common, plan: plan::Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_consul(common: &Common) -> anyhow::Result<()> {
+fn run_consul(common: &Common, only: &[String]) -> anyhow::Result<()> {
     prepare(common)?;
-    let results = consul::run(&common.agent, &common.work_dir)?;
+    let selection = consul::Selection::parse(only)?;
+    let results = consul::run(&common.agent, &common.work_dir, &selection)?;
     let path = common.out.join("benchmarks-consul.md");
     let text = consul::write_report(&results, &machine::Machine::describe(), &common.command_line, &path)?;
     println!("{text}");

@@ -82,18 +82,58 @@ pub struct ConsulPoint {
     pub global_watch: (usize, Duration),
 }
 
-/// Runs every point, then the simulated cluster.
-pub fn run(agent_binary: &std::path::Path, work_dir: &std::path::Path) -> anyhow::Result<report::Results> {
+/// Which measurements to run.
+#[derive(Debug)]
+pub struct Selection {
+    points: Vec<(Transport, u32)>,
+    cluster: bool,
+}
+
+impl Selection {
+    /// `only` as given on the command line (`https:10000`, `cluster`); empty: everything.
+    pub fn parse(only: &[String]) -> anyhow::Result<Self> {
+        if only.is_empty() {
+            return Ok(Self { points: POINTS.to_vec(), cluster: true });
+        }
+        let mut selection = Self { points: Vec::new(), cluster: false };
+        for item in only {
+            if item == "cluster" {
+                selection.cluster = true;
+                continue;
+            }
+            let point = item.split_once(':').and_then(|(transport, services)| {
+                let transport =
+                    [Transport::Https, Transport::Http].into_iter().find(|t| t.name_short() == transport)?;
+                Some((transport, services.parse().ok()?))
+            });
+            selection
+                .points
+                .push(point.with_context(|| format!("--only {item:?}: expected https:N, http:N or cluster"))?);
+        }
+        Ok(selection)
+    }
+}
+
+/// Runs the selected points, then the simulated cluster.
+pub fn run(
+    agent_binary: &std::path::Path,
+    work_dir: &std::path::Path,
+    selection: &Selection,
+) -> anyhow::Result<report::Results> {
     let mut points = Vec::new();
-    for (transport, services) in POINTS {
+    for &(transport, services) in &selection.points {
         eprintln!("viking-bench consul: {services} services over {}", transport.name());
         points.push(point(agent_binary, work_dir, transport, services)?);
     }
-    eprintln!("viking-bench consul: simulated cluster");
-    let cluster = cluster::run(work_dir).map_err(|err| {
-        eprintln!("viking-bench consul: the simulated cluster failed: {err:#}");
-        format!("{err:#}")
-    });
+    let cluster = if selection.cluster {
+        eprintln!("viking-bench consul: simulated cluster");
+        cluster::run(work_dir).map_err(|err| {
+            eprintln!("viking-bench consul: the simulated cluster failed: {err:#}");
+            format!("{err:#}")
+        })
+    } else {
+        Err("not measured in this run (--only)".to_owned())
+    };
     Ok(report::Results { points, cluster })
 }
 

@@ -33,6 +33,14 @@ impl Transport {
             Self::Http => "HTTP/1.1",
         }
     }
+
+    /// As written on the command line (`--only https:10000`).
+    pub fn name_short(self) -> &'static str {
+        match self {
+            Self::Https => "https",
+            Self::Http => "http",
+        }
+    }
 }
 
 /// A running test server holding the benchmark's services.
