@@ -80,7 +80,8 @@ fn choose(frontend: &ServiceKey, service: &ServiceValue, algorithm: Algorithm, p
     });
     if let Some(key) = &affinity {
         // An ejected backend loses its clients: they are pinned to the next choice.
-        let kept = affine_backend(key, service.affinity_secs).filter(|(id, _)| !health::is_ejected(frontend, *id));
+        let kept = affine_backend(key, service.affinity_secs)
+            .filter(|(id, _)| !health::is_ejected(frontend, service.service_id, *id));
         if let Some(kept) = kept {
             return Some(kept);
         }
@@ -108,7 +109,7 @@ fn choose(frontend: &ServiceKey, service: &ServiceValue, algorithm: Algorithm, p
     // The agent lowers the count before it deletes slots, but a reader may have read the
     // old count just before: slot 1 exists whenever count >= 1.
     let chosen = slot_backend.or_else(|| backend_in_slot(frontend, service, 1))?;
-    let chosen = health::avoid_ejected(frontend, service.count, chosen);
+    let chosen = health::avoid_ejected(frontend, service.service_id, service.count, chosen);
     if let Some(key) = &affinity {
         // SAFETY: helper without arguments.
         let value = AffinityValue { backend_id: chosen.0, _pad: 0, last_used_ns: unsafe { bpf_ktime_get_ns() } };

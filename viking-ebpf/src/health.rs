@@ -30,23 +30,31 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// Whether a TCP connect to `frontend` must not use `backend_id` now.
+/// Whether a TCP connect to `frontend` (service `service_id`) must not use `backend_id`
+/// now.
 #[inline(always)]
-pub fn is_ejected(frontend: &ServiceKey, backend_id: u32) -> bool {
+pub fn is_ejected(frontend: &ServiceKey, service_id: u32, backend_id: u32) -> bool {
     if frontend.protocol != IPPROTO_TCP {
         return false;
     }
     match BACKEND_HEALTH.get(backend_id) {
-        Some(health) => health.ejected_until_ns != 0 && health.is_ejected(now()),
+        Some(health) => health.ejected_until_ns != 0 && health.is_ejected(now()) && ejects(service_id),
         None => false,
     }
+}
+
+/// Whether service `service_id` skips ejected backends. Health is kept per backend
+/// address, which services may share: one that turned ejection off keeps using them.
+#[inline(always)]
+fn ejects(service_id: u32) -> bool {
+    OUTLIER_POLICY.get(service_id).is_some_and(OutlierPolicy::is_enabled)
 }
 
 /// The backend a TCP connect uses instead of `chosen` when `chosen` is ejected: another
 /// backend of the service that is not, else `chosen`. A backend never ejected costs one
 /// array lookup and no clock read.
 #[inline(always)]
-pub fn avoid_ejected(frontend: &ServiceKey, count: u16, chosen: (u32, Backend)) -> (u32, Backend) {
+pub fn avoid_ejected(frontend: &ServiceKey, service_id: u32, count: u16, chosen: (u32, Backend)) -> (u32, Backend) {
     if frontend.protocol != IPPROTO_TCP {
         return chosen;
     }
@@ -59,8 +67,9 @@ pub fn avoid_ejected(frontend: &ServiceKey, count: u16, chosen: (u32, Backend)) 
         return chosen;
     }
     let now = now();
-    if until <= now {
-        // The ejection is over: this connect probes the backend.
+    if until <= now || !ejects(service_id) {
+        // The ejection is over (this connect probes the backend), or this service does
+        // not eject.
         return chosen;
     }
     let Some(other) = replacement(frontend, u32::from(count), now) else {

@@ -218,7 +218,12 @@ pub fn pinned_layout(pins: &PinDir) -> Result<Option<PinnedLayout>, DataplaneErr
     let data = MapData::from_pin(&path).map_err(|err| unreadable(&err))?;
     let layout: Array<MapData, u32> = Map::Array(data).try_into().map_err(|err| unreadable(&err))?;
     let version = layout.get(&0, 0).map_err(|err| unreadable(&err))?.max(1);
-    let readable_by = layout.get(&1, 0).map_err(|err| unreadable(&err))?.clamp(1, version);
+    // A record with one entry (a layout map made before readable-by existed) says only its
+    // version: readable by that version alone.
+    let readable_by = match layout.len() {
+        0 | 1 => version,
+        _ => layout.get(&1, 0).map_err(|err| unreadable(&err))?.clamp(1, version),
+    };
     Ok(Some(PinnedLayout { version, readable_by }))
 }
 

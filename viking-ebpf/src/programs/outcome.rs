@@ -3,7 +3,7 @@
 //! At `TCP_CONNECT_CB` a socket that connect redirected asks for state-change and
 //! retransmission-timeout callbacks; every other socket asks for nothing and costs no more
 //! callbacks. The outcome is the first of: established (success), `SYN_SENT -> CLOSE`
-//! (refused or reset: failure), a SYN retransmission timeout (failure). After it the
+//! (refused or reset: failure), a second SYN retransmission timeout (failure). After it the
 //! socket asks for nothing again, so an established connection never runs this program
 //! per packet or per state change.
 
@@ -32,8 +32,9 @@ fn observe(ctx: &SockOpsContext) {
     match ctx.op() {
         BPF_SOCK_OPS_TCP_CONNECT_CB => {
             if sockets::lookup_ops(ctx).is_some() {
-                // A failure only means this connect's outcome is not counted.
-                let _ = ctx.set_cb_flags(WATCH as i32);
+                // Other programs' flags stay. A failure only means this connect's outcome
+                // is not counted.
+                let _ = ctx.set_cb_flags((ctx.cb_flags() | WATCH) as i32);
             }
         }
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => settle(ctx, health::connect_succeeded),
@@ -43,8 +44,10 @@ fn observe(ctx: &SockOpsContext) {
             }
         }
         BPF_SOCK_OPS_RTO_CB => {
+            // The first argument counts the retransmissions so far: the first timeout (a
+            // single lost SYN, 1 s in) is not yet a failure; the second (3 s in) is.
             // SAFETY: `ops` is the program's valid context; `state` is a readable field.
-            if unsafe { (*ctx.ops).state } == BPF_TCP_SYN_SENT {
+            if ctx.arg(0) >= 1 && unsafe { (*ctx.ops).state } == BPF_TCP_SYN_SENT {
                 settle(ctx, health::connect_failed);
             }
         }
@@ -58,7 +61,7 @@ fn settle(ctx: &SockOpsContext, report: fn(&viking_common::SocketState)) {
     if ctx.cb_flags() & WATCH == 0 {
         return;
     }
-    let _ = ctx.set_cb_flags(0);
+    let _ = ctx.set_cb_flags((ctx.cb_flags() & !WATCH) as i32);
     if let Some(state) = sockets::lookup_ops(ctx) {
         report(&state);
     }
