@@ -127,7 +127,7 @@ fn nomad_job_runs_one_privileged_host_agent_per_node() {
 }
 
 #[test]
-fn systemd_unit_restarts_and_never_uninstalls() {
+fn systemd_unit_waits_for_ready_restarts_and_never_uninstalls() {
     let unit = read("systemd/viking-agent.service");
     let mut section = String::new();
     let mut keys: Vec<(String, String, String)> = Vec::new();
@@ -143,6 +143,11 @@ fn systemd_unit_restarts_and_never_uninstalls() {
         keys.iter().filter(|(s, k, _)| s == section && k == key).map(|(_, _, v)| v.as_str()).collect()
     };
     assert_eq!(get("Service", "ExecStart"), ["/usr/local/bin/viking-agent run --config /etc/viking/viking.toml"]);
+    assert_eq!(
+        get("Service", "ExecStartPost"),
+        ["/usr/local/bin/viking-agent status --wait-ready 120"],
+        "active only once ready, like the Nomad job's /readyz check"
+    );
     assert_eq!(get("Service", "Restart"), ["always"]);
     assert_eq!(get("Service", "KillSignal"), ["SIGTERM"]);
     assert!(

@@ -13,7 +13,7 @@ use viking_tests::{
     client::{self, ClientOptions},
     config::{ServiceSpec, render},
     consul::TestConsul,
-    wait_for, world,
+    world,
 };
 
 /// `GET path` over HTTP/1.1: the status code and the body.
@@ -119,9 +119,23 @@ fn readyz_turns_ready_once_consul_has_answered() {
     let down = scrape(endpoint);
     assert_eq!(value(&down, "viking_consul_synced", &[]), Some(0.0));
 
+    // What systemd's ExecStartPost runs: it fails while the agent is not ready...
+    let wait_ready = |seconds: &str| {
+        std::process::Command::new(viking_tests::binary("viking-agent"))
+            .args(["status", "--wait-ready", seconds, "--endpoint", &endpoint.to_string()])
+            .output()
+            .unwrap()
+    };
+    let not_yet = wait_ready("1");
+    assert!(!not_yet.status.success());
+    let stderr = String::from_utf8_lossy(&not_yet.stderr);
+    assert!(stderr.contains("not ready within 1s: running, not ready"), "{stderr}");
+
+    // ...and returns once it is.
     consul.block_on(consul.server.start_again()).unwrap();
-    let ready = wait_for(Duration::from_secs(20), || (get(endpoint, "/readyz").0 == 200).then_some(()));
-    assert!(ready.is_some(), "{}", agent.log());
+    let ready = wait_ready("20");
+    assert!(ready.status.success(), "{}\n{}", String::from_utf8_lossy(&ready.stderr), agent.log());
+    assert_eq!(get(endpoint, "/readyz").0, 200);
     let up = scrape(endpoint);
     assert_eq!(value(&up, "viking_consul_reachable", &[]), Some(1.0), "{}", agent.log());
     assert_eq!(value(&up, "viking_consul_synced", &[]), Some(1.0));

@@ -70,6 +70,10 @@ enum Command {
         /// The pin directory of the installation.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+        /// Wait up to this many seconds for the running agent to be ready (its `/readyz`
+        /// condition); fail if it is not. For systemd's `ExecStartPost=`.
+        #[arg(long, value_name = "SECONDS")]
+        wait_ready: Option<u64>,
     },
     /// Print the kernel's connect decisions as they happen (redirected to which backend,
     /// refused and why). Reporting is on in the kernel only while this runs.
@@ -141,7 +145,9 @@ fn main() -> std::process::ExitCode {
             let options = commands::monitor::MonitorOptions { service, json, sample_every: sample, count };
             commands::monitor::monitor(&pin_dir, &options)
         }
-        Command::Status { json, endpoint, pin_dir } => commands::status::status(&pin_dir, endpoint, json),
+        Command::Status { json, endpoint, pin_dir, wait_ready } => {
+            commands::status::status(&pin_dir, endpoint, json, wait_ready.map(std::time::Duration::from_secs))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

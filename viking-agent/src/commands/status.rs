@@ -1,11 +1,12 @@
 //! `viking-agent status`: asks the running agent's endpoint (`/status`); when no agent
-//! answers, reads what the pins alone tell (layout, programs, services).
+//! answers, reads what the pins alone tell (layout, programs, services). With
+//! `--wait-ready`, waits for the agent to be ready first (systemd's `ExecStartPost`).
 
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     path::Path,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -15,11 +16,18 @@ use crate::{
     metrics::status::{Status, programs},
 };
 
-/// Prints the status as text or JSON.
-pub fn status(pin_dir: &Path, endpoint: SocketAddr, json: bool) -> anyhow::Result<()> {
-    let status = match ask(endpoint) {
-        Some(status) => status,
-        None => from_pins(pin_dir)?,
+/// How often `--wait-ready` asks.
+const READY_POLL: Duration = Duration::from_millis(200);
+
+/// Prints the status as text or JSON; with `wait_ready`, first waits up to that long for
+/// a running agent that reports itself ready, and fails if none does.
+pub fn status(pin_dir: &Path, endpoint: SocketAddr, json: bool, wait_ready: Option<Duration>) -> anyhow::Result<()> {
+    let status = match wait_ready {
+        Some(limit) => wait_until_ready(endpoint, limit)?,
+        None => match ask(endpoint)? {
+            Some(status) => status,
+            None => from_pins(pin_dir)?,
+        },
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -59,15 +67,38 @@ pub fn status(pin_dir: &Path, endpoint: SocketAddr, json: bool) -> anyhow::Resul
     Ok(())
 }
 
-/// `GET /status` from a running agent, within a second.
-fn ask(endpoint: SocketAddr) -> Option<Status> {
-    let mut stream = TcpStream::connect_timeout(&endpoint, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET /status HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n").ok()?;
+/// Asks until the agent reports itself ready, or `limit` has passed.
+fn wait_until_ready(endpoint: SocketAddr, limit: Duration) -> anyhow::Result<Status> {
+    let started = Instant::now();
+    loop {
+        let last = match ask(endpoint) {
+            Ok(Some(status)) if status.ready == Some(true) => return Ok(status),
+            Ok(Some(_)) => "running, not ready".to_owned(),
+            Ok(None) => format!("no answer on {endpoint}"),
+            Err(err) => format!("{err:#}"),
+        };
+        anyhow::ensure!(started.elapsed() < limit, "the agent was not ready within {limit:?}: {last}");
+        std::thread::sleep(READY_POLL);
+    }
+}
+
+/// `GET /status` from a running agent: `None` when nothing answers (within a second); an
+/// error when something answers but not with a status.
+fn ask(endpoint: SocketAddr) -> anyhow::Result<Option<Status>> {
+    let Ok(mut stream) = TcpStream::connect_timeout(&endpoint, Duration::from_secs(1)) else {
+        return Ok(None);
+    };
+    let unanswered = |what: &str| format!("{endpoint} accepted the connection but {what}");
+    stream.set_read_timeout(Some(Duration::from_secs(2))).with_context(|| unanswered("cannot be read"))?;
+    write!(stream, "GET /status HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n")
+        .with_context(|| unanswered("took no request"))?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| serde_json::from_str(body).ok()).flatten()
+    stream.read_to_string(&mut response).with_context(|| unanswered("sent no answer"))?;
+    let (head, body) = response.split_once("\r\n\r\n").with_context(|| unanswered("sent no HTTP answer"))?;
+    let status_line = head.lines().next().unwrap_or_default();
+    anyhow::ensure!(status_line.starts_with("HTTP/1.1 200"), "{endpoint} answered /status with {status_line:?}");
+    let status = serde_json::from_str(body).with_context(|| format!("{endpoint} answered /status with no status"))?;
+    Ok(Some(status))
 }
 
 /// What the pins tell without an agent.
