@@ -70,7 +70,7 @@ pub fn write(results: &Results, machine: &Machine, command_line: &str, path: &Pa
         "The in-repo Consul test server (`tests/consul-test-server`, release build, on the same 2 cores) holds N \
          services with {INSTANCES} passing instances each; the real `viking-agent` watches it: the catalog, one \
          `?passing` health query per service (streams of a few HTTP/2 connections over HTTPS, one connection each \
-         over HTTP/1.1), the VIP records. **Cold sync**: from the agent's start (program loading included) until the \
+         over HTTP/1.1), the VIP records; the first answers come from one read per node (64 nodes). **Cold sync**: from the agent's start (program loading included) until the \
          kernel holds every service with its backends, every VIP allocated first (in transactions of 32 services); \
          **warm**: the same when the VIPs exist, as after a restart or on a second host. **Change**: a new instance \
          is registered with `PUT /v1/catalog/register` over HTTP(S); timed from that call until the pinned map shows \
