@@ -88,19 +88,22 @@ pub async fn read(client: &ConsulClient) -> Result<Option<Snapshot>, ConsulError
             node.services.into_iter().flatten().map(|(_, service)| HealthEntry { node: node.node.clone(), service }),
         );
     }
-    let mut failing: HashSet<(String, String)> = HashSet::new();
+    // Node → service IDs with a check that does not pass ("" for the node's own checks).
+    let mut failing: HashMap<String, HashSet<String>> = HashMap::new();
     for state in NOT_PASSING {
         let answer = client.get::<Vec<Check>>(&format!("/v1/health/state/{state}"), &[], None).await?;
         index = index.min(answer.index);
-        failing.extend(answer.body.into_iter().flatten().map(|check| (check.node, check.service_id)));
+        for check in answer.body.into_iter().flatten() {
+            failing.entry(check.node).or_default().insert(check.service_id);
+        }
     }
     if read_nodes(client).await?.1 != nodes_index {
         return Ok(None);
     }
     let mut services: HashMap<String, Vec<HealthEntry>> = HashMap::new();
     for entry in instances {
-        let node = entry.node.node.clone();
-        if failing.contains(&(node.clone(), String::new())) || failing.contains(&(node, entry.service.id.clone())) {
+        let failing_here = failing.get(&entry.node.node);
+        if failing_here.is_some_and(|ids| ids.contains("") || ids.contains(&entry.service.id)) {
             continue;
         }
         services.entry(entry.service.service.clone()).or_default().push(entry);
