@@ -45,7 +45,8 @@ fn over_https_a_thousand_services_share_a_few_http2_connections() {
         (consul.server.open_blocking_queries() >= SERVICES as usize).then_some(())
     });
     assert!(watching.is_some(), "{} blocking queries", consul.server.open_blocking_queries());
-    // 1,000 watches at 240 per HTTP/2 connection, plus one for the catalog, KV and txn.
+    // 1,000 streams at the server's 250 per HTTP/2 connection, plus one connection for
+    // the writes (KV, transactions).
     let connections = consul.server.open_connections();
     assert!((2..=7).contains(&connections), "{connections} connections to Consul for {SERVICES} services");
 
@@ -62,6 +63,34 @@ fn over_https_a_thousand_services_share_a_few_http2_connections() {
         wait_served(&agent, Duration::from_secs(1), |s| s["svc-0017"].2.len() == 2),
         "{:?}",
         served(&agent).get("svc-0017")
+    );
+}
+
+#[test]
+fn over_https_without_http2_every_watch_has_its_own_connection_and_changes_still_arrive() {
+    // A TLS-terminating proxy in front of Consul may offer HTTP/1.1 only.
+    const FEW: u32 = 30;
+    let consul = TestConsul::start_with(Options { tls: true, http2: false, ..Options::default() });
+    let w = world();
+    consul.server.register_many((0..FEW).map(|i| instance(i, 0))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&w.cgroup, &w.pins, &(render(&[]) + &consul.tls_config_section(dir.path(), "")));
+    assert!(
+        wait_served(&agent, Duration::from_secs(20), |s| s.len() == FEW as usize),
+        "{:?}\n{}",
+        served(&agent),
+        agent.log()
+    );
+    let watching =
+        wait_for(Duration::from_secs(20), || (consul.server.open_blocking_queries() >= FEW as usize).then_some(()));
+    assert!(watching.is_some(), "{} blocking queries", consul.server.open_blocking_queries());
+    assert!(consul.server.open_connections() > FEW as usize, "HTTP/1.1: one connection per outstanding query");
+    assert!(agent.log().contains("does not offer HTTP/2"), "the fallback is logged\n{}", agent.log());
+    consul.server.register(instance(7, 1)).unwrap();
+    assert!(
+        wait_served(&agent, Duration::from_secs(2), |s| s["svc-0007"].2.len() == 2),
+        "{:?}",
+        served(&agent).get("svc-0007")
     );
 }
 

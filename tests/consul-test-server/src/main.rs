@@ -31,6 +31,9 @@ struct Args {
     /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with a self-signed certificate.
     #[arg(long)]
     tls: bool,
+    /// With `--tls`, offer HTTP/1.1 only (as a TLS-terminating proxy may), not HTTP/2.
+    #[arg(long, requires = "tls")]
+    no_http2: bool,
     /// With `--tls`, write the certificate (PEM) clients must trust to this file.
     #[arg(long, requires = "tls")]
     ca_out: Option<PathBuf>,
@@ -48,6 +51,7 @@ async fn main() -> std::io::Result<()> {
         datacenter: args.datacenter,
         acl,
         tls: args.tls,
+        http2: !args.no_http2,
         node_name: args.node_name,
         dev_mode: args.dev,
     };

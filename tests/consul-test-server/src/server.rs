@@ -31,6 +31,9 @@ pub struct Options {
     /// Serve HTTPS (HTTP/2 by ALPN, or HTTP/1.1) with a self-signed
     /// certificate generated at start; see [`ConsulTestServer::ca_pem`].
     pub tls: bool,
+    /// With `tls`, offer HTTP/2 by ALPN (default), as Consul does; off, offer
+    /// HTTP/1.1 only, as a TLS-terminating proxy in front of Consul may.
+    pub http2: bool,
     /// The local agent's node name (`/v1/agent/self`, and the catalog node
     /// registered in dev mode).
     pub node_name: String,
@@ -48,6 +51,7 @@ impl Default for Options {
             datacenter: "dc1".to_owned(),
             acl: None,
             tls: false,
+            http2: true,
             node_name: "consul-test-server".to_owned(),
             dev_mode: false,
         }
@@ -83,7 +87,7 @@ pub struct ConsulTestServer {
 impl ConsulTestServer {
     /// Binds `options.listen` and starts serving. Must run inside a tokio runtime.
     pub async fn start(options: Options) -> io::Result<Self> {
-        let tls = options.tls.then(Tls::generate).transpose().map_err(io::Error::other)?;
+        let tls = options.tls.then(|| Tls::generate(options.http2)).transpose().map_err(io::Error::other)?;
         let identity = Identity::new(options.node_name, options.dev_mode);
         let shared = Arc::new(Shared::new(options.datacenter, options.acl, identity));
         if shared.identity.dev_mode {

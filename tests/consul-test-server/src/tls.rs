@@ -47,8 +47,9 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// Generates a fresh certificate and key and builds the acceptor.
-    pub(crate) fn generate() -> Result<Self, TlsError> {
+    /// Generates a fresh certificate and key and builds the acceptor, which
+    /// offers HTTP/2 and HTTP/1.1 by ALPN, or HTTP/1.1 only without `http2`.
+    pub(crate) fn generate(http2: bool) -> Result<Self, TlsError> {
         let names = ["127.0.0.1", "::1", "localhost"].map(str::to_owned);
         let certified = rcgen::generate_simple_self_signed(names)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
@@ -59,7 +60,8 @@ impl Tls {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(vec![certified.cert.der().clone()], key)?;
-        config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+        config.alpn_protocols =
+            if http2 { vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()] } else { vec![ALPN_HTTP1.to_vec()] };
         Ok(Tls { cert_pem: certified.cert.pem(), acceptor: TlsAcceptor::from(Arc::new(config)) })
     }
 }

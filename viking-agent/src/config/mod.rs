@@ -18,7 +18,7 @@ use serde::Deserialize;
 use viking_common::limits;
 
 use crate::model::DesiredState;
-pub use consul::{ConsulSettings, default_consul_vip_range};
+pub use consul::{ConsulSection, ConsulSettings, default_consul_vip_range};
 pub use docker::{DEFAULT_AMBASSADOR, DockerSettings, LabelRule, Trusted};
 pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsSettings};
 pub use service::ServiceError;

@@ -3,13 +3,12 @@
 //!
 //! The parts, one module each:
 //! - `state`: what Consul's answers mean, as a state machine without I/O;
-//! - `watchers`: the blocking queries (catalog, VIP records, one health query per service
-//!   over a bounded number of HTTP/2 connections) and their clients;
+//! - `watchers`: the blocking queries (catalog, VIP records, one health query per service);
 //! - `allocator` and `vips`: VIPs allocated in Consul's KV with check-and-set, many per
 //!   transaction;
 //! - `snapshot`: the first read of every service in a few requests per node;
 //! - `instances`: one service's instances as backends; `watch`: Consul's blocking-query
-//!   rules; `client` and `wire`: HTTP and JSON.
+//!   rules; `client`, `streams` (HTTP/2 over HTTPS), `tls` and `wire`: HTTP and JSON.
 //!
 //! One task runs the state machine: it takes the answers as they come (a burst is taken
 //! together), starts and stops watches, asks for allocations and releases, and sends the
@@ -21,6 +20,8 @@ mod client;
 mod instances;
 mod snapshot;
 mod state;
+mod streams;
+mod tls;
 mod vips;
 mod watch;
 mod watchers;
@@ -133,7 +134,7 @@ impl ConsulSource {
             release_after: self.settings.vip_release_after,
             local_node,
         });
-        let mut watchers = Watchers::new(self.settings.clone(), self.client.clone(), events_tx.clone());
+        let mut watchers = Watchers::new(self.client.clone(), events_tx.clone());
         state.expect_snapshot();
         let _snapshot = self.spawn_snapshot(&events_tx);
         let _catalog = watchers.watch_catalog();
@@ -290,9 +291,7 @@ fn apply(watchers: &mut Watchers, plan: &WatchPlan) {
         watchers.unwatch_health(name);
     }
     for name in &plan.start {
-        if let Err(err) = watchers.watch_health(name, plan.first_index) {
-            tracing::error!("consul: cannot watch service {name:?}: {err}");
-        }
+        watchers.watch_health(name, plan.first_index);
     }
 }
 

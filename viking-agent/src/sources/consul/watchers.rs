@@ -11,10 +11,9 @@
 //!   the first answers come from a snapshot (`snapshot`: a few requests per node instead
 //!   of one per service), and these queries start blocking at once.
 //!
-//! Health watches are spread over clients that each carry at most [`WATCHES_PER_CLIENT`]:
-//! over HTTPS a client is one HTTP/2 connection on which its watches are streams (Consul's
-//! HTTPS API speaks HTTP/2 and, like Go's HTTP/2 server, allows 250 concurrent streams per
-//! connection), so 10,000 services cost about 42 connections. Over plain HTTP/1.1 every
+//! Over HTTPS the watches are HTTP/2 streams on a few connections the client opens as they
+//! fill (Consul's HTTPS API, like Go's HTTP/2 server, allows 250 concurrent streams per
+//! connection), so 10,000 services cost about 41 connections. Over plain HTTP/1.1 every
 //! outstanding request needs its own connection: one per service.
 
 use std::{sync::Arc, time::Duration};
@@ -33,11 +32,6 @@ use super::{
     watch,
     wire::{CatalogServices, HealthEntry, KvEntry},
 };
-use crate::config::ConsulSettings;
-
-/// Health watches per client: below the 250 concurrent streams Consul's HTTP/2 server
-/// allows on one connection.
-pub const WATCHES_PER_CLIENT: usize = 240;
 /// First (non-blocking) health queries running at once during the initial sync: over
 /// HTTP/1.1, few enough that their connections are reused instead of opening one per
 /// service.
@@ -49,28 +43,11 @@ const CATALOG_PACE: Duration = Duration::from_millis(50);
 /// The same for the VIP records (a full listing too).
 const VIP_RECORDS_PACE: Duration = Duration::from_secs(5);
 
-/// One client and how many health watches it carries.
-#[derive(Debug)]
-struct Shard {
-    client: ConsulClient,
-    watches: usize,
-}
-
-/// A running health watch.
-#[derive(Debug)]
-struct HealthWatch {
-    task: JoinHandle<()>,
-    shard: usize,
-}
-
 /// The running watches of the Consul source.
 #[derive(Debug)]
 pub struct Watchers {
-    settings: ConsulSettings,
-    /// Catalog, KV and transactions.
-    main: ConsulClient,
-    shards: Vec<Shard>,
-    health: std::collections::HashMap<String, HealthWatch>,
+    client: ConsulClient,
+    health: std::collections::HashMap<String, JoinHandle<()>>,
     events: mpsc::UnboundedSender<Event>,
     /// Limits the first health queries.
     initial: Arc<Semaphore>,
@@ -82,11 +59,9 @@ pub struct Watchers {
 
 impl Watchers {
     /// No watch yet; answers go to `events`.
-    pub fn new(settings: ConsulSettings, main: ConsulClient, events: mpsc::UnboundedSender<Event>) -> Self {
+    pub fn new(client: ConsulClient, events: mpsc::UnboundedSender<Event>) -> Self {
         Self {
-            settings,
-            main,
-            shards: Vec::new(),
+            client,
             health: std::collections::HashMap::new(),
             events,
             initial: Arc::new(Semaphore::new(INITIAL_CONCURRENCY)),
@@ -102,7 +77,7 @@ impl Watchers {
 
     /// Watches the catalog's service list.
     pub fn watch_catalog(&self) -> DropAbort {
-        let client = self.main.clone();
+        let client = self.client.clone();
         let (events, failures) = (self.events.clone(), self.events.clone());
         DropAbort::spawn(watch::watch(
             None,
@@ -127,7 +102,7 @@ impl Watchers {
 
     /// Watches the VIP records.
     pub fn watch_vips(&self, keys: &Keys) -> DropAbort {
-        let client = self.main.clone();
+        let client = self.client.clone();
         let path = format!("/v1/kv/{}", keys.services_prefix());
         let (events, failures) = (self.events.clone(), self.events.clone());
         DropAbort::spawn(watch::watch(
@@ -153,13 +128,11 @@ impl Watchers {
 
     /// Starts the health watch of `name` (if not running), its first query blocking at
     /// `first_index` when the service's first answer came from a snapshot.
-    pub fn watch_health(&mut self, name: &str, first_index: Option<u64>) -> Result<(), ConsulError> {
+    pub fn watch_health(&mut self, name: &str, first_index: Option<u64>) {
         if self.health.contains_key(name) {
-            return Ok(());
+            return;
         }
-        let shard = self.free_shard()?;
-        self.shards[shard].watches += 1;
-        let client = self.shards[shard].client.clone();
+        let client = self.client.clone();
         let path = format!("/v1/health/service/{name}");
         let (events, failures) = (self.events.clone(), self.events.clone());
         let (owned, watch_name) = (name.to_owned(), health_watch(name));
@@ -188,33 +161,21 @@ impl Watchers {
             move |error| report(&failures, &watch_name, error),
             self.restores.clone(),
         ));
-        self.health.insert(name.to_owned(), HealthWatch { task, shard });
-        Ok(())
+        self.health.insert(name.to_owned(), task);
     }
 
     /// Stops the health watch of `name`.
     pub fn unwatch_health(&mut self, name: &str) {
-        if let Some(watch) = self.health.remove(name) {
-            watch.task.abort();
-            self.shards[watch.shard].watches -= 1;
+        if let Some(task) = self.health.remove(name) {
+            task.abort();
         }
-    }
-
-    /// A client with room for one more watch; a new one when all are full.
-    fn free_shard(&mut self) -> Result<usize, ConsulError> {
-        if let Some(index) = self.shards.iter().position(|s| s.watches < WATCHES_PER_CLIENT) {
-            return Ok(index);
-        }
-        let client = ConsulClient::new(&self.settings)?;
-        self.shards.push(Shard { client, watches: 0 });
-        Ok(self.shards.len() - 1)
     }
 }
 
 impl Drop for Watchers {
     fn drop(&mut self) {
-        for watch in self.health.values() {
-            watch.task.abort();
+        for task in self.health.values() {
+            task.abort();
         }
     }
 }
