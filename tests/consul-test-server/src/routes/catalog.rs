@@ -8,7 +8,10 @@
 //! `GET /v1/catalog/node/:node` (<https://developer.hashicorp.com/consul/api-docs/catalog#retrieve-map-of-services-for-a-node>)
 //! is the node and its services by ID, with the highest index of the nodes and services
 //! tables (`state.Store.NodeServices`: `maxIndexTxn(tx, "nodes", "services")`), so any
-//! node or service write anywhere moves it; an unknown node is `null`, not 404.
+//! node or service write anywhere moves it; an unknown node is `null`, not 404, with index
+//! 0, which Consul's blocking loop reports as 1. A blocking query waits on the node's own
+//! record and services only (its watch set), so a write elsewhere moves the index without
+//! waking it: a query sent after such a write returns at once, one already waiting does not.
 
 use bytes::Bytes;
 
@@ -99,9 +102,9 @@ pub(super) async fn node(shared: &Shared, params: &Params, name: &str) -> Result
     }
     let (index, body) = blocking::run(
         shared,
-        Topic::Catalog,
+        Topic::NodeServices(name.to_lowercase()),
         options.blocking,
-        |store| store.nodes_index().max(store.services_index()),
+        |store| store.node(name).map_or(0, |_| store.nodes_index().max(store.services_index())),
         |store| encode(&store.node(name).map(render::node_services)),
     )
     .await;

@@ -1,5 +1,11 @@
-//! `/v1/health/service/:service` and `/v1/health/state/:state`
+//! `/v1/health/service/:service`, `/v1/health/node/:node` and `/v1/health/state/:state`
 //! (<https://developer.hashicorp.com/consul/api-docs/health>).
+//!
+//! `/v1/health/node/:node` (<https://developer.hashicorp.com/consul/api-docs/health#list-checks-for-node>)
+//! lists the node's checks, its own and its services', ordered by check ID, with the
+//! checks table's index (`state.Store.NodeChecks`: `catalogChecksMaxIndex`), so a check
+//! written on any node moves it; a blocking query waits on this node's checks only (the
+//! watch channel of the checks-by-node iterator). An unknown node has no checks: `[]`.
 //!
 //! `/v1/health/state/:state` (<https://developer.hashicorp.com/consul/api-docs/health#list-checks-in-state>)
 //! lists the checks in `passing`, `warning` or `critical` (any case, as
@@ -37,6 +43,27 @@ pub(super) async fn service(shared: &Shared, params: &Params, name: &str) -> Res
                 .filter_map(|(node, service)| render::health_entry(node, service, passing_only))
                 .collect();
             encode(&entries)
+        },
+    )
+    .await;
+    Ok(with_read_meta(json_bytes(body?), index, options.consistency))
+}
+
+/// The checks of one node. Blocking.
+pub(super) async fn node(shared: &Shared, params: &Params, name: &str) -> Result<HttpResponse, HttpError> {
+    let options = ReadOptions::parse(params, &shared.datacenter)?;
+    if name.is_empty() {
+        return Err(HttpError::bad_request("Missing node name"));
+    }
+    let (index, body) = blocking::run(
+        shared,
+        Topic::NodeChecks(name.to_lowercase()),
+        options.blocking,
+        |store| store.checks_index(),
+        |store| {
+            let checks: Vec<_> =
+                store.checks_of(name).into_iter().map(|(node, check)| render::check_entry(node, check)).collect();
+            encode(&checks)
         },
     )
     .await;

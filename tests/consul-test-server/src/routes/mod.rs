@@ -72,6 +72,7 @@ enum Endpoint<'a> {
     CatalogNode(&'a str),
     CatalogDatacenters,
     HealthService(&'a str),
+    HealthNode(&'a str),
     HealthState(&'a str),
     AgentCheck(CheckAction, &'a str),
     AgentSelf,
@@ -97,6 +98,7 @@ async fn serve(shared: &Shared, request: RequestHead<'_>, body: Incoming) -> Res
         Endpoint::CatalogNode(name) => catalog::node(shared, params, name).await,
         Endpoint::CatalogDatacenters => catalog::datacenters(shared),
         Endpoint::HealthService(name) => health::service(shared, params, name).await,
+        Endpoint::HealthNode(name) => health::node(shared, params, name).await,
         Endpoint::HealthState(state) => health::state(shared, params, state).await,
         Endpoint::AgentCheck(action, id) => agent::check(shared, params, action, id, &read_body(body).await?),
         Endpoint::AgentSelf => agent_self::agent_self(shared),
@@ -126,6 +128,9 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<(Endpoint<'a>, Access), H
     }
     if let Some(name) = path.strip_prefix("/v1/health/service/") {
         return allow(&get, Endpoint::HealthService(name), Access::Read);
+    }
+    if let Some(name) = path.strip_prefix("/v1/health/node/") {
+        return allow(&get, Endpoint::HealthNode(name), Access::Read);
     }
     if let Some(state) = path.strip_prefix("/v1/health/state/") {
         return allow(&get, Endpoint::HealthState(state), Access::Read);

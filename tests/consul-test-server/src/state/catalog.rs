@@ -127,6 +127,7 @@ impl Store {
             };
             self.nodes.insert(name.to_owned(), record);
             self.touch_nodes(index, touched);
+            touched.insert(node_services(name));
             return;
         };
         if skip_update || node.fields == fields {
@@ -139,6 +140,7 @@ impl Store {
             self.bump_service(affected, index, touched);
         }
         self.touch_nodes(index, touched);
+        touched.insert(node_services(name));
     }
 
     fn upsert_service(&mut self, node_name: &str, fields: ServiceFields, index: u64, touched: &mut Touched) {
@@ -174,6 +176,7 @@ impl Store {
         self.instances.entry(new_name.clone()).or_default().insert(key);
         self.bump_service(new_name, index, touched);
         self.touch_service_list(index, touched);
+        touched.insert(node_services(node_name));
     }
 
     fn upsert_check(&mut self, node_name: &str, fields: CheckFields, index: u64, touched: &mut Touched) {
@@ -206,6 +209,7 @@ impl Store {
             self.bump_service(name, index, touched);
         }
         self.touch_checks(index, touched);
+        touched.insert(node_checks(node_name));
     }
 
     fn delete_node(&mut self, name: &str, index: u64, touched: &mut Touched) {
@@ -213,11 +217,13 @@ impl Store {
             return;
         };
         self.touch_nodes(index, touched);
+        touched.insert(node_services(name));
         for check_id in node.checks.keys() {
             self.forget_check(check_id, name);
         }
         if !node.checks.is_empty() {
             self.touch_checks(index, touched);
+            touched.insert(node_checks(name));
         }
         if node.services.is_empty() {
             return;
@@ -249,12 +255,14 @@ impl Store {
         }
         if !check_ids.is_empty() {
             self.touch_checks(index, touched);
+            touched.insert(node_checks(node_name));
         }
         self.service_list.remove(&service.fields.name, &service.fields.tags);
         let lower = service.fields.name.to_lowercase();
         self.remove_instance(&lower, &(node_name.to_owned(), service_id.to_owned()));
         self.bump_service(lower, index, touched);
         self.touch_service_list(index, touched);
+        touched.insert(node_services(node_name));
     }
 
     fn delete_check(&mut self, node_name: &str, check_id: &str, index: u64, touched: &mut Touched) {
@@ -270,6 +278,7 @@ impl Store {
             self.bump_service(name, index, touched);
         }
         self.touch_checks(index, touched);
+        touched.insert(node_checks(node_name));
     }
 
     fn remove_instance(&mut self, lower_name: &str, key: &(String, String)) {
@@ -298,17 +307,28 @@ impl Store {
     fn touch_service_list(&mut self, index: u64, touched: &mut Touched) {
         self.services_table_index = index;
         touched.insert(Topic::ServiceList);
-        touched.insert(Topic::Catalog);
     }
 
     fn touch_nodes(&mut self, index: u64, touched: &mut Touched) {
         self.nodes_table_index = index;
         touched.insert(Topic::Nodes);
-        touched.insert(Topic::Catalog);
     }
 
     fn touch_checks(&mut self, index: u64, touched: &mut Touched) {
         self.checks_table_index = index;
         touched.insert(Topic::Checks);
     }
+}
+
+/// What wakes `/v1/catalog/node/:node`: Consul's watch set there is the node's record and
+/// its services (`nodeServices`: the node's `FirstWatch` and the services-by-node
+/// iterator), so writes on other nodes move the index but wake nobody waiting on this one.
+fn node_services(node: &str) -> Topic {
+    Topic::NodeServices(node.to_lowercase())
+}
+
+/// What wakes `/v1/health/node/:node`: the node's checks (`NodeChecks`: the checks-by-node
+/// iterator's watch channel).
+fn node_checks(node: &str) -> Topic {
+    Topic::NodeChecks(node.to_lowercase())
 }

@@ -37,8 +37,10 @@ pub(crate) enum Topic {
     Nodes,
     /// The checks table (`/v1/health/state/:state`).
     Checks,
-    /// The nodes or the services table (`/v1/catalog/node/:node`).
-    Catalog,
+    /// One node's record or services, by lower-cased node name (`/v1/catalog/node/:node`).
+    NodeServices(String),
+    /// One node's checks, by lower-cased node name (`/v1/health/node/:node`).
+    NodeChecks(String),
 }
 
 /// Topics touched by one write.

@@ -34,6 +34,14 @@ impl Store {
         nodes
     }
 
+    /// The checks of one node (case-insensitive name), ordered by check ID.
+    pub(crate) fn checks_of(&self, name: &str) -> Vec<(&NodeRecord, &CheckRecord)> {
+        let Some(node) = self.node(name) else { return Vec::new() };
+        let mut checks: Vec<_> = node.checks.values().map(|check| (node, check)).collect();
+        checks.sort_by(|(_, a), (_, b)| caseless(&a.fields.id, &b.fields.id));
+        checks
+    }
+
     /// The checks whose status `admits`, with their nodes, ordered by node
     /// then check ID. Cost is one pass over the checks, no copies.
     pub(crate) fn checks_where(&self, admits: impl Fn(Status) -> bool) -> Vec<(&NodeRecord, &CheckRecord)> {

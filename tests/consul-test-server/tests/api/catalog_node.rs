@@ -1,6 +1,8 @@
 //! `GET /v1/catalog/node/:node` (<https://developer.hashicorp.com/consul/api-docs/catalog#retrieve-map-of-services-for-a-node>):
 //! the node and its services by ID, with the highest index of the nodes and services
-//! tables (`state.Store.NodeServices`), and `null` for a node that does not exist.
+//! tables (`state.Store.NodeServices`), and `null` for a node that does not exist. A
+//! blocking query waits on the node's own record and services (its memdb watch set), so a
+//! write on another node moves the index but does not wake it.
 
 use std::time::Duration;
 
@@ -13,8 +15,11 @@ use crate::support::start;
 #[tokio::test]
 async fn lists_a_nodes_services_by_id_and_null_for_an_unknown_node() -> Result<()> {
     let (server, client) = start().await?;
+    server.register(Registration::new("n0", "10.0.0.9", "other"))?;
     let missing = client.get("/v1/catalog/node/nowhere").await?;
     assert_eq!((missing.status, missing.json()?), (200, json!(null)), "an unknown node is null, not 404");
+    // `nodeServices` returns index 0 for an unknown node; the blocking loop reports it as 1.
+    assert_eq!(missing.index(), Some(1), "an unknown node's index is not the tables'");
 
     server.register(Registration::new("n1", "10.0.0.1", "web").id("web-1").port(80).tag("v1"))?;
     let last = server.register(Registration::new("n1", "10.0.0.1", "db").id("db-1").port(5432))?;
@@ -34,11 +39,17 @@ async fn lists_a_nodes_services_by_id_and_null_for_an_unknown_node() -> Result<(
 }
 
 #[tokio::test]
-async fn the_index_moves_with_a_service_written_on_any_node() -> Result<()> {
+async fn a_write_elsewhere_moves_the_index_but_wakes_only_queries_on_that_node() -> Result<()> {
     let (server, client) = start().await?;
     let registered = server.register(Registration::new("n1", "10.0.0.1", "web").id("web-1"))?;
     let on_another_node = server.register(Registration::new("n2", "10.0.0.2", "db"))?;
-    assert_eq!(client.get("/v1/catalog/node/n1").await?.index(), Some(on_another_node));
+    assert!(on_another_node > registered);
+    assert_eq!(client.get("/v1/catalog/node/n1").await?.index(), Some(on_another_node), "the tables' index");
+
+    // A query that blocks at an index older than the tables' returns at once (Consul's
+    // blocking loop: the result's index is already past `?index=`).
+    let stale = client.get(&format!("/v1/catalog/node/n1?index={registered}&wait=5s")).await?;
+    assert_eq!(stale.index(), Some(on_another_node));
 
     let path = format!("/v1/catalog/node/n1?index={on_another_node}&wait=5s");
     let waiting = {
@@ -46,9 +57,12 @@ async fn the_index_moves_with_a_service_written_on_any_node() -> Result<()> {
         tokio::spawn(async move { client.get(&path).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let elsewhere = server.register(Registration::new("n3", "10.0.0.3", "api"))?;
-    let woken = waiting.await??;
-    assert_eq!(woken.index(), Some(elsewhere), "a service registered on another node wakes it");
-    assert!(elsewhere > registered);
+    server.register(Registration::new("n3", "10.0.0.3", "api"))?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a service registered on another node does not wake it");
+    let here = server.register(Registration::new("n1", "10.0.0.1", "cache").id("cache-1"))?;
+    let woken = tokio::time::timeout(Duration::from_secs(2), waiting).await???;
+    assert_eq!(woken.index(), Some(here), "a service registered on this node wakes it");
+    assert!(woken.json()?["Services"]["cache-1"].is_object());
     Ok(())
 }

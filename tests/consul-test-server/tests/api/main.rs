@@ -10,6 +10,7 @@ mod catalog_nodes;
 mod counters;
 mod faults;
 mod health;
+mod health_node;
 mod health_state;
 mod kv;
 mod lifecycle;
