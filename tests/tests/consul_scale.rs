@@ -1,5 +1,6 @@
-//! Consul at more than a handful of services: the first sync reads node by node, over
-//! HTTPS the per-service watches share a few HTTP/2 connections, missing VIPs are
+//! Consul at more than a handful of services: the agent watches node by node (two
+//! queries per node, whatever the number of services), over HTTPS they share one HTTP/2
+//! connection, a new instance waits for a checks answer read after it, missing VIPs are
 //! allocated many per transaction, and a dev agent's loopback instances are backends on
 //! its own node only.
 
@@ -14,8 +15,10 @@ use viking_tests::{
     wait_for, world,
 };
 
-/// Services registered for the connection test: more than four clients' worth of watches.
+/// Services registered for the connection test, on [`NODES`] nodes.
 const SERVICES: u32 = 1_000;
+/// The nodes [`instance`] spreads one copy of the services over.
+const NODES: usize = 10;
 
 fn instance(index: u32, copy: u32) -> Registration {
     let name = format!("svc-{index:04}");
@@ -27,8 +30,14 @@ fn instance(index: u32, copy: u32) -> Registration {
         .check(CheckSpec::passing(format!("{name}-{copy}-check")))
 }
 
+/// The agent's blocking queries once synced: the node list and two per node (the VIP
+/// records' query, paced at 5 s, comes later).
+fn queries_for(nodes: usize) -> usize {
+    2 * nodes + 1
+}
+
 #[test]
-fn over_https_a_thousand_services_share_a_few_http2_connections() {
+fn over_https_a_thousand_services_cost_two_queries_per_node_on_one_connection() {
     let consul = TestConsul::start_with(Options { tls: true, ..Options::default() });
     let w = world();
     consul.server.register_many((0..SERVICES).map(|i| instance(i, 0))).unwrap();
@@ -40,18 +49,23 @@ fn over_https_a_thousand_services_share_a_few_http2_connections() {
         served(&agent).len(),
         agent.log()
     );
-    // Once synced, every service has its blocking query open.
+    // Once synced, every node has its two blocking queries open, and nothing per service.
     let watching = wait_for(Duration::from_secs(20), || {
-        (consul.server.open_blocking_queries() >= SERVICES as usize).then_some(())
+        (consul.server.open_blocking_queries() >= queries_for(NODES)).then_some(())
     });
     assert!(watching.is_some(), "{} blocking queries", consul.server.open_blocking_queries());
-    // 1,000 streams at the server's 250 per HTTP/2 connection, plus one connection for
-    // the writes (KV, transactions).
+    std::thread::sleep(Duration::from_millis(200));
+    let open = consul.server.open_blocking_queries();
+    assert!((queries_for(NODES)..=queries_for(NODES) + 1).contains(&open), "{open} blocking queries");
+    // 21 or 22 streams on one HTTP/2 connection, plus one connection for the writes (KV,
+    // transactions).
     let connections = consul.server.open_connections();
-    assert!((2..=7).contains(&connections), "{connections} connections to Consul for {SERVICES} services");
+    assert!((1..=2).contains(&connections), "{connections} connections to Consul for {SERVICES} services");
 
-    // The VIPs were allocated 32 per transaction, not key by key.
+    // The VIPs were allocated 32 per transaction, not key by key, and no service was read
+    // on its own.
     let log = consul.server.request_log();
+    assert!(!log.iter().any(|r| r.path.starts_with("/v1/health/service/")), "no per-service query");
     let transactions = log.iter().filter(|r| r.method == "PUT" && r.path == "/v1/txn").count();
     let single_writes = log.iter().filter(|r| r.method == "PUT" && r.path.starts_with("/v1/kv/")).count();
     assert_eq!(transactions, SERVICES.div_ceil(32) as usize, "one transaction per 32 services");
@@ -70,6 +84,7 @@ fn over_https_a_thousand_services_share_a_few_http2_connections() {
 fn over_https_without_http2_every_watch_has_its_own_connection_and_changes_still_arrive() {
     // A TLS-terminating proxy in front of Consul may offer HTTP/1.1 only.
     const FEW: u32 = 30;
+    let queries = queries_for(NODES);
     let consul = TestConsul::start_with(Options { tls: true, http2: false, ..Options::default() });
     let w = world();
     consul.server.register_many((0..FEW).map(|i| instance(i, 0))).unwrap();
@@ -82,9 +97,9 @@ fn over_https_without_http2_every_watch_has_its_own_connection_and_changes_still
         agent.log()
     );
     let watching =
-        wait_for(Duration::from_secs(20), || (consul.server.open_blocking_queries() >= FEW as usize).then_some(()));
+        wait_for(Duration::from_secs(20), || (consul.server.open_blocking_queries() >= queries).then_some(()));
     assert!(watching.is_some(), "{} blocking queries", consul.server.open_blocking_queries());
-    assert!(consul.server.open_connections() > FEW as usize, "HTTP/1.1: one connection per outstanding query");
+    assert!(consul.server.open_connections() >= queries, "HTTP/1.1: one connection per outstanding query");
     assert!(agent.log().contains("does not offer HTTP/2"), "the fallback is logged\n{}", agent.log());
     consul.server.register(instance(7, 1)).unwrap();
     assert!(
@@ -107,19 +122,20 @@ fn on_node(index: u32, copy: u32) -> Registration {
 }
 
 #[test]
-fn the_first_sync_reads_node_by_node_and_misses_no_change_made_meanwhile() {
+fn a_change_made_during_the_first_sync_is_not_lost() {
     const SERVICES: u32 = 40;
     let consul = TestConsul::start();
     let w = world();
     consul.server.register_many((0..SERVICES).map(|i| on_node(i, 0))).unwrap();
-    // Hold the first read at its last step, after every node and the critical checks were
-    // read: what changes now is not in it.
-    consul.server.faults().set_for("/v1/health/state/warning", Fault::Hang);
+    // Hold one node's first checks read: the other nodes are read, this one is not yet,
+    // and what changes now must reach the kernel all the same.
+    consul.server.faults().set_for("/v1/health/node/node-3", Fault::Hang);
     let agent = Agent::start(&w.cgroup, &w.pins, &(render(&[]) + &consul.config_section("")));
     let held = wait_for(Duration::from_secs(10), || {
-        consul.server.request_log().iter().any(|r| r.path == "/v1/health/state/warning").then_some(())
+        consul.server.request_log().iter().any(|r| r.path == "/v1/health/node/node-3").then_some(())
     });
-    assert!(held.is_some(), "the agent never read the warning checks\n{}", agent.log());
+    assert!(held.is_some(), "the agent never read node-3's checks\n{}", agent.log());
+    assert!(served(&agent).is_empty(), "nothing is served before every node is read");
     consul.server.register(on_node(3, 1)).unwrap();
     assert_eq!(consul.server.set_check_status("svc-0005-0-check", Status::Critical), 1);
     consul.server.faults().clear();
@@ -130,16 +146,48 @@ fn the_first_sync_reads_node_by_node_and_misses_no_change_made_meanwhile() {
     };
     assert!(
         wait_served(&agent, Duration::from_secs(5), expected),
-        "a change made during the first read was lost: {:?}\n{}",
+        "a change made during the first sync was lost: {:?}\n{}",
         served(&agent),
         agent.log()
     );
     let log = consul.server.request_log();
-    let node_reads = log.iter().filter(|r| r.path.starts_with("/v1/catalog/node/")).count();
-    let first_health_reads =
-        log.iter().filter(|r| r.path.starts_with("/v1/health/service/") && r.index_param.is_none()).count();
-    assert_eq!(node_reads, 4, "one read per node");
-    assert_eq!(first_health_reads, 0, "no service asked on its own: its first answer came from the node reads");
+    let first_node_reads =
+        log.iter().filter(|r| r.path.starts_with("/v1/catalog/node/") && r.index_param.is_none()).count();
+    assert_eq!(first_node_reads, 4, "one first read per node");
+    assert!(!log.iter().any(|r| r.path.starts_with("/v1/health/service/")), "no service is read on its own");
+}
+
+#[test]
+fn a_new_instance_is_not_served_before_its_checks_are_read() {
+    const SERVICES: u32 = 8;
+    let consul = TestConsul::start();
+    let w = world();
+    consul.server.register_many((0..SERVICES).map(|i| on_node(i, 0))).unwrap();
+    let agent = Agent::start(&w.cgroup, &w.pins, &(render(&[]) + &consul.config_section("")));
+    assert!(wait_served(&agent, Duration::from_secs(10), |s| s.len() == SERVICES as usize), "{}", agent.log());
+
+    // A new instance of svc-0003 on node-0 whose check starts critical, as Consul's checks
+    // do. The agent sees the node's new service list; the checks it then asks for are held.
+    consul.server.faults().set_for("/v1/health/node/node-0", Fault::Hang);
+    consul.server.clear_request_log();
+    let starting = on_node(3, 1).check(CheckSpec::critical("svc-0003-1-starting"));
+    consul.server.register(starting).unwrap();
+    let asked = wait_for(Duration::from_secs(5), || {
+        let log = consul.server.request_log();
+        log.iter().any(|r| r.path == "/v1/health/node/node-0" && r.index_param.is_none()).then_some(())
+    });
+    assert!(asked.is_some(), "the new instance made the agent read node-0's checks again\n{}", agent.log());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(served(&agent)["svc-0003"].2.len(), 1, "not served while its checks are unknown");
+    consul.server.faults().clear();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(served(&agent)["svc-0003"].2.len(), 1, "not served while its check is critical");
+    consul.server.set_check_status("svc-0003-1-starting", Status::Passing);
+    assert!(
+        wait_served(&agent, Duration::from_secs(2), |s| s["svc-0003"].2.len() == 2),
+        "{:?}",
+        served(&agent).get("svc-0003")
+    );
 }
 
 #[test]

@@ -56,6 +56,13 @@ pub(crate) fn spawn(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsA
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
+                        // As Consul's: Go's net package sets TCP_NODELAY on every
+                        // connection, so a small answer right after another is not held
+                        // back until the client acknowledges the first (Nagle's algorithm
+                        // with delayed ACKs: up to 40 ms).
+                        if let Err(err) = stream.set_nodelay(true) {
+                            tracing::debug!(%err, "consul-test-server: TCP_NODELAY");
+                        }
                         connections.spawn(serve_connection(stream, Arc::clone(&shared), tls.clone()));
                     }
                     Err(err) => {

@@ -21,8 +21,8 @@ use viking_agent::{
 use viking_common::{ServiceKey, ServiceValue};
 
 use super::{
-    INSTANCES,
-    server::{Consul, Instance, Transport, flip_check, register_all},
+    INSTANCES, queries_for,
+    server::{Consul, Instance, Transport, flip_check, nodes_for, register_all},
 };
 
 /// Agents simulated.
@@ -94,7 +94,8 @@ pub fn run(work_dir: &std::path::Path) -> anyhow::Result<ClusterResult> {
     wait_synced(&reports, AGENTS - 1)?;
     let sync = started.elapsed();
     let settled = Instant::now();
-    while consul.server.open_blocking_queries() < AGENTS * SERVICES as usize {
+    let queries = AGENTS * queries_for(nodes_for(SERVICES, u32::from(INSTANCES)));
+    while consul.server.open_blocking_queries() < queries {
         if settled.elapsed() > SYNC_LIMIT {
             bail!("only {} blocking queries open", consul.server.open_blocking_queries());
         }
@@ -126,7 +127,7 @@ fn samples(consul: &Consul, reports: &mpsc::Receiver<Event>) -> anyhow::Result<V
     for sample in 0..SAMPLES {
         let index = (sample as u32 * 7_919 + 13) % SERVICES;
         let name = Instance::name(index);
-        let instance = Instance { index, copy: u32::from(INSTANCES) };
+        let instance = Instance { index, copy: u32::from(INSTANCES), nodes: nodes_for(SERVICES, u32::from(INSTANCES)) };
         // The churn may have another instance of the service critical meanwhile: wait for
         // the new one, not for a count.
         let new_backend = instance.socket_addr()?;

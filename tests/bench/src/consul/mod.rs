@@ -26,7 +26,7 @@ pub use report::write as write_report;
 use viking_sandbox::Cgroup;
 
 pub use self::server::Transport;
-use self::server::{Consul, Instance, PORT, flip_check, register_all};
+use self::server::{Consul, Instance, PORT, flip_check, nodes_for, register_all};
 
 /// What is measured: the HTTPS sweep the targets are about, then plain HTTP for contrast.
 pub const POINTS: [(Transport, u32); 5] = [
@@ -56,6 +56,8 @@ pub struct ConsulPoint {
     pub transport: Transport,
     /// Services registered.
     pub services: u32,
+    /// The nodes they run on.
+    pub nodes: u32,
     /// Initial sync with no VIP allocated yet.
     pub cold_sync: Duration,
     /// The agent's CPU time until the end of the cold sync.
@@ -154,7 +156,8 @@ fn point(
     drop(cold);
     let warm = agent::Agent::start(agent_binary, &cgroup, work_dir, &config)?;
     let warm_sync = warm.wait_synced(services, INSTANCES, SYNC_LIMIT).context("warm sync")?;
-    let settle = settle(&consul, services)?;
+    let nodes = nodes_for(services, u32::from(INSTANCES));
+    let settle = settle(&consul, queries_for(nodes))?;
     let (connections, blocking_queries) = (consul.server.open_connections(), consul.server.open_blocking_queries());
 
     let mut changes = Vec::with_capacity(CHANGES);
@@ -162,7 +165,7 @@ fn point(
         let index = (sample as u32 * 7_919) % services;
         let vip = consul.vip_of(index)?;
         let started = Instant::now();
-        consul.register_over_http(&Instance { index, copy: u32::from(INSTANCES) })?;
+        consul.register_over_http(&Instance { index, copy: u32::from(INSTANCES), nodes })?;
         warm.wait_backends(vip, PORT, INSTANCES + 1, CHANGE_LIMIT)
             .with_context(|| format!("change {sample}: service {index} never got its new backend"))?;
         changes.push(started.elapsed());
@@ -176,6 +179,7 @@ fn point(
     Ok(ConsulPoint {
         transport,
         services,
+        nodes,
         cold_sync,
         cold_cpu,
         warm_sync,
@@ -191,16 +195,22 @@ fn point(
     })
 }
 
-/// Waits until the agent holds a blocking query for every service.
-fn settle(consul: &Consul, services: u32) -> anyhow::Result<Duration> {
+/// The blocking queries an agent opens on a cluster of `nodes` nodes once synced: the
+/// node list and two per node (the VIP records' query is paced at 5 s and comes later).
+pub fn queries_for(nodes: u32) -> usize {
+    2 * nodes as usize + 1
+}
+
+/// Waits until the agent holds its `queries` blocking queries.
+fn settle(consul: &Consul, queries: usize) -> anyhow::Result<Duration> {
     let started = Instant::now();
     while started.elapsed() < SYNC_LIMIT {
-        if consul.server.open_blocking_queries() >= services as usize {
+        if consul.server.open_blocking_queries() >= queries {
             return Ok(started.elapsed());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    anyhow::bail!("the agent did not open a blocking query for each of {services} services")
+    anyhow::bail!("the agent did not open its {queries} blocking queries")
 }
 
 /// Requests per second the agent sends during [`LOAD_WINDOW`] while `rate` checks per

@@ -5,6 +5,7 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 use super::{
     CHANGES, CHURN_RATE, ConsulPoint, INSTANCES, LOAD_WINDOW, Transport,
     cluster::{self, ClusterResult},
+    server::INSTANCES_PER_NODE,
 };
 use crate::machine::Machine;
 
@@ -68,9 +69,11 @@ pub fn write(results: &Results, machine: &Machine, command_line: &str, path: &Pa
     let _ = writeln!(
         text,
         "The in-repo Consul test server (`tests/consul-test-server`, release build, on the same 2 cores) holds N \
-         services with {INSTANCES} passing instances each; the real `viking-agent` watches it: the catalog, one \
-         `?passing` health query per service (streams of a few HTTP/2 connections over HTTPS, one connection each \
-         over HTTP/1.1), the VIP records; the first answers come from one read per node (64 nodes). **Cold sync**: from the agent's start (program loading included) until the \
+         services with {INSTANCES} passing instances each, on nodes of {INSTANCES_PER_NODE} instances (the \
+         instances of a service on different nodes); the real `viking-agent` watches it: the node list, each node's \
+         instances and checks (`/v1/catalog/node/:node`, `/v1/health/node/:node`: two blocking queries per node, \
+         streams of a few HTTP/2 connections over HTTPS, one connection each over HTTP/1.1), the VIP records. \
+         **Cold sync**: from the agent's start (program loading included) until the \
          kernel holds every service with its backends, every VIP allocated first (in transactions of 32 services); \
          **warm**: the same when the VIPs exist, as after a restart or on a second host. **Change**: a new instance \
          is registered with `PUT /v1/catalog/register` over HTTP(S); timed from that call until the pinned map shows \
@@ -81,15 +84,16 @@ pub fn write(results: &Results, machine: &Machine, command_line: &str, path: &Pa
     let _ = writeln!(text, "![change to kernel by services](benchmarks-consul.png)\n");
     let _ = writeln!(
         text,
-        "| transport | services | cold sync | agent CPU (cold) | warm sync | watches open | change p50 | p99 | max | agent RSS | connections | blocking queries |"
+        "| transport | services | nodes | cold sync | agent CPU (cold) | warm sync | watches open | change p50 | p99 | max | agent RSS | connections | blocking queries |"
     );
-    let _ = writeln!(text, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(text, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for p in &results.points {
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {} | {} | +{} | {} | {} | {} | {} MiB | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | +{} | {} | {} | {} | {} MiB | {} | {} |",
             p.transport.name(),
             p.services,
+            p.nodes,
             secs(p.cold_sync),
             secs(p.cold_cpu),
             secs(p.warm_sync),

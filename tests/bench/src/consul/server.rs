@@ -11,6 +11,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use consul_test_server::{CheckSpec, ConsulTestServer, Options, Registration, Status};
 
+use super::INSTANCES;
+
 /// Name of the test server's runtime threads.
 const THREAD_NAME: &str = "consul-server";
 /// The logical port of every benchmark service (the instances' common port).
@@ -125,14 +127,26 @@ impl Consul {
     }
 }
 
+/// Instances a node runs, as in a cluster of hosts running about 50 containers each (so a
+/// cluster's nodes grow with its services: 60 nodes at 1,000 services, 6,000 at 100,000).
+pub const INSTANCES_PER_NODE: u32 = 50;
+
+/// The nodes a cluster of `services` services with `instances` instances each runs on.
+pub fn nodes_for(services: u32, instances: u32) -> u32 {
+    (services * instances).div_ceil(INSTANCES_PER_NODE).max(instances)
+}
+
 /// Instance `copy` of service `index`, on a made-up routable address unique to it (no
-/// connection is ever made to it: the address is only written into maps).
+/// connection is ever made to it: the address is only written into maps), on one of
+/// `nodes` nodes; the instances of a service are on different nodes.
 #[derive(Clone, Copy, Debug)]
 pub struct Instance {
     /// The service.
     pub index: u32,
     /// Which of its instances.
     pub copy: u32,
+    /// The nodes of the cluster.
+    pub nodes: u32,
 }
 
 impl Instance {
@@ -145,14 +159,19 @@ impl Instance {
         format!("{}-{}", Self::name(self.index), self.copy)
     }
 
+    fn node_number(&self) -> u32 {
+        (self.index * u32::from(INSTANCES) + self.copy) % self.nodes
+    }
+
     fn node(&self) -> String {
-        format!("node-{}", self.index % 64)
+        format!("node-{}", self.node_number())
     }
 
     /// The node's own address: one per node, as in a real cluster (an address changing
     /// with every registration would rewrite the node and touch all its services).
     fn node_address(&self) -> String {
-        format!("10.99.0.{}", 1 + self.index % 64)
+        let n = self.node_number();
+        format!("10.99.{}.{}", n / 250, 1 + n % 250)
     }
 
     fn address(&self) -> String {
@@ -195,9 +214,11 @@ pub fn flip_check(server: &ConsulTestServer, flip: u32, services: u32, copy: u32
     server.set_check_status(&format!("{}-{copy}-check", Instance::name(index)), status);
 }
 
-/// Registers `services` services with `instances` passing instances each.
+/// Registers `services` services with `instances` passing instances each, on
+/// [`nodes_for`] nodes.
 pub fn register_all(server: &ConsulTestServer, services: u32, instances: u32) -> anyhow::Result<()> {
-    let all = (0..services).flat_map(|index| (0..instances).map(move |copy| Instance { index, copy }));
+    let nodes = nodes_for(services, instances);
+    let all = (0..services).flat_map(move |index| (0..instances).map(move |copy| Instance { index, copy, nodes }));
     server.register_many(all.map(|i| i.registration())).context("registering services")?;
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! Consul as a source: every service in Consul's catalog (optionally only those with a
-//! tag) gets a stable VIP and its passing instances as backends.
+//! tag) gets a stable VIP and its passing instances as backends. The catalog is watched
+//! node by node (`watchers`), so what the agent holds open grows with the cluster's nodes,
+//! not its services.
 //!
 //! The parts, one module each:
-//! - `state`: what Consul's answers mean, as a state machine without I/O;
-//! - `watchers`: the blocking queries (catalog, VIP records, one health query per service);
+//! - `state`: what Consul's answers mean, as a state machine without I/O, and `nodes`, the
+//!   instances and checks of every node it keeps;
+//! - `watchers`: the blocking queries (the node list, two per node, the VIP records);
 //! - `allocator` and `vips`: VIPs allocated in Consul's KV with check-and-set, many per
 //!   transaction;
-//! - `snapshot`: the first read of every service in a few requests per node;
 //! - `instances`: one service's instances as backends; `watch`: Consul's blocking-query
 //!   rules; `client`, `streams` (HTTP/2 over HTTPS), `tls` and `wire`: HTTP and JSON.
 //!
@@ -18,7 +20,7 @@
 mod allocator;
 mod client;
 mod instances;
-mod snapshot;
+mod nodes;
 mod state;
 mod streams;
 mod tls;
@@ -34,11 +36,11 @@ use tokio::sync::{Semaphore, mpsc};
 use self::{
     allocator::{Request, SERVICES_PER_TXN},
     client::{ConsulClient, ConsulError},
-    snapshot::Snapshot,
-    state::{ConsulState, Settings, WatchPlan},
+    nodes::NodeWatch,
+    state::{ConsulState, NodePlan, Settings},
     vips::{Allocation, Keys},
     watchers::Watchers,
-    wire::{AgentSelf, CatalogNode, CatalogServices, HealthEntry, KvEntry},
+    wire::{AgentSelf, CatalogNode, KvEntry, NodeCheck, NodeServices},
 };
 use super::{Update, backoff::Backoff};
 use crate::config::{AgentSettings, ConsulSettings, Limits};
@@ -52,16 +54,36 @@ const BURST: usize = 10_000;
 /// Something a task learned.
 #[derive(Debug)]
 pub enum Event {
-    /// The catalog's service list.
-    Catalog(CatalogServices),
-    /// Every service's passing instances, read at start (`None`: not usable).
-    Snapshot(Option<Snapshot>),
-    /// A service's passing instances.
-    Health {
-        /// The service.
-        name: String,
-        /// Its instances.
-        entries: Vec<HealthEntry>,
+    /// The node list.
+    Nodes(Vec<CatalogNode>),
+    /// A node's service instances.
+    NodeServices {
+        /// The node.
+        node: String,
+        /// The generation of the watch that read them.
+        generation: u64,
+        /// The node and its instances; `None` when the node does not exist.
+        answer: Option<NodeServices>,
+    },
+    /// A node's checks.
+    NodeChecks {
+        /// The node.
+        node: String,
+        /// The generation of the watch that read them.
+        generation: u64,
+        /// Its checks and its instances' checks.
+        checks: Vec<NodeCheck>,
+    },
+    /// A node watch failed (`Some`) or recovered (`None`).
+    NodeFailure {
+        /// The node.
+        node: String,
+        /// Which of its watches.
+        watch: NodeWatch,
+        /// The watch's generation.
+        generation: u64,
+        /// The error.
+        error: Option<String>,
     },
     /// The VIP records, read at KV index `index`.
     Vips {
@@ -135,9 +157,7 @@ impl ConsulSource {
             local_node,
         });
         let mut watchers = Watchers::new(self.client.clone(), events_tx.clone());
-        state.expect_snapshot();
-        let _snapshot = self.spawn_snapshot(&events_tx);
-        let _catalog = watchers.watch_catalog();
+        let _nodes = watchers.watch_nodes();
         let _vips = watchers.watch_vips(&self.keys);
         let allocations = Arc::new(Semaphore::new(ALLOCATION_CONCURRENCY));
         let tick = (self.settings.vip_release_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -181,10 +201,10 @@ impl ConsulSource {
     /// Feeds one event to the state machine and starts or stops the watches it asks for.
     fn handle(&self, state: &mut ConsulState, watchers: &mut Watchers, event: Event) {
         match &event {
-            Event::Catalog(_) | Event::Snapshot(Some(_)) | Event::Health { .. } | Event::Vips { .. } => {
+            Event::Nodes(_) | Event::NodeServices { .. } | Event::NodeChecks { .. } | Event::Vips { .. } => {
                 self.metrics.consul_last_answer.set(crate::metrics::sources::unix_now());
             }
-            Event::Failure { error: Some(_), .. } => {
+            Event::Failure { error: Some(_), .. } | Event::NodeFailure { error: Some(_), .. } => {
                 self.metrics.consul_watch_errors.inc();
             }
             _ => {}
@@ -197,44 +217,22 @@ impl ConsulSource {
 
     fn dispatch(&self, state: &mut ConsulState, watchers: &mut Watchers, event: Event) {
         match event {
-            Event::Catalog(catalog) => apply(watchers, &state.on_catalog(&catalog)),
-            Event::Snapshot(snapshot) => apply(watchers, &state.on_snapshot(snapshot)),
-            Event::Health { name, entries } => state.on_health(&name, &entries),
+            Event::Nodes(nodes) => apply(watchers, &state.on_nodes(&nodes)),
+            Event::NodeServices { node, generation, answer } => {
+                if let Some(checks) = state.on_node_services(&node, generation, answer) {
+                    watchers.watch_node_checks(&node, checks);
+                }
+            }
+            Event::NodeChecks { node, generation, checks } => state.on_node_checks(&node, generation, &checks),
+            Event::NodeFailure { node, watch, generation, error } => {
+                state.on_node_failure(&node, watch, generation, error);
+            }
             Event::Vips { index, entries } => state.on_vips(index, &entries),
             Event::Allocated { name, allocation } => state.on_allocated(&name, allocation),
             Event::AllocationFailed { name } => state.on_allocation_failed(&name),
             Event::Released { name } => state.on_released(&name),
             Event::Failure { watch, error } => state.on_failure(&watch, error),
         }
-    }
-
-    /// Reads every service's instances in a few requests (the initial sync), for the state
-    /// machine; when that fails, each service asks on its own.
-    fn spawn_snapshot(&self, events: &mpsc::UnboundedSender<Event>) -> watchers::DropAbort {
-        let (client, events) = (self.client.clone(), events.clone());
-        watchers::DropAbort::spawn(async move {
-            let started = tokio::time::Instant::now();
-            let snapshot = match snapshot::read(&client).await {
-                Ok(Some(snapshot)) => {
-                    tracing::info!(
-                        services = snapshot.services.len(),
-                        index = snapshot.index,
-                        "consul: read every node's services in {:?}",
-                        started.elapsed()
-                    );
-                    Some(snapshot)
-                }
-                Ok(None) => {
-                    tracing::info!("consul: the node list changed during the first read; reading service by service");
-                    None
-                }
-                Err(err) => {
-                    tracing::info!("consul: reading every node's services: {err}; reading service by service");
-                    None
-                }
-            };
-            let _ = events.send(Event::Snapshot(snapshot));
-        })
     }
 
     /// Allocates VIPs for a batch of services, retrying with backoff until Consul answers;
@@ -285,13 +283,13 @@ impl ConsulSource {
     }
 }
 
-/// Starts and stops the health watches `plan` asks for.
-fn apply(watchers: &mut Watchers, plan: &WatchPlan) {
-    for name in &plan.stop {
-        watchers.unwatch_health(name);
+/// Starts and stops the node watches `plan` asks for.
+fn apply(watchers: &mut Watchers, plan: &NodePlan) {
+    for node in &plan.stop {
+        watchers.unwatch_node(node);
     }
-    for name in &plan.start {
-        watchers.watch_health(name, plan.first_index);
+    for (node, generation) in &plan.start {
+        watchers.watch_node(node, *generation);
     }
 }
 

@@ -1,11 +1,11 @@
-//! The Consul source as a state machine with no I/O: what catalog, health and KV answers
-//! mean, turned into changes for the run loop. The watcher set and the allocator feed it
-//! answers and carry out what it asks for (start or stop a service's watch, allocate or
-//! release a VIP); unit tests drive it directly.
+//! The Consul source as a state machine with no I/O: what node, check and KV answers mean,
+//! turned into changes for the run loop. The watcher set and the allocator feed it answers
+//! and carry out what it asks for (start or stop a node's watches, allocate or release a
+//! VIP); unit tests drive it directly.
 //!
-//! Work is proportional to what changed: an answer for one service marks that service,
-//! and [`ConsulState::take_output`] builds only the marked ones. The one exception is the
-//! first full report after the initial sync (every service, once).
+//! Work is proportional to what changed: an answer for one node marks the services whose
+//! instances on it changed, and [`ConsulState::take_output`] builds only the marked ones.
+//! The one exception is the first full report after the initial sync (every service, once).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -19,9 +19,9 @@ use tokio::time::Instant;
 use super::{
     allocator::Request,
     instances::{self, ReadContext, Reading, ServiceShape},
-    snapshot::Snapshot,
+    nodes::{NodeView, NodeWatch},
     vips::{Allocation, Keys, VipTable},
-    wire::{CatalogServices, HealthEntry, KvEntry},
+    wire::{CatalogNode, HealthEntry, KvEntry, NodeCheck, NodeServices},
 };
 use crate::{
     config::{AgentSettings, check_name},
@@ -54,31 +54,13 @@ pub struct Settings {
     pub local_node: Option<String>,
 }
 
-/// Watches to start and stop after a catalog answer.
+/// Node watches to start and stop after a node listing.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct WatchPlan {
-    /// Services that entered the catalog.
-    pub start: Vec<String>,
-    /// Services that left it.
+pub struct NodePlan {
+    /// Nodes that joined, with the generation of their services watch.
+    pub start: Vec<(String, u64)>,
+    /// Nodes that left.
     pub stop: Vec<String>,
-    /// The index the started watches block at first: `Some` when their first answers came
-    /// from a [`Snapshot`], `None` when each asks without blocking.
-    pub first_index: Option<u64>,
-}
-
-/// Where the first whole-catalog read stands.
-#[derive(Debug, Default)]
-enum SnapshotStage {
-    /// None expected, or already used: every new service gets its own first query.
-    #[default]
-    Done,
-    /// Being read: the watches of the catalog's services wait for it.
-    Pending {
-        /// Services to start watching once it is in.
-        deferred: Vec<String>,
-    },
-    /// Read before the catalog answered.
-    Ready(Snapshot),
 }
 
 /// What the run loop is told after a round of answers.
@@ -94,9 +76,15 @@ pub struct Output {
 #[derive(Debug)]
 pub struct ConsulState {
     settings: Settings,
-    /// Catalog services that get a VIP (after the tag filter and name check).
-    wanted: Option<BTreeSet<String>>,
-    /// The last health answer per wanted service.
+    /// Every node's instances and checks.
+    nodes: NodeView,
+    /// Whether the node list has been read.
+    nodes_listed: bool,
+    /// Nodes whose services or checks have not answered yet.
+    awaiting: HashSet<String>,
+    /// Services in the catalog that get a VIP (after the tag filter and name check).
+    wanted: BTreeSet<String>,
+    /// The last reading of the passing instances per wanted service.
     health: HashMap<String, Reading>,
     /// The last shape seen per service, kept while no instance passes.
     shapes: HashMap<String, ServiceShape>,
@@ -111,15 +99,12 @@ pub struct ConsulState {
     failing: BTreeMap<String, String>,
     /// Problems last logged per key, so a repeated answer logs nothing new.
     problems: HashMap<String, Vec<String>>,
-    /// Wanted services whose first health answer has not come.
-    awaiting: HashSet<String>,
     /// What the run loop was last told, per service.
     sent: HashMap<String, Arc<Service>>,
     declarations_sent: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// Services whose output may have changed.
     dirty: HashSet<String>,
     synced: bool,
-    snapshot: SnapshotStage,
 }
 
 impl ConsulState {
@@ -127,7 +112,10 @@ impl ConsulState {
     pub fn new(settings: Settings) -> Self {
         Self {
             settings,
-            wanted: None,
+            nodes: NodeView::default(),
+            nodes_listed: false,
+            awaiting: HashSet::new(),
+            wanted: BTreeSet::new(),
             health: HashMap::new(),
             shapes: HashMap::new(),
             vips: VipTable::default(),
@@ -137,44 +125,11 @@ impl ConsulState {
             absent_since: HashMap::new(),
             failing: BTreeMap::new(),
             problems: HashMap::new(),
-            awaiting: HashSet::new(),
             sent: HashMap::new(),
             declarations_sent: HashMap::new(),
             dirty: HashSet::new(),
             synced: false,
-            snapshot: SnapshotStage::Done,
         }
-    }
-
-    /// A whole-catalog read is on its way ([`ConsulState::on_snapshot`]): services the
-    /// catalog lists meanwhile wait for it instead of asking one by one.
-    pub fn expect_snapshot(&mut self) {
-        self.snapshot = SnapshotStage::Pending { deferred: Vec::new() };
-    }
-
-    /// Takes the whole-catalog read (`None`: it failed or was not usable); returns the
-    /// watches to start now.
-    pub fn on_snapshot(&mut self, snapshot: Option<Snapshot>) -> WatchPlan {
-        let SnapshotStage::Pending { deferred } = std::mem::take(&mut self.snapshot) else {
-            return WatchPlan::default();
-        };
-        let mut plan = WatchPlan { start: deferred, ..WatchPlan::default() };
-        match snapshot {
-            Some(snapshot) if self.wanted.is_some() => self.use_snapshot(snapshot, &mut plan),
-            Some(snapshot) => self.snapshot = SnapshotStage::Ready(snapshot),
-            None => {}
-        }
-        plan
-    }
-
-    /// Gives the services `plan` starts their first answer from `snapshot` (no passing
-    /// instance when it lists none), so their watches start blocking at its index.
-    fn use_snapshot(&mut self, mut snapshot: Snapshot, plan: &mut WatchPlan) {
-        for name in &plan.start {
-            let entries = snapshot.services.remove(name).unwrap_or_default();
-            self.on_health(name, &entries);
-        }
-        plan.first_index = Some(snapshot.index);
     }
 
     /// Whether the initial sync is done: the catalog, the VIP records and every service's
@@ -188,62 +143,115 @@ impl ConsulState {
         self.failing.len()
     }
 
-    /// Takes a catalog listing; returns the health watches to start and stop.
-    pub fn on_catalog(&mut self, catalog: &CatalogServices) -> WatchPlan {
-        let mut wanted = BTreeSet::new();
-        for (name, tags) in catalog {
-            if name == CONSUL_SERVICE || self.settings.tag.as_ref().is_some_and(|t| !tags.contains(t)) {
-                continue;
+    /// Takes the node list; returns the node watches to start and stop.
+    pub fn on_nodes(&mut self, listed: &[CatalogNode]) -> NodePlan {
+        self.nodes_listed = true;
+        let listed: HashSet<&str> = listed.iter().map(|node| node.node.as_str()).collect();
+        let mut plan = NodePlan::default();
+        let gone: Vec<String> = self.nodes.names().filter(|name| !listed.contains(name.as_str())).cloned().collect();
+        for name in gone {
+            for service in self.nodes.remove(&name) {
+                self.refresh(&service);
             }
-            if let Err(reason) = check_name(name) {
-                self.log_problems(name, vec![format!("consul service name {name:?}: {reason}; service skipped")]);
-                continue;
-            }
-            wanted.insert(name.clone());
+            self.awaiting.remove(&name);
+            self.recovered(&node_watch(&name, NodeWatch::Services));
+            self.recovered(&node_watch(&name, NodeWatch::Checks));
+            plan.stop.push(name);
         }
-        let old = self.wanted.take().unwrap_or_default();
-        let mut plan = WatchPlan::default();
-        for name in old.difference(&wanted) {
-            self.health.remove(name);
-            self.shapes.remove(name);
-            self.problems.remove(name);
-            self.awaiting.remove(name);
-            self.missing.remove(name);
-            // Its stopped watch will never report a recovery.
-            self.recovered(&health_watch(name));
-            if self.vips.get(name).is_some() {
-                self.absent_since.insert(name.clone(), Instant::now());
+        let mut joined: Vec<&str> = listed.into_iter().collect();
+        joined.sort_unstable();
+        for name in joined {
+            if let Some(generation) = self.nodes.add(name) {
+                self.awaiting.insert(name.to_owned());
+                plan.start.push((name.to_owned(), generation));
             }
-            self.dirty.insert(name.clone());
-            tracing::info!("consul service {name:?} left the catalog");
-            plan.stop.push(name.clone());
-        }
-        for name in wanted.difference(&old) {
-            self.absent_since.remove(name);
-            self.awaiting.insert(name.clone());
-            if self.vips.get(name).is_none() && !self.allocating.contains(name) {
-                self.missing.insert(name.clone());
-            }
-            plan.start.push(name.clone());
-        }
-        self.wanted = Some(wanted);
-        match std::mem::take(&mut self.snapshot) {
-            SnapshotStage::Done => {}
-            SnapshotStage::Pending { mut deferred } => {
-                deferred.retain(|name| !plan.stop.contains(name));
-                deferred.append(&mut plan.start);
-                self.snapshot = SnapshotStage::Pending { deferred };
-            }
-            SnapshotStage::Ready(snapshot) => self.use_snapshot(snapshot, &mut plan),
         }
         plan
     }
 
-    /// Takes the passing instances of `name`.
-    pub fn on_health(&mut self, name: &str, entries: &[HealthEntry]) {
-        if !self.wanted.as_ref().is_some_and(|w| w.contains(name)) {
+    /// Takes the services of `node` from its services watch `generation` (`None`: the node
+    /// does not exist); returns the generation to (re)start its checks watch with, when its
+    /// new instances wait for a checks answer read after them.
+    pub fn on_node_services(&mut self, node: &str, generation: u64, answer: Option<NodeServices>) -> Option<u64> {
+        if !self.nodes.is_current(node, NodeWatch::Services, generation) {
+            return None;
+        }
+        let read = self.nodes.set_services(node, answer);
+        for service in &read.changed {
+            self.refresh(service);
+        }
+        if read.restart_checks.is_some() {
+            // The stopped watch's failure, if any, goes with it; the new one reports its own.
+            self.recovered(&node_watch(node, NodeWatch::Checks));
+        }
+        read.restart_checks
+    }
+
+    /// Takes the checks of `node` from its checks watch `generation`.
+    pub fn on_node_checks(&mut self, node: &str, generation: u64, checks: &[NodeCheck]) {
+        if !self.nodes.is_current(node, NodeWatch::Checks, generation) {
             return;
         }
+        for service in self.nodes.set_checks(node, checks) {
+            self.refresh(&service);
+        }
+        if self.nodes.is_read(node) {
+            self.awaiting.remove(node);
+        }
+    }
+
+    /// A node watch failed (`Some`) or answered again (`None`); a stopped or restarted
+    /// watch's report is ignored.
+    pub fn on_node_failure(&mut self, node: &str, watch: NodeWatch, generation: u64, error: Option<String>) {
+        if self.nodes.is_current(node, watch, generation) {
+            self.on_failure(&node_watch(node, watch), error);
+        }
+    }
+
+    /// Follows a change of `name`'s instances: whether it is wanted, and what passes.
+    fn refresh(&mut self, name: &str) {
+        let wanted = self.nodes.hosts(name) && self.admits(name);
+        if wanted {
+            if self.wanted.insert(name.to_owned()) {
+                self.absent_since.remove(name);
+                if self.vips.get(name).is_none() && !self.allocating.contains(name) {
+                    self.missing.insert(name.to_owned());
+                }
+            }
+            let entries = self.nodes.passing(name);
+            self.read_instances(name, &entries);
+        } else if self.wanted.remove(name) {
+            self.health.remove(name);
+            self.shapes.remove(name);
+            self.problems.remove(name);
+            self.missing.remove(name);
+            if self.vips.get(name).is_some() {
+                self.absent_since.insert(name.to_owned(), Instant::now());
+            }
+            tracing::info!("consul service {name:?} left the catalog");
+        } else if !self.nodes.hosts(name) {
+            self.problems.remove(name);
+        }
+        self.dirty.insert(name.to_owned());
+    }
+
+    /// Whether a service in the catalog gets a VIP: not Consul itself, with the tag when
+    /// one is configured, and a name Viking can serve (else the name is reported).
+    fn admits(&mut self, name: &str) -> bool {
+        if name == CONSUL_SERVICE || self.settings.tag.as_ref().is_some_and(|tag| !self.nodes.has_tag(name, tag)) {
+            return false;
+        }
+        match check_name(name) {
+            Ok(()) => true,
+            Err(reason) => {
+                self.log_problems(name, vec![format!("consul service name {name:?}: {reason}; service skipped")]);
+                false
+            }
+        }
+    }
+
+    /// Takes the passing instances of the wanted service `name`.
+    fn read_instances(&mut self, name: &str, entries: &[HealthEntry]) {
         let context = ReadContext {
             agent: &self.settings.agent,
             max_backends: self.settings.max_backends,
@@ -255,8 +263,6 @@ impl ConsulState {
         }
         self.log_problems(name, reading.problems.clone());
         self.health.insert(name.to_owned(), reading);
-        self.awaiting.remove(name);
-        self.dirty.insert(name.to_owned());
     }
 
     /// Takes a listing of the VIP records, read at KV index `index`.
@@ -312,7 +318,7 @@ impl ConsulState {
 
     /// A service's VIP appeared, changed or went: its output and allocation follow.
     fn vip_changed(&mut self, name: &str) {
-        let wanted = self.wanted.as_ref().is_some_and(|w| w.contains(name));
+        let wanted = self.wanted.contains(name);
         let has_vip = self.vips.get(name).is_some();
         if wanted && !has_vip && !self.allocating.contains(name) {
             self.missing.insert(name.to_owned());
@@ -328,9 +334,12 @@ impl ConsulState {
     }
 
     /// Services to allocate a VIP for now (they count as allocating until
-    /// [`ConsulState::on_allocated`]). Nothing before the VIP records are read.
+    /// [`ConsulState::on_allocated`]). Nothing before the VIP records are read, nor, at
+    /// start, before every node has answered: then the whole catalog goes in full
+    /// transactions instead of node by node.
     pub fn take_allocations(&mut self) -> Vec<Request> {
-        if !self.vips_loaded {
+        let reading_nodes = !self.nodes_listed || !self.awaiting.is_empty();
+        if !self.vips_loaded || (!self.synced && reading_nodes) {
             return Vec::new();
         }
         let names = std::mem::take(&mut self.missing);
@@ -348,7 +357,7 @@ impl ConsulState {
     /// VIPs of services absent from a readable catalog for longer than the grace period;
     /// none while any watch fails (an outage must not look like every service leaving).
     pub fn due_releases(&mut self, now: Instant) -> Vec<(String, Allocation)> {
-        if self.wanted.is_none() || !self.failing.is_empty() {
+        if !self.synced || !self.failing.is_empty() {
             return Vec::new();
         }
         let grace = self.settings.release_after;
@@ -371,11 +380,11 @@ impl ConsulState {
     /// once, then the marked services.
     pub fn take_output(&mut self) -> Output {
         if !self.synced {
-            if self.wanted.is_none() || !self.vips_loaded || !self.awaiting.is_empty() {
+            if !self.nodes_listed || !self.vips_loaded || !self.awaiting.is_empty() {
                 return Output::default();
             }
             self.synced = true;
-            tracing::info!(services = self.wanted.as_ref().map_or(0, BTreeSet::len), "consul: initial sync done");
+            tracing::info!(services = self.wanted.len(), "consul: initial sync done");
             self.dirty.clear();
             return self.full_output();
         }
@@ -411,7 +420,7 @@ impl ConsulState {
 
     /// Every service and declaration, for the first report.
     fn full_output(&mut self) -> Output {
-        let names: Vec<String> = self.wanted.iter().flatten().cloned().collect();
+        let names: Vec<String> = self.wanted.iter().cloned().collect();
         let mut state = DesiredState::default();
         let mut declarations = Vec::new();
         for name in names {
@@ -428,7 +437,7 @@ impl ConsulState {
 
     /// The service `name` as it should be served, if it can be.
     fn build(&mut self, name: &str) -> Option<Service> {
-        if !self.wanted.as_ref()?.contains(name) {
+        if !self.wanted.contains(name) {
             return None;
         }
         let (allocation, shape) = (self.vips.get(name)?, self.shapes.get(name)?);
@@ -469,9 +478,12 @@ impl ConsulState {
     }
 }
 
-/// The name under which a service's health watch reports failures.
-pub fn health_watch(name: &str) -> String {
-    format!("health of {name}")
+/// The name under which a node watch's failures are kept.
+fn node_watch(node: &str, watch: NodeWatch) -> String {
+    match watch {
+        NodeWatch::Services => format!("services of node {node}"),
+        NodeWatch::Checks => format!("checks of node {node}"),
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,36 @@
 //! The JSON Consul takes and returns, as documented in its HTTP API reference
-//! (developer.hashicorp.com/consul/api-docs/health#list-service-instances-for-service,
-//! /api-docs/kv#read-key, /api-docs/txn, /api-docs/agent#read-configuration and
+//! (developer.hashicorp.com/consul/api-docs/catalog#retrieve-map-of-services-for-a-node,
+//! /api-docs/health#list-checks-for-node, /api-docs/kv#read-key, /api-docs/txn, /api-docs/agent#read-configuration and
 //! /api-docs/catalog#list-nodes). Only the fields Viking reads; unknown fields are ignored.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// `GET /v1/catalog/services`: service name -> tags.
-pub type CatalogServices = BTreeMap<String, Vec<String>>;
+/// `GET /v1/catalog/node/:node` (developer.hashicorp.com/consul/api-docs/catalog#retrieve-map-of-services-for-a-node):
+/// the node and its instances by ID; the answer is `null` when the node does not exist.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeServices {
+    /// The node.
+    pub node: Node,
+    /// Its instances by ID.
+    #[serde(default)]
+    pub services: Option<BTreeMap<String, ServiceInstance>>,
+}
 
-/// One element of `GET /v1/health/service/<name>`.
+/// One element of `GET /v1/health/node/:node` (developer.hashicorp.com/consul/api-docs/health#list-checks-for-node).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeCheck {
+    /// The instance the check belongs to; empty for the node's own checks.
+    #[serde(rename = "ServiceID", default)]
+    pub service_id: String,
+    /// `passing`, `warning` or `critical`.
+    pub status: String,
+}
+
+/// A service instance with its node, as `GET /v1/health/service/<name>` lists them.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HealthEntry {
@@ -20,7 +40,7 @@ pub struct HealthEntry {
     pub service: ServiceInstance,
 }
 
-/// `Node` of a health entry.
+/// A node's name and address.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Node {
@@ -30,7 +50,7 @@ pub struct Node {
     pub address: String,
 }
 
-/// `Service` of a health entry.
+/// One instance of a service.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ServiceInstance {

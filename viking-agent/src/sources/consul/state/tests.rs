@@ -18,41 +18,87 @@ fn settings() -> Settings {
     }
 }
 
-fn instance(service: &str, id: &str, node: &str, address: &str, port: i64, tags: &[&str]) -> HealthEntry {
-    HealthEntry {
-        node: Node { node: node.into(), address: address.into() },
-        service: ServiceInstance {
-            id: id.into(),
-            service: service.into(),
-            address: String::new(),
-            port,
-            meta: None,
-            tags: Some(tags.iter().map(|t| (*t).to_owned()).collect()),
-            weights: Some(Weights { passing: 1 }),
-        },
+fn instance(service: &str, id: &str, port: i64, tags: &[&str]) -> ServiceInstance {
+    ServiceInstance {
+        id: id.into(),
+        service: service.into(),
+        address: String::new(),
+        port,
+        meta: None,
+        tags: Some(tags.iter().map(|t| (*t).to_owned()).collect()),
+        weights: Some(Weights { passing: 1 }),
     }
 }
 
-fn catalog(names: &[&str]) -> CatalogServices {
-    names.iter().map(|n| ((*n).to_owned(), Vec::new())).collect()
+fn check(service_id: &str, status: &str) -> NodeCheck {
+    NodeCheck { service_id: service_id.into(), status: status.into() }
 }
 
 fn allocation(vip: &str, index: u64) -> Allocation {
     Allocation { vip: vip.parse().unwrap(), modify_index: index }
 }
 
-/// A state synced with `web` (VIP 241.0.0.10, one instance) and `db` (241.0.0.20).
-fn synced() -> ConsulState {
-    let mut state = ConsulState::new(settings());
-    state.on_catalog(&catalog(&["web", "db"]));
-    state.on_vips(3, &[]);
-    state.on_allocated("web", allocation("241.0.0.10", 5));
-    state.on_allocated("db", allocation("241.0.0.20", 6));
-    state.on_health("web", &[instance("web", "web-1", "n1", "10.0.0.1", 80, &[])]);
-    state.on_health("db", &[instance("db", "db-1", "n2", "10.0.0.2", 5432, &[])]);
-    let output = state.take_output();
+/// The state machine and the generations of the watches it asked for, as the watcher set
+/// would run them.
+struct Source {
+    state: ConsulState,
+    services: HashMap<String, u64>,
+    checks: HashMap<String, u64>,
+}
+
+impl Source {
+    fn new(settings: Settings) -> Self {
+        Self { state: ConsulState::new(settings), services: HashMap::new(), checks: HashMap::new() }
+    }
+
+    /// The node list answers `names`.
+    fn nodes(&mut self, names: &[&str]) -> NodePlan {
+        let listed: Vec<CatalogNode> = names.iter().map(|n| CatalogNode { node: (*n).to_owned() }).collect();
+        let plan = self.state.on_nodes(&listed);
+        for (node, generation) in &plan.start {
+            self.services.insert(node.clone(), *generation);
+        }
+        plan
+    }
+
+    /// `node`'s services watch answers; returns whether its checks watch was (re)started.
+    fn services(&mut self, node: &str, address: &str, instances: &[ServiceInstance]) -> bool {
+        let answer = NodeServices {
+            node: Node { node: node.into(), address: address.into() },
+            services: Some(instances.iter().map(|i| (i.id.clone(), i.clone())).collect()),
+        };
+        let restarted = self.state.on_node_services(node, self.services[node], Some(answer));
+        if let Some(generation) = restarted {
+            self.checks.insert(node.to_owned(), generation);
+        }
+        restarted.is_some()
+    }
+
+    /// `node`'s checks watch answers.
+    fn checks(&mut self, node: &str, checks: &[NodeCheck]) {
+        self.state.on_node_checks(node, self.checks[node], checks);
+    }
+
+    /// `node` runs `instances`, every check passing.
+    fn serve(&mut self, node: &str, address: &str, instances: &[ServiceInstance]) {
+        self.services(node, address, instances);
+        self.checks(node, &[]);
+    }
+}
+
+/// A source synced with `web` (VIP 241.0.0.10, one instance on n1) and `db` (241.0.0.20,
+/// on n2).
+fn synced() -> Source {
+    let mut source = Source::new(settings());
+    source.nodes(&["n1", "n2"]);
+    source.state.on_vips(3, &[]);
+    source.state.on_allocated("web", allocation("241.0.0.10", 5));
+    source.state.on_allocated("db", allocation("241.0.0.20", 6));
+    source.serve("n1", "10.0.0.1", &[instance("web", "web-1", 80, &[])]);
+    source.serve("n2", "10.0.0.2", &[instance("db", "db-1", 5432, &[])]);
+    let output = source.state.take_output();
     assert!(matches!(output.services, Some(SourceChange::Replace(ref s)) if s.services.len() == 2), "{output:?}");
-    state
+    source
 }
 
 fn delta(output: Output) -> Vec<ServiceChange> {
@@ -62,110 +108,181 @@ fn delta(output: Output) -> Vec<ServiceChange> {
     }
 }
 
+fn backends(change: &ServiceChange) -> Vec<String> {
+    let ServiceChange::Upsert(service) = change else { panic!("expected an upsert: {change:?}") };
+    service.backends.iter().map(|b| b.addr.to_string()).collect()
+}
+
 #[test]
-fn nothing_is_reported_before_the_catalog_the_vips_and_every_first_answer() {
-    let mut state = ConsulState::new(settings());
-    let plan = state.on_catalog(&catalog(&["web", "db", "consul"]));
-    assert_eq!(plan.start, ["db", "web"], "consul itself gets no VIP");
-    assert!(state.take_allocations().is_empty(), "no allocation before the VIP records are read");
-    state.on_vips(3, &[]);
-    let requests: Vec<String> = state.take_allocations().into_iter().map(|r| r.name).collect();
-    assert_eq!(requests, ["db", "web"]);
-    assert!(state.take_allocations().is_empty(), "asked for once");
-    state.on_health("web", &[instance("web", "web-1", "n1", "10.0.0.1", 80, &[])]);
-    assert!(state.take_output().services.is_none(), "db has not answered");
-    state.on_health("db", &[]);
-    let output = state.take_output();
-    assert!(state.is_synced());
+fn nothing_is_reported_before_the_nodes_the_vips_and_every_nodes_first_answers() {
+    let mut source = Source::new(settings());
+    let plan = source.nodes(&["n2", "n1"]);
+    assert_eq!(plan.start.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["n1", "n2"]);
+    assert!(source.services(
+        "n1",
+        "10.0.0.1",
+        &[instance("web", "web-1", 80, &[]), instance("consul", "c", 8300, &[])]
+    ));
+    source.checks("n1", &[]);
+    source.serve("n2", "10.0.0.2", &[instance("db", "db-1", 5432, &[])]);
+    assert!(source.state.take_allocations().is_empty(), "no allocation before the VIP records are read");
+    assert!(source.state.take_output().services.is_none(), "not synced before the VIP records");
+    source.state.on_vips(3, &[]);
+    let requests: Vec<String> = source.state.take_allocations().into_iter().map(|r| r.name).collect();
+    assert_eq!(requests, ["db", "web"], "consul itself gets no VIP");
+    assert!(source.state.take_allocations().is_empty(), "asked for once");
+    let output = source.state.take_output();
+    assert!(source.state.is_synced());
     // Synced: the services without a VIP yet are added once allocated.
     assert!(matches!(output.services, Some(SourceChange::Replace(ref s)) if s.services.is_empty()), "{output:?}");
-    state.on_allocated("web", allocation("241.0.0.10", 9));
-    let changes = delta(state.take_output());
+    source.state.on_allocated("web", allocation("241.0.0.10", 9));
+    let changes = delta(source.state.take_output());
     assert!(matches!(&changes[..], [ServiceChange::Upsert(s)] if s.name == "web" && s.backends.len() == 1));
 }
 
 #[test]
-fn one_changed_service_is_one_change() {
-    let mut state = synced();
-    state.on_health(
-        "web",
-        &[instance("web", "web-1", "n1", "10.0.0.1", 80, &[]), instance("web", "web-2", "n3", "10.0.0.3", 80, &[])],
-    );
-    let changes = delta(state.take_output());
-    assert!(matches!(&changes[..], [ServiceChange::Upsert(s)] if s.name == "web" && s.backends.len() == 2));
-    // The same answer again changes nothing.
-    state.on_health(
-        "web",
-        &[instance("web", "web-1", "n1", "10.0.0.1", 80, &[]), instance("web", "web-2", "n3", "10.0.0.3", 80, &[])],
-    );
-    assert!(state.take_output().services.is_none());
+fn a_node_whose_checks_have_not_answered_holds_the_sync() {
+    let mut source = Source::new(settings());
+    source.nodes(&["n1"]);
+    source.state.on_vips(3, &[]);
+    source.services("n1", "10.0.0.1", &[instance("web", "web-1", 80, &[])]);
+    assert!(source.state.take_output().services.is_none());
+    source.checks("n1", &[]);
+    assert!(source.state.take_output().services.is_some());
 }
 
 #[test]
-fn a_new_port_moves_the_frontend_and_no_instance_keeps_it_empty() {
-    let mut state = synced();
-    state.on_health("web", &[instance("web", "web-1", "n1", "10.0.0.1", 8080, &[])]);
-    let changes = delta(state.take_output());
+fn one_changed_service_is_one_change() {
+    let mut source = synced();
+    let two = [instance("web", "web-1", 80, &[]), instance("web", "web-2", 81, &[])];
+    source.serve("n1", "10.0.0.1", &two);
+    let changes = delta(source.state.take_output());
+    assert!(matches!(&changes[..], [ServiceChange::Upsert(s)] if s.name == "web" && s.backends.len() == 2));
+    // The same answers again change nothing.
+    assert!(!source.services("n1", "10.0.0.1", &two), "no new instance: the checks watch keeps running");
+    source.checks("n1", &[]);
+    assert!(source.state.take_output().services.is_none());
+}
+
+#[test]
+fn a_new_instance_is_served_only_after_a_checks_answer_read_after_it() {
+    let mut source = synced();
+    let stale = source.checks["n1"];
+    let two = [instance("web", "web-1", 80, &[]), instance("web", "web-2", 8080, &[])];
+    assert!(source.services("n1", "10.0.0.1", &two), "a new instance restarts the checks watch");
+    assert!(source.state.take_output().services.is_none(), "web-2 is not confirmed yet: web is unchanged");
+    // The stopped watch's last answer and failure come in late: both are ignored.
+    source.state.on_node_checks("n1", stale, &[]);
+    source.state.on_node_failure("n1", NodeWatch::Checks, stale, Some("connection reset".into()));
+    assert!(source.state.take_output().services.is_none());
+    assert_eq!(source.state.failing(), 0, "a stopped watch's failure is not kept");
+    // The restarted watch: web-2 is still starting (critical), then passes.
+    source.checks("n1", &[check("web-2", "critical")]);
+    assert!(source.state.take_output().services.is_none());
+    source.checks("n1", &[check("web-2", "passing")]);
+    let changes = delta(source.state.take_output());
+    assert_eq!(backends(&changes[0]), ["10.0.0.1:80", "10.0.0.1:8080"]);
+}
+
+#[test]
+fn a_failing_node_check_takes_every_instance_on_the_node_out() {
+    let mut source = synced();
+    source.serve("n1", "10.0.0.1", &[instance("web", "web-1", 80, &[]), instance("api", "api-1", 81, &[])]);
+    source.state.on_allocated("api", allocation("241.0.0.30", 7));
+    source.state.take_output();
+    source.checks("n1", &[check("", "critical")]);
+    let changes = delta(source.state.take_output());
+    assert_eq!(changes.len(), 2, "api and web: {changes:?}");
+    assert!(changes.iter().all(|c| backends(c).is_empty()), "registered, but nothing passes: {changes:?}");
+}
+
+#[test]
+fn a_new_port_moves_the_frontend_and_no_passing_instance_keeps_it_empty() {
+    let mut source = synced();
+    source.serve("n1", "10.0.0.1", &[instance("web", "web-1", 8080, &[])]);
+    let changes = delta(source.state.take_output());
     assert!(
         matches!(&changes[..], [ServiceChange::Remove(old), ServiceChange::Upsert(new)] if old.port == 80 && new.frontend.port == 8080),
         "{changes:?}"
     );
     // No passing instance: the service stays, with no backend (connects are refused).
-    state.on_health("web", &[]);
-    let changes = delta(state.take_output());
+    source.checks("n1", &[check("web-1", "warning")]);
+    let changes = delta(source.state.take_output());
     assert!(matches!(&changes[..], [ServiceChange::Upsert(s)] if s.frontend.port == 8080 && s.backends.is_empty()));
 }
 
 #[test]
 fn a_service_that_leaves_is_removed_and_its_vip_released_after_the_grace_period() {
-    let mut state = synced();
-    let plan = state.on_catalog(&catalog(&["db"]));
-    assert_eq!(plan, WatchPlan { start: vec![], stop: vec!["web".into()], first_index: None });
-    let changes = delta(state.take_output());
+    let mut source = synced();
+    source.serve("n1", "10.0.0.1", &[]);
+    let changes = delta(source.state.take_output());
     assert!(matches!(&changes[..], [ServiceChange::Remove(f)] if f.port == 80));
     let now = Instant::now();
-    assert!(state.due_releases(now).is_empty(), "within the grace period");
+    assert!(source.state.due_releases(now).is_empty(), "within the grace period");
     let later = now + Duration::from_secs(3601);
-    state.on_failure("catalog", Some("connection refused".into()));
-    assert!(state.due_releases(later).is_empty(), "never during an outage");
-    state.on_failure("catalog", None);
-    let due: Vec<String> = state.due_releases(later).into_iter().map(|(name, _)| name).collect();
+    source.state.on_failure("nodes", Some("connection refused".into()));
+    assert!(source.state.due_releases(later).is_empty(), "never during an outage");
+    source.state.on_failure("nodes", None);
+    let due: Vec<String> = source.state.due_releases(later).into_iter().map(|(name, _)| name).collect();
     assert_eq!(due, ["web"]);
-    assert!(state.due_releases(later).is_empty(), "asked for once, not on every tick");
-    state.on_released("web");
-    assert!(state.due_releases(later + Duration::from_secs(3600)).is_empty());
+    assert!(source.state.due_releases(later).is_empty(), "asked for once, not on every tick");
+    source.state.on_released("web");
+    assert!(source.state.due_releases(later + Duration::from_secs(3600)).is_empty());
+}
+
+#[test]
+fn a_node_that_leaves_takes_its_instances_and_stops_its_watches() {
+    let mut source = synced();
+    let generation = source.services["n2"];
+    source.state.on_node_failure("n2", NodeWatch::Services, generation, Some("timeout".into()));
+    let plan = source.nodes(&["n1"]);
+    assert_eq!(plan, NodePlan { start: vec![], stop: vec!["n2".into()] });
+    assert_eq!(source.state.failing(), 0, "a stopped node's failures go with it");
+    let changes = delta(source.state.take_output());
+    assert!(matches!(&changes[..], [ServiceChange::Remove(f)] if f.port == 5432), "{changes:?}");
+    // A late answer of its stopped watch changes nothing.
+    assert_eq!(source.state.on_node_services("n2", generation, None), None);
+    assert!(source.state.take_output().services.is_none());
 }
 
 #[test]
 fn a_service_that_comes_back_keeps_its_vip() {
-    let mut state = synced();
-    state.on_catalog(&catalog(&["db"]));
-    state.take_output();
-    let plan = state.on_catalog(&catalog(&["db", "web"]));
-    assert_eq!(plan.start, ["web"]);
-    assert!(state.take_allocations().is_empty(), "its VIP is still recorded");
-    state.on_health("web", &[instance("web", "web-1", "n1", "10.0.0.1", 80, &[])]);
-    let changes = delta(state.take_output());
+    let mut source = synced();
+    source.serve("n1", "10.0.0.1", &[]);
+    source.state.take_output();
+    source.serve("n1", "10.0.0.1", &[instance("web", "web-1", 80, &[])]);
+    assert!(source.state.take_allocations().is_empty(), "its VIP is still recorded");
+    let changes = delta(source.state.take_output());
     assert!(matches!(&changes[..], [ServiceChange::Upsert(s)] if s.frontend.vip.to_string() == "241.0.0.10"));
-    assert!(state.due_releases(Instant::now() + Duration::from_secs(7200)).is_empty());
+    assert!(source.state.due_releases(Instant::now() + Duration::from_secs(7200)).is_empty());
+}
+
+#[test]
+fn only_services_with_the_tag_get_a_vip() {
+    let mut source = Source::new(Settings { tag: Some("viking".into()), ..settings() });
+    source.nodes(&["n1"]);
+    source.serve("n1", "10.0.0.1", &[instance("web", "web-1", 80, &["viking"]), instance("db", "db-1", 5432, &[])]);
+    source.state.on_vips(3, &[]);
+    let requests: Vec<String> = source.state.take_allocations().into_iter().map(|r| r.name).collect();
+    assert_eq!(requests, ["web"]);
 }
 
 #[test]
 fn declarations_are_reported_per_service_when_they_change() {
-    let mut state = synced();
-    state.on_health("web", &[instance("web", "web-1", "n1", "10.0.0.1", 80, &["connect_to=db"])]);
-    let output = state.take_output();
+    let mut source = synced();
+    source.serve("n1", "10.0.0.1", &[instance("web", "web-1", 80, &["connect_to=db"])]);
+    let output = source.state.take_output();
     let expected = BTreeMap::from([("web-1".to_owned(), BTreeSet::from(["db".to_owned()]))]);
     assert_eq!(output.declarations, [("web".to_owned(), expected)]);
-    state.on_health("web", &[instance("web", "web-1", "n1", "10.0.0.1", 80, &[])]);
-    assert_eq!(state.take_output().declarations, [("web".to_owned(), BTreeMap::new())], "gone: an empty set");
-    state.on_health("web", &[instance("web", "web-1", "n1", "10.0.0.1", 80, &[])]);
-    assert!(state.take_output().declarations.is_empty());
+    source.serve("n1", "10.0.0.1", &[instance("web", "web-1", 80, &[])]);
+    assert_eq!(source.state.take_output().declarations, [("web".to_owned(), BTreeMap::new())], "gone: an empty set");
+    source.serve("n1", "10.0.0.1", &[instance("web", "web-1", 80, &[])]);
+    assert!(source.state.take_output().declarations.is_empty());
 }
 
 #[test]
 fn a_vip_record_that_changes_in_kv_moves_the_service() {
-    let mut state = synced();
+    let mut source = synced();
     let record = |vip: &str| {
         use base64::Engine as _;
         KvEntry {
@@ -175,8 +292,8 @@ fn a_vip_record_that_changes_in_kv_moves_the_service() {
         }
     };
     let db = KvEntry { key: "viking/services/db".into(), ..record("241.0.0.20") };
-    state.on_vips(31, &[record("241.0.0.11"), KvEntry { modify_index: 6, ..db }]);
-    let changes = delta(state.take_output());
+    source.state.on_vips(31, &[record("241.0.0.11"), KvEntry { modify_index: 6, ..db }]);
+    let changes = delta(source.state.take_output());
     assert!(
         matches!(&changes[..], [ServiceChange::Remove(old), ServiceChange::Upsert(new)]
             if old.vip.to_string() == "241.0.0.10" && new.frontend.vip.to_string() == "241.0.0.11"),
@@ -186,80 +303,10 @@ fn a_vip_record_that_changes_in_kv_moves_the_service() {
 
 #[test]
 fn loopback_instances_count_on_this_hosts_node_only() {
-    let mut state = synced();
-    state.on_health(
-        "web",
-        &[
-            instance("web", "here", "this-host", "127.0.0.1", 80, &[]),
-            instance("web", "there", "n9", "127.0.0.1", 80, &[]),
-        ],
-    );
-    let changes = delta(state.take_output());
-    let ServiceChange::Upsert(web) = &changes[0] else { panic!("{changes:?}") };
-    assert_eq!(web.backends.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>(), ["127.0.0.1:80"]);
-}
-
-fn snapshot(index: u64, entries: &[HealthEntry]) -> Snapshot {
-    let mut services: HashMap<String, Vec<HealthEntry>> = HashMap::new();
-    for entry in entries {
-        services.entry(entry.service.service.clone()).or_default().push(entry.clone());
-    }
-    Snapshot { index, services }
-}
-
-fn served(output: &Output) -> Vec<(String, usize)> {
-    let Some(SourceChange::Replace(state)) = &output.services else { panic!("expected the full state: {output:?}") };
-    let mut served: Vec<(String, usize)> =
-        state.services.values().map(|s| (s.name.clone(), s.backends.len())).collect();
-    served.sort();
-    served
-}
-
-#[test]
-fn a_snapshot_gives_the_first_answers_and_the_watches_start_blocking_at_its_index() {
-    let mut state = ConsulState::new(settings());
-    state.expect_snapshot();
-    let plan = state.on_catalog(&catalog(&["web", "db", "idle"]));
-    assert!(plan.start.is_empty(), "watches wait for the snapshot: {plan:?}");
-    state.on_vips(3, &[]);
-    for request in state.take_allocations() {
-        let vip = if request.name == "web" { "241.0.0.10" } else { "241.0.0.20" };
-        state.on_allocated(&request.name, allocation(vip, 5));
-    }
-    assert!(state.take_output().services.is_none(), "not synced before the snapshot");
-
-    let web = instance("web", "web-1", "n1", "10.0.0.1", 80, &[]);
-    let plan = state.on_snapshot(Some(snapshot(40, &[web, instance("gone", "g-1", "n1", "10.0.0.9", 80, &[])])));
-    assert_eq!(plan.first_index, Some(40));
-    assert_eq!(plan.start, ["db", "idle", "web"]);
-    let output = state.take_output();
-    assert!(state.is_synced(), "every first answer came from the snapshot");
-    // `db` and `idle` have no passing instance in it: not served until their watch says
-    // otherwise; `gone` is not in the catalog.
-    assert_eq!(served(&output), [("web".to_owned(), 1)]);
-}
-
-#[test]
-fn a_snapshot_read_before_the_catalog_waits_for_it() {
-    let mut state = ConsulState::new(settings());
-    state.expect_snapshot();
-    let plan = state.on_snapshot(Some(snapshot(40, &[instance("web", "web-1", "n1", "10.0.0.1", 80, &[])])));
-    assert_eq!(plan, WatchPlan::default());
-    let plan = state.on_catalog(&catalog(&["web"]));
-    assert_eq!((plan.start.as_slice(), plan.first_index), (&["web".to_owned()][..], Some(40)));
-    let later = state.on_catalog(&catalog(&["web", "api"]));
-    assert_eq!((later.start.as_slice(), later.first_index), (&["api".to_owned()][..], None), "used once");
-}
-
-#[test]
-fn without_a_snapshot_every_service_asks_on_its_own() {
-    let mut state = ConsulState::new(settings());
-    state.expect_snapshot();
-    assert!(state.on_catalog(&catalog(&["web", "db"])).start.is_empty());
-    let shrunk = state.on_catalog(&catalog(&["web"]));
-    assert_eq!(shrunk.stop, ["db"]);
-    let plan = state.on_snapshot(None);
-    assert_eq!((plan.start.as_slice(), plan.first_index), (&["web".to_owned()][..], None));
-    state.on_vips(3, &[]);
-    assert!(state.take_output().services.is_none(), "web's own first answer is awaited");
+    let mut source = synced();
+    source.nodes(&["n1", "n2", "this-host", "n9"]);
+    source.serve("this-host", "127.0.0.1", &[instance("web", "here", 80, &[])]);
+    source.serve("n9", "127.0.0.1", &[instance("web", "there", 80, &[])]);
+    let changes = delta(source.state.take_output());
+    assert_eq!(backends(&changes[0]), ["10.0.0.1:80", "127.0.0.1:80"]);
 }
