@@ -32,6 +32,8 @@ pub struct ReadContext<'a> {
     pub local_node: Option<&'a str>,
 }
 
+/// The prefix of every instance meta key Viking reads.
+pub const META_PREFIX: &str = "viking_";
 /// Instance meta key: the port clients use on the VIP (`VIP:<viking_port>`).
 pub const META_PORT: &str = "viking_port";
 /// Instance meta key: `tcp` (default) or `udp`.

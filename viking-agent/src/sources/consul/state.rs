@@ -148,7 +148,7 @@ impl ConsulState {
         self.nodes_listed = true;
         let listed: HashSet<&str> = listed.iter().map(|node| node.node.as_str()).collect();
         let mut plan = NodePlan::default();
-        let gone: Vec<String> = self.nodes.names().filter(|name| !listed.contains(name.as_str())).cloned().collect();
+        let gone: Vec<String> = self.nodes.names().filter(|name| !listed.contains(name)).map(str::to_owned).collect();
         for name in gone {
             for service in self.nodes.remove(&name) {
                 self.refresh(&service);

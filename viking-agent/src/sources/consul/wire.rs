@@ -26,6 +26,9 @@ pub struct NodeCheck {
     /// The instance the check belongs to; empty for the node's own checks.
     #[serde(rename = "ServiceID", default)]
     pub service_id: String,
+    /// That instance's service; empty for the node's own checks.
+    #[serde(default)]
+    pub service_name: String,
     /// `passing`, `warning` or `critical`.
     pub status: String,
 }

@@ -22,8 +22,11 @@ fn answer(node: &str, address: &str, instances: &[ServiceInstance]) -> Option<No
     })
 }
 
+/// A check of instance `service_id` (named `<service>-<n>` in these tests; empty for the
+/// node's own check).
 fn check(service_id: &str, status: &str) -> NodeCheck {
-    NodeCheck { service_id: service_id.into(), status: status.into() }
+    let service = service_id.split('-').next().unwrap_or_default();
+    NodeCheck { service_id: service_id.into(), service_name: service.into(), status: status.into() }
 }
 
 fn names(set: &BTreeSet<String>) -> Vec<&str> {

@@ -30,8 +30,11 @@ fn instance(service: &str, id: &str, port: i64, tags: &[&str]) -> ServiceInstanc
     }
 }
 
+/// A check of instance `service_id` (named `<service>-<n>` in these tests; empty for the
+/// node's own check).
 fn check(service_id: &str, status: &str) -> NodeCheck {
-    NodeCheck { service_id: service_id.into(), status: status.into() }
+    let service = service_id.split('-').next().unwrap_or_default();
+    NodeCheck { service_id: service_id.into(), service_name: service.into(), status: status.into() }
 }
 
 fn allocation(vip: &str, index: u64) -> Allocation {
