@@ -7,7 +7,7 @@ use std::{
     net::IpAddr,
 };
 
-use crate::model::{DesiredState, Frontend, Protocol};
+use crate::model::{DesiredState, Frontend, Protocol, SmallSet};
 
 /// Every service name with its frontends. The run loop updates it as services come, go
 /// or are renamed, and publishes it through a `watch` channel.
@@ -24,7 +24,7 @@ pub struct NameTable {
 /// What one name resolves to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct NameEntry {
-    frontends: BTreeSet<Frontend>,
+    frontends: SmallSet<Frontend>,
 }
 
 impl NameEntry {

@@ -2,7 +2,7 @@
 //! reconciler makes the kernel hold. Plain data, already validated.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, HashMap},
     fmt,
     net::{IpAddr, SocketAddr},
     sync::Arc,
@@ -11,8 +11,10 @@ use std::{
 use viking_common::{Algorithm, IPPROTO_TCP, IPPROTO_UDP};
 
 mod outlier;
+mod small_set;
 
 pub use outlier::{OUTLIER_KEYS, OutlierDetection, OutlierError};
+pub use small_set::SmallSet;
 
 /// Transport protocol of a frontend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
@@ -192,7 +194,7 @@ impl ServiceChange {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServedServices {
     by_frontend: BTreeMap<Frontend, Arc<Service>>,
-    by_name: HashMap<String, BTreeSet<Frontend>>,
+    by_name: HashMap<String, SmallSet<Frontend>>,
 }
 
 impl ServedServices {

@@ -14,7 +14,7 @@ use std::{
 };
 
 use super::SourceId;
-use crate::model::{DesiredState, Frontend, Service, ServiceChange};
+use crate::model::{DesiredState, Frontend, Service, ServiceChange, SmallSet};
 
 /// Why a source's service is not served.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -59,9 +59,9 @@ pub struct SourceSet {
     /// Each source's own services; a source is here once it has reported.
     sources: BTreeMap<SourceId, BTreeMap<Frontend, Arc<Service>>>,
     /// Name -> the (source, frontend) of every service with that name.
-    by_name: HashMap<String, BTreeSet<(SourceId, Frontend)>>,
+    by_name: HashMap<String, SmallSet<(SourceId, Frontend)>>,
     /// VIP -> the (source, frontend) of every service on that VIP.
-    by_vip: HashMap<IpAddr, BTreeSet<(SourceId, Frontend)>>,
+    by_vip: HashMap<IpAddr, SmallSet<(SourceId, Frontend)>>,
     /// The merged view: the winning source and service per frontend.
     merged: BTreeMap<Frontend, (SourceId, Arc<Service>)>,
 }
