@@ -206,10 +206,13 @@ impl Streams {
                 }
                 Checkout::Dial => {
                     let dialing = Counted { streams: self, dialing: true };
-                    let dialed =
-                        tokio::time::timeout(self.target.connect_timeout, self.dial()).await.unwrap_or_else(|_| {
-                            Err(StreamError::failed(format!("connecting to {}: timed out", self.target.connect)))
-                        });
+                    // Boxed: connecting (TCP, TLS, HTTP/2) is a future of about 4 KiB that
+                    // would otherwise be part of every request's future, and so of every
+                    // idle watch task, for a step taken once per connection.
+                    let dial = Box::pin(self.dial());
+                    let dialed = tokio::time::timeout(self.target.connect_timeout, dial).await.unwrap_or_else(|_| {
+                        Err(StreamError::failed(format!("connecting to {}: timed out", self.target.connect)))
+                    });
                     let stream = dialed.map(|connection| self.pool().add(connection));
                     drop(dialing);
                     if let Some(stream) = stream? {
