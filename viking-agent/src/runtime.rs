@@ -211,6 +211,7 @@ impl Runtime {
     /// reconnect to a live backend (see `dataplane::sock_destroy`). Returns whether
     /// services appeared, disappeared or were renamed.
     fn apply_services(&mut self) -> bool {
+        let started = Instant::now();
         let report = if !self.pruned && self.sources.has_all(&self.expected) {
             self.pruned = true;
             self.pending.clear();
@@ -226,7 +227,7 @@ impl Runtime {
                 .collect();
             self.reconciler.apply_changes(changes)
         };
-        log_report(&report, self.reconciler.service_count());
+        log_report(&report, self.reconciler.service_count(), started.elapsed());
         self.metrics.reconcile_writes.inc_by(report.writes as u64);
         let names_changed = self.update_names(&report);
         if !report.released_backends.is_empty() {
@@ -335,8 +336,9 @@ impl Runtime {
     }
 }
 
-/// Logs what an apply changed: each service for a few, a count for a burst.
-fn log_report(report: &ApplyReport, installed: usize) {
+/// Logs what an apply changed (each service for a few, a count for a burst) and how long
+/// it took.
+fn log_report(report: &ApplyReport, installed: usize, took: Duration) {
     let lines = report
         .added
         .iter()
@@ -360,6 +362,7 @@ fn log_report(report: &ApplyReport, installed: usize) {
         tracing::error!("not applied: {failed}");
     }
     if !report.is_noop() {
-        tracing::info!(writes = report.writes, services = installed, "kernel maps updated");
+        let took_ms = took.as_secs_f64() * 1000.0;
+        tracing::info!(writes = report.writes, took_ms, services = installed, "kernel maps updated");
     }
 }

@@ -46,7 +46,10 @@ impl Agent {
         uninstall(binary);
         let config_path = work_dir.join("viking-bench-consul.toml");
         std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
-        let log = work_dir.join("viking-agent-consul.log");
+        // One log per agent: the one before may still be writing to its own while it stops.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let number = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = work_dir.join(format!("viking-agent-consul-{number}.log"));
         let log_file = File::create(&log)?;
         let started = Instant::now();
         let child = cli(binary)
