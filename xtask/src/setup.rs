@@ -40,8 +40,7 @@ pub fn run() -> anyhow::Result<()> {
 
 /// Fails with a clear message unless running as root.
 pub fn require_root(why: &str) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         bail!("this needs root: {why}");
     }
     Ok(())
