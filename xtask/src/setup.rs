@@ -27,7 +27,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
-/// Name under which Debian's toolchain is registered with rustup (used by aya-build).
+/// Name under which Debian's toolchain is registered with rustup (used by viking-ebpf-build).
 const DEBIAN_TOOLCHAIN: &str = "debian";
 
 /// Makes sure every prerequisite is present; installs what is missing.
