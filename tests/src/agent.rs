@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use rustix::process::{Pid, Signal, kill_process};
 use tempfile::TempDir;
 
 use viking_sandbox::{AgentCli, Cgroup, unique_name, wait_for};
@@ -131,8 +132,8 @@ impl Agent {
     /// SIGTERM and wait (at most 10 s, then SIGKILL): a normal stop.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: signalling a child we own, not yet reaped.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            // Our own child, not reaped yet: the pid is still its.
+            let _ = kill_process(Pid::from_child(&child), Signal::TERM);
             let _ = viking_sandbox::process::wait_bounded(&mut child, Duration::from_secs(10));
         }
     }

@@ -11,6 +11,7 @@ use std::{
     time::Duration,
 };
 
+use rustix::process::{Pid, Signal, kill_process};
 use viking_sandbox::{Cgroup, unique_name, wait_for};
 
 /// The image every test container runs.
@@ -81,8 +82,8 @@ impl TestDocker {
 
     fn stop_daemon(&mut self) {
         if let Some(mut daemon) = self.daemon.take() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+            // Our own child, not reaped yet: the pid is still its.
+            let _ = kill_process(Pid::from_child(&daemon), Signal::TERM);
             let stopped = wait_for(Duration::from_secs(20), || daemon.try_wait().ok().flatten());
             if stopped.is_none() {
                 let _ = daemon.kill();

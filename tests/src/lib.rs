@@ -60,9 +60,10 @@ pub fn addrs(backends: &[Backend]) -> Vec<std::net::SocketAddr> {
 /// Panics with a clear message unless the tests run as root (they load BPF programs and
 /// create cgroups and namespaces).
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "Viking's integration tests need root: run `cargo xtask test` as root");
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "Viking's integration tests need root: run `cargo xtask test` as root"
+    );
 }
 
 /// Path of a binary of this workspace built with the tests' profile (`target/<profile>/`),

@@ -58,6 +58,14 @@ impl PolicyMode {
     }
 }
 
+/// Serialized by its [name](PolicyMode::name), as in config and labels.
+#[cfg(feature = "user")]
+impl serde::Serialize for PolicyMode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
 /// Value of the `CGROUP_POLICY` map (key: cgroup id).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

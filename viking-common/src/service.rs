@@ -86,6 +86,14 @@ impl Algorithm {
     }
 }
 
+/// Serialized by its [name](Algorithm::name), as in the config file.
+#[cfg(feature = "user")]
+impl serde::Serialize for Algorithm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
 /// How many backend ids slot 0 carries a copy of ([`ServiceValue::first_backends`]).
 pub const INLINE_SLOTS: usize = 4;
 

@@ -6,7 +6,7 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // Inline asm on the BPF target (for BPF atomics, see `atomic.rs`) is unstable; the eBPF
-// build enables unstable features for its own crates only (viking-agent/.cargo/config.toml).
+// build enables unstable features for its own crates only (viking-ebpf-build).
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(target_arch = "bpf")]

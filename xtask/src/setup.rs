@@ -27,7 +27,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
-/// Name under which Debian's toolchain is registered with rustup (used by aya-build).
+/// Name under which Debian's toolchain is registered with rustup (used by viking-ebpf-build).
 const DEBIAN_TOOLCHAIN: &str = "debian";
 
 /// Makes sure every prerequisite is present; installs what is missing.
@@ -40,8 +40,7 @@ pub fn run() -> anyhow::Result<()> {
 
 /// Fails with a clear message unless running as root.
 pub fn require_root(why: &str) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         bail!("this needs root: {why}");
     }
     Ok(())

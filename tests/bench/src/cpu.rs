@@ -87,8 +87,7 @@ fn user_ticks(stat: &str, with_children: bool) -> u64 {
 }
 
 fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = rustix::param::clock_ticks_per_second();
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 

@@ -177,9 +177,11 @@ fn one_connection(to: SocketAddr) -> std::io::Result<()> {
     // A blocking connect honours SO_SNDTIMEO; reads honour SO_RCVTIMEO.
     socket.set_write_timeout(Some(IO_TIMEOUT))?;
     socket.set_read_timeout(Some(IO_TIMEOUT))?;
-    socket.connect(&to.into()).map_err(|err| match err.raw_os_error() {
+    socket.connect(&to.into()).map_err(|err| match rustix::io::Errno::from_io_error(&err) {
         // What a blocking connect returns when SO_SNDTIMEO expires.
-        Some(libc::EINPROGRESS) => std::io::Error::other(format!("connect to {to} timed out after {IO_TIMEOUT:?}")),
+        Some(rustix::io::Errno::INPROGRESS) => {
+            std::io::Error::other(format!("connect to {to} timed out after {IO_TIMEOUT:?}"))
+        }
         _ => err,
     })?;
     let mut stream: TcpStream = socket.into();

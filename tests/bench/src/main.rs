@@ -131,8 +131,7 @@ fn main() -> std::process::ExitCode {
 
 /// Checks for root and creates the scratch directory.
 fn prepare(common: &Common) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         bail!("the benchmark needs root: it loads BPF programs and creates cgroups and network namespaces");
     }
     let work_dir = &common.work_dir;

@@ -1,14 +1,16 @@
 //! A network namespace owned by one test, demo or benchmark.
 
 use std::{
-    ffi::CString,
     fs::File,
     io,
-    os::{
-        fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
-        unix::ffi::OsStrExt,
-    },
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
     path::{Path, PathBuf},
+};
+
+use rustix::{
+    mount::UnmountFlags,
+    net::{AddressFamily, SocketFlags, SocketType},
+    thread::{LinkNameSpaceType, UnshareFlags},
 };
 
 /// Where `ip netns` keeps named namespaces.
@@ -46,10 +48,9 @@ impl Netns {
     /// thread), brings `lo` up and keeps an fd to it.
     fn create(mount: Option<PathBuf>) -> io::Result<Self> {
         std::thread::spawn(move || -> io::Result<Self> {
-            // SAFETY: unshare only changes this thread's namespaces; the thread ends below.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // SAFETY: only the network namespace is unshared, never the fd table (`FILES`,
+            // the flag that makes `unshare` unsafe), and only for this thread, which ends below.
+            unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) }?;
             set_loopback_up()?;
             if let Some(path) = &mount {
                 bind_mount(Path::new("/proc/thread-self/ns/net"), path)?;
@@ -112,10 +113,8 @@ impl Netns {
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
         let fd = self.fd.try_clone()?;
         std::thread::spawn(move || -> io::Result<T> {
-            // SAFETY: setns with a valid netns fd only affects this thread.
-            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // Moves only this thread.
+            rustix::thread::move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::Network))?;
             Ok(f())
         })
         .join()
@@ -138,54 +137,37 @@ impl AsFd for Netns {
 }
 
 /// `ip link set lo up` through the `SIOCSIFFLAGS` ioctl, in the calling thread's netns.
+/// (rustix has no interface-flags call: the two ioctls stay raw.)
 fn set_loopback_up() -> io::Result<()> {
-    // SAFETY: plain socket creation.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if sock < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let socket = rustix::net::socket_with(AddressFamily::INET, SocketType::DGRAM, SocketFlags::CLOEXEC, None)?;
     // SAFETY: ifreq is plain old data.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
         *dst = *src as libc::c_char;
     }
     // SAFETY: valid socket and ifreq; SIOCGIFFLAGS fills the flags.
-    let result = if unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) } < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        // SAFETY: reading and writing the flags member of the union set just above.
-        unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
-        // SAFETY: valid socket and ifreq.
-        if unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) } < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    };
-    // SAFETY: closing the socket opened above.
-    unsafe { libc::close(sock) };
-    result
-}
-
-fn bind_mount(source: &Path, target: &Path) -> io::Result<()> {
-    File::create(target)?;
-    let source = CString::new(source.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let c_target = CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: valid NUL-terminated paths; a bind mount takes no data.
-    let ret =
-        unsafe { libc::mount(source.as_ptr(), c_target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
-    if ret != 0 {
-        let err = io::Error::last_os_error();
-        let _ = std::fs::remove_file(target);
-        return Err(err);
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: reading and writing the flags member of the union set just above.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: valid socket and ifreq.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
+fn bind_mount(source: &Path, target: &Path) -> io::Result<()> {
+    File::create(target)?;
+    rustix::mount::mount_bind(source, target).map_err(|err| {
+        let _ = std::fs::remove_file(target);
+        err.into()
+    })
+}
+
 fn unmount_and_remove(path: &Path) {
-    if let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) {
-        // SAFETY: valid NUL-terminated path; MNT_DETACH never blocks.
-        unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) };
-    }
+    // MNT_DETACH never blocks.
+    let _ = rustix::mount::unmount(path, UnmountFlags::DETACH);
     let _ = std::fs::remove_file(path);
 }

@@ -4,11 +4,16 @@ use std::{
     ffi::CString,
     io,
     os::{
-        fd::{AsFd, AsRawFd, BorrowedFd},
+        fd::{AsFd, BorrowedFd},
         unix::{ffi::OsStrExt, process::CommandExt},
     },
     path::Path,
     process::Command,
+};
+
+use rustix::{
+    fs::{Mode, OFlags},
+    thread::LinkNameSpaceType,
 };
 
 use crate::{Cgroup, Netns};
@@ -25,23 +30,19 @@ pub fn place(command: &mut Command, cgroup: &Cgroup, netns: &Netns) -> io::Resul
 pub fn place_at(command: &mut Command, cgroup_dir: &Path, netns: BorrowedFd<'_>) -> io::Result<()> {
     let procs = CString::new(cgroup_dir.join("cgroup.procs").as_os_str().as_bytes())?;
     let netns_fd = netns.try_clone_to_owned()?;
-    // SAFETY: the closure only calls async-signal-safe functions (open, write, close,
-    // setns) on data prepared before the fork.
+    // SAFETY: the closure only makes system calls that are async-signal-safe (open, write,
+    // close, setns; rustix issues them directly and allocates nothing for a `CStr` path or
+    // an errno), and allocates nothing itself, on data prepared before the fork.
     unsafe {
         command.pre_exec(move || {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            let procs = rustix::fs::open(procs.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
             // "0" moves the writing process.
-            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-            libc::close(fd);
-            if written != 1 {
-                return Err(io::Error::last_os_error());
+            if rustix::io::write(&procs, b"0")? != 1 {
+                // An `ErrorKind` needs no allocation, unlike a message.
+                return Err(io::ErrorKind::WriteZero.into());
             }
-            if libc::setns(netns_fd.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            drop(procs);
+            rustix::thread::move_into_link_name_space(netns_fd.as_fd(), Some(LinkNameSpaceType::Network))?;
             Ok(())
         });
     }
@@ -52,12 +53,11 @@ pub fn place_at(command: &mut Command, cgroup_dir: &Path, netns: BorrowedFd<'_>)
 /// seen by the programs (used to show that only the cgroup is affected, and for servers).
 pub fn place_netns_only(command: &mut Command, netns: &Netns) -> io::Result<()> {
     let netns_fd = netns.as_fd().try_clone_to_owned()?;
-    // SAFETY: setns is async-signal-safe; the fd was prepared before the fork.
+    // SAFETY: setns is async-signal-safe (rustix issues it directly); the fd was prepared
+    // before the fork.
     unsafe {
         command.pre_exec(move || {
-            if libc::setns(netns_fd.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            rustix::thread::move_into_link_name_space(netns_fd.as_fd(), Some(LinkNameSpaceType::Network))?;
             Ok(())
         });
     }

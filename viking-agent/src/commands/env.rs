@@ -23,7 +23,8 @@
 
 use std::{collections::BTreeSet, net::IpAddr, path::Path};
 
-use super::maps::{self, DumpedService};
+use super::maps::{self, DumpedService, KeyProtocol};
+use crate::model::Protocol;
 
 /// How the variables are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -69,27 +70,25 @@ pub fn render(dumped: &[DumpedService], names: &[String], prefix: &str, format: 
             seen_aliases.insert(alias.clone()),
             "service {name:?}: another service's variables are also named {alias}_*"
         );
-        let mut ports: Vec<(u16, &str, IpAddr)> = Vec::new();
-        // The kernel holds only TCP and UDP frontends; anything else has no link variable.
-        for service in dumped.iter().filter(|s| &s.name == name && matches!(s.protocol.as_str(), "tcp" | "udp")) {
-            let vip: IpAddr = service
-                .vip
-                .parse()
-                .map_err(|_| anyhow::anyhow!("service {name:?}: VIP {:?} is not an address", service.vip))?;
-            ports.push((service.port, service.protocol.as_str(), vip));
+        let mut ports: Vec<(u16, Protocol, IpAddr)> = Vec::new();
+        for service in dumped.iter().filter(|s| &s.name == name) {
+            // Another writer's protocol (not TCP or UDP) has no link variable.
+            if let KeyProtocol::Served(protocol) = service.protocol {
+                ports.push((service.port, protocol, service.vip));
+            }
         }
         // Docker's order: by port number, TCP first when a number has both.
-        ports.sort_by_key(|(port, protocol, _)| (*port, *protocol != "tcp"));
+        ports.sort_by_key(|(port, protocol, _)| (*port, *protocol != Protocol::Tcp));
         for (i, (port, protocol, vip)) in ports.iter().enumerate() {
             let url = format!("{protocol}://{}", std::net::SocketAddr::new(*vip, *port));
-            let var = format!("{alias}_PORT_{port}_{}", protocol.to_ascii_uppercase());
+            let var = format!("{alias}_PORT_{port}_{}", protocol.name().to_ascii_uppercase());
             if i == 0 {
                 vars.push((format!("{alias}_PORT"), url.clone()));
             }
             vars.push((var.clone(), url));
             vars.push((format!("{var}_ADDR"), vip.to_string()));
             vars.push((format!("{var}_PORT"), port.to_string()));
-            vars.push((format!("{var}_PROTO"), (*protocol).to_owned()));
+            vars.push((format!("{var}_PROTO"), protocol.name().to_owned()));
         }
     }
     Ok(match format {
@@ -115,13 +114,13 @@ mod tests {
     use super::*;
     use crate::commands::maps::DumpedStats;
 
-    fn service(name: &str, vip: &str, port: u16, protocol: &str) -> DumpedService {
+    fn service(name: &str, vip: &str, port: u16, protocol: KeyProtocol) -> DumpedService {
         DumpedService {
             name: name.into(),
-            vip: vip.into(),
+            vip: vip.parse().unwrap(),
             port,
-            protocol: protocol.into(),
-            algorithm: "round_robin".into(),
+            protocol,
+            algorithm: viking_common::Algorithm::RoundRobin,
             service_id: 0,
             affinity_seconds: 0,
             backends: Vec::new(),
@@ -132,14 +131,19 @@ mod tests {
         }
     }
 
+    const TCP: KeyProtocol = KeyProtocol::Served(Protocol::Tcp);
+    const UDP: KeyProtocol = KeyProtocol::Served(Protocol::Udp);
+
     fn dump() -> Vec<DumpedService> {
         vec![
-            service("web-api", "240.0.0.10", 443, "tcp"),
-            service("web-api", "240.0.0.10", 80, "tcp"),
-            service("dns", "240.0.0.53", 53, "udp"),
-            service("dns", "240.0.0.53", 53, "tcp"),
-            service("v6", "fd00::10", 8080, "tcp"),
-            service("9lives", "240.0.0.9", 9, "tcp"),
+            service("web-api", "240.0.0.10", 443, TCP),
+            service("web-api", "240.0.0.10", 80, TCP),
+            service("dns", "240.0.0.53", 53, UDP),
+            service("dns", "240.0.0.53", 53, TCP),
+            // Another writer's SCTP frontend: no variables.
+            service("dns", "240.0.0.53", 53, KeyProtocol::Other(132)),
+            service("v6", "fd00::10", 8080, TCP),
+            service("9lives", "240.0.0.9", 9, TCP),
         ]
     }
 
@@ -191,7 +195,7 @@ DNS_PORT_53_UDP_PROTO=udp
         assert!(digit.to_string().contains("\"9lives\""), "{digit}");
         let prefix = render(&dump(), &names(&["dns"]), "MY-", EnvFormat::Env).unwrap_err();
         assert!(prefix.to_string().starts_with("`--prefix` = \"MY-\""), "{prefix}");
-        let clash = vec![service("a-b", "240.0.0.1", 1, "tcp"), service("a_b", "240.0.0.2", 1, "tcp")];
+        let clash = vec![service("a-b", "240.0.0.1", 1, TCP), service("a_b", "240.0.0.2", 1, TCP)];
         assert!(render(&clash, &names(&["a-b", "a_b"]), "", EnvFormat::Env).is_err());
     }
 

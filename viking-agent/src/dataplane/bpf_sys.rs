@@ -1,7 +1,9 @@
-//! The few `bpf(2)` commands aya 0.14 does not expose for links: opening a pinned link as
-//! a plain fd (`BPF_OBJ_GET`), replacing its program (`BPF_LINK_UPDATE`, for restarts
-//! without a gap), force-detaching it (`BPF_LINK_DETACH`, for `uninstall` while something
-//! still holds it), and reading a cgroup link's target (`BPF_OBJ_GET_INFO_BY_FD`).
+//! The few `bpf(2)` commands aya 0.14 does not expose for links: replacing a link's program
+//! (`BPF_LINK_UPDATE`, for restarts without a gap), force-detaching it (`BPF_LINK_DETACH`,
+//! for `uninstall` while something still holds it), and reading a cgroup link's target
+//! (`BPF_OBJ_GET_INFO_BY_FD`; aya's `LinkInfo` has no cgroup id). These need the link's fd,
+//! so pinned links are opened here too (`BPF_OBJ_GET`): aya's `PinnedLink::from_pin` opens
+//! them but keeps the fd private (`FdLink` implements neither `AsFd` nor `Into<OwnedFd>`).
 //! Layouts follow `include/uapi/linux/bpf.h`.
 
 use std::{

@@ -1,4 +1,4 @@
-//! The kernel object, built by `build.rs` (aya-build) and embedded in the agent binary, so
+//! The kernel object, built by `build.rs` (viking-ebpf-build) and embedded in the agent binary, so
 //! `target/release/viking-agent` is self-contained.
 
 /// The eBPF ELF object with BTF, 8-byte aligned as the loader requires.

@@ -2,11 +2,11 @@
 //! filesystem. Pins are what keep the dataplane alive while no agent runs.
 
 use std::{
-    ffi::CString,
     io,
-    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
+
+use rustix::mount::MountFlags;
 
 /// Default pin directory.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/viking";
@@ -68,19 +68,9 @@ fn nearest_existing_ancestor(path: &Path) -> PathBuf {
 }
 
 fn is_bpffs(path: &Path) -> io::Result<bool> {
-    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: `statfs` is plain old data; zeroed is a valid initial value.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid NUL-terminated path and a writable statfs buffer.
-    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(stat.f_type as i64 == BPF_FS_MAGIC)
+    Ok(rustix::fs::statfs(path)?.f_type as i64 == BPF_FS_MAGIC)
 }
 
 fn mount_bpffs(target: &Path) -> io::Result<()> {
-    let target = CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: valid NUL-terminated strings; no data argument.
-    let ret = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
-    if ret != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    Ok(rustix::mount::mount("bpf", target, "bpf", MountFlags::empty(), None)?)
 }

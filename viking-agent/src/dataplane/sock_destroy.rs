@@ -19,13 +19,17 @@ use std::{
     mem::size_of,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
+        fd::{AsFd, OwnedFd},
         unix::fs::MetadataExt,
     },
     path::{Path, PathBuf},
 };
 
-const NETLINK_SOCK_DIAG: i32 = 4;
+use rustix::{
+    net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, netlink},
+    thread::LinkNameSpaceType,
+};
+
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const SOCK_DESTROY: u16 = 21;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -101,10 +105,8 @@ pub fn destroy_udp_connected_to(cgroup: &Path, peers: &[SocketAddr]) -> io::Resu
         let peers = peers.to_vec();
         destroyed += std::thread::spawn(move || -> io::Result<usize> {
             let file = File::open(&netns)?;
-            // SAFETY: setns with a valid namespace fd only affects this short-lived thread.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // Moves only this short-lived thread.
+            rustix::thread::move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))?;
             destroy_in_current_netns(&peers)
         })
         .join()
@@ -137,13 +139,12 @@ fn namespaces(cgroup: &Path) -> Vec<PathBuf> {
 }
 
 fn destroy_in_current_netns(peers: &[SocketAddr]) -> io::Result<usize> {
-    // SAFETY: plain socket creation; the fd is owned right below.
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd nothing else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sock = rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        Some(netlink::SOCK_DIAG),
+    )?;
     let mut destroyed = 0;
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
         let doomed: Vec<InetDiagSockId> =
@@ -176,9 +177,12 @@ fn peer_of(family: u8, id: &InetDiagSockId) -> SocketAddr {
 }
 
 fn send(sock: &OwnedFd, request: &Request) -> io::Result<()> {
-    // SAFETY: `request` is a plain repr(C) value of exactly the length given.
-    let sent = unsafe { libc::send(sock.as_raw_fd(), (request as *const Request).cast(), size_of::<Request>(), 0) };
-    if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    // SAFETY: `Request` is repr(C) of integers only and has no padding (its size is the sum
+    // of its fields', checked in `layouts_match_the_kernel_headers`), so all of its
+    // `size_of::<Request>()` bytes are initialized; the slice lives no longer than `request`.
+    let bytes = unsafe { std::slice::from_raw_parts((request as *const Request).cast::<u8>(), size_of::<Request>()) };
+    rustix::net::send(sock, bytes, SendFlags::empty())?;
+    Ok(())
 }
 
 fn request(kind: u16, flags: u16, family: u8, id: InetDiagSockId) -> Request {
@@ -225,13 +229,9 @@ enum Message {
 
 /// Reads one datagram and splits it into netlink messages.
 fn receive(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<Vec<Message>> {
-    // SAFETY: `buf` is writable for its whole length.
-    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let (received, _) = rustix::net::recv(sock, &mut *buf, RecvFlags::empty())?;
     let mut messages = Vec::new();
-    let mut rest = &buf[..n as usize];
+    let mut rest = &buf[..received];
     while rest.len() >= size_of::<NlMsgHdr>() {
         let header: NlMsgHdr = read(rest);
         let len = (header.len as usize).clamp(size_of::<NlMsgHdr>(), rest.len());
@@ -269,6 +269,8 @@ mod tests {
         assert_eq!(size_of::<InetDiagSockId>(), 48);
         assert_eq!(size_of::<InetDiagReqV2>(), 56);
         assert_eq!(size_of::<InetDiagMsg>(), 72);
+        // No padding: `send` passes every byte of a request to the kernel.
+        assert_eq!(size_of::<Request>(), size_of::<NlMsgHdr>() + size_of::<InetDiagReqV2>());
     }
 
     #[test]

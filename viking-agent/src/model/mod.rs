@@ -106,6 +106,13 @@ impl fmt::Display for Frontend {
     }
 }
 
+/// Serialized in its display form, `240.0.0.10:80/tcp`.
+impl serde::Serialize for Frontend {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// One backend of a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BackendSpec {

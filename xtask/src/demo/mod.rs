@@ -20,6 +20,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 pub use client::client;
+use rustix::process::{Pid, Signal, kill_process};
 use viking_sandbox::{AgentCli, Backend, Cgroup, Netns, process, wait_for};
 
 use crate::workspace_root;
@@ -68,8 +69,8 @@ pub fn run(agent: &Path, exit_after: Option<Duration>) -> anyhow::Result<()> {
 
     eprintln!("\nxtask: stopping the demo");
     if child.try_wait().ok().flatten().is_none() {
-        // SAFETY: signalling our own child, which has not been reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        // Our own child, not reaped yet: the pid is still its.
+        let _ = kill_process(Pid::from_child(&child), Signal::TERM);
         let _ = process::wait_bounded(&mut child, Duration::from_secs(10));
     }
     let uninstall = cli.uninstall().status();

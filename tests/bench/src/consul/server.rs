@@ -248,7 +248,6 @@ pub fn stat_cpu_ticks(stat: &str) -> u64 {
 
 /// Clock ticks as time.
 pub fn ticks_to_duration(ticks: u64) -> Duration {
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let per_second = rustix::param::clock_ticks_per_second().max(1) as f64;
     Duration::from_secs_f64(ticks as f64 / per_second)
 }

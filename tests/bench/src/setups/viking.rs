@@ -12,6 +12,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use aya::programs::links::PinnedLink;
+use rustix::process::{Pid, Signal, kill_process};
 use viking_common::limits;
 use viking_sandbox::{AgentCli, Cgroup};
 
@@ -120,8 +121,8 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child, which has not been reaped yet.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        // Our own child, not reaped yet: the pid is still its.
+        let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
