@@ -1,21 +1,30 @@
 //! The glue between hickory-server and [`Zone::answer`]: checks the request, answers from
 //! the latest published [`NameTable`], and sends the response.
 
-use std::sync::Arc;
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
 
 use hickory_proto::{
-    op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode},
-    rr::DNSClass,
+    op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
+    rr::{DNSClass, Record},
+    serialize::binary::BinEncoder,
 };
 use hickory_server::{
-    net::runtime::Time,
+    net::{
+        NetError,
+        runtime::{Time, TokioTime},
+        xfer::Protocol,
+    },
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
-    zone_handler::MessageResponseBuilder,
+    zone_handler::{MessageResponse, MessageResponseBuilder},
 };
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::sync::watch;
 
 use super::{
+    DnsSettings,
     answer::{Reply, Zone},
     table::NameTable,
 };
@@ -90,5 +99,65 @@ impl RequestHandler for Handler {
                 ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
             }
         }
+    }
+}
+
+/// Answers one UDP message as the responder does, without sockets: the entry point of the
+/// DNS query parsing, for the fuzz target `dns` (`fuzz/`). hickory decodes the message
+/// (`Ok(None)` when the responder would not hand it to the handler: not a DNS message, a
+/// response, or a malformed one, which hickory itself answers with FORMERR); the same
+/// handler answers it from `names`; the response is encoded as hickory encodes a UDP
+/// answer (512 bytes, or the client's EDNS buffer size, truncated beyond). Fails when
+/// `settings.domain` is not a DNS name, or when the response cannot be encoded (hickory
+/// would send SERVFAIL instead).
+pub fn answer_udp_message(
+    settings: &DnsSettings,
+    names: Arc<NameTable>,
+    message: &[u8],
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let src = SocketAddr::from(([127, 0, 0, 1], 53000));
+    let Ok(request) = Request::from_bytes(message.to_vec(), src, Protocol::Udp) else { return Ok(None) };
+    if request.metadata.message_type == MessageType::Response {
+        return Ok(None);
+    }
+    let zone = Zone::new(&settings.domain, settings.ttl)?;
+    let (_publisher, names) = watch::channel(names);
+    let handler = Handler { zone, names, responses: Family::default() };
+    let sent = EncodedResponse::default();
+    // Nothing in the handler waits: the future is ready at its first poll.
+    let future = handler.handle_request::<_, TokioTime>(&request, sent.clone());
+    futures_util::FutureExt::now_or_never(future).ok_or_else(|| anyhow::anyhow!("the DNS handler waited"))?;
+    let encoded = sent.0.lock().expect("not poisoned").take();
+    encoded.ok_or_else(|| anyhow::anyhow!("the DNS handler sent no response"))?.map(Some).map_err(anyhow::Error::from)
+}
+
+/// A response as encoded for the wire, or why it could not be.
+type Encoded = Result<Vec<u8>, NetError>;
+
+/// A response handler that keeps the encoded response instead of sending it.
+#[derive(Clone, Debug, Default)]
+struct EncodedResponse(Arc<Mutex<Option<Encoded>>>);
+
+#[async_trait::async_trait]
+impl ResponseHandler for EncodedResponse {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        // As hickory's own UDP response handle encodes it.
+        let max_size = response.edns().map_or(512, Edns::max_payload);
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(max_size);
+        let emitted = response.destructive_emit(&mut encoder).map_err(NetError::from);
+        *self.0.lock().expect("not poisoned") = Some(emitted.clone().map(|_| bytes));
+        emitted
     }
 }

@@ -164,3 +164,17 @@ async fn a_taken_address_is_named() {
     let err = DnsServer::bind(&settings, rx, Responses::default()).await.unwrap_err();
     assert!(format!("{err:#}").contains(&format!("binding UDP {addr} (`dns.listen`)")), "{err:#}");
 }
+
+#[test]
+fn a_message_is_answered_without_sockets_as_over_udp() {
+    let table = NameTable::from_state(&state(&[("web", "240.0.0.10", 80, Protocol::Tcp)]));
+    let settings = DnsSettings { listen: Vec::new(), domain: "viking".into(), ttl: 5 };
+    let answer = |message: &[u8]| super::answer_udp_message(&settings, Arc::new(table.clone()), message).unwrap();
+    let response = answer(&query("Web.Service.Viking.", RecordType::A, 0x0a0b)).expect("a response");
+    let response = Message::from_vec(&response).unwrap();
+    assert_eq!((response.metadata.id, addresses(&response)), (0x0a0b, vec!["240.0.0.10".to_owned()]));
+    assert_eq!(answer(b"\x0a\x0b"), None, "not a DNS message: hickory drops it");
+    let mut reply = query("web.service.viking.", RecordType::A, 1);
+    reply[2] |= 0x80;
+    assert_eq!(answer(&reply), None, "a response is never answered");
+}
