@@ -9,7 +9,7 @@ use std::{
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
     rr::{DNSClass, Record},
-    serialize::binary::BinEncoder,
+    serialize::binary::{BinDecoder, BinEncoder},
 };
 use hickory_server::{
     net::{
@@ -18,7 +18,7 @@ use hickory_server::{
         xfer::Protocol,
     },
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
-    zone_handler::{MessageResponse, MessageResponseBuilder},
+    zone_handler::{MessageResponse, MessageResponseBuilder, Queries},
 };
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::sync::watch;
@@ -32,6 +32,8 @@ use crate::metrics::sources::RcodeLabels;
 
 /// The EDNS version this responder speaks (RFC 6891).
 const EDNS_VERSION: u8 = 0;
+/// Length of a DNS message header (RFC 1035 4.1.1).
+const HEADER_LEN: usize = 12;
 
 /// Answers queries for one zone.
 #[derive(Debug)]
@@ -72,7 +74,13 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let reply = self.reply(request);
+        let no_question;
+        let (reply, mut builder) = if question_stands_alone(request) {
+            (self.reply(request), MessageResponseBuilder::from_message_request(request))
+        } else {
+            no_question = Queries::read(&mut BinDecoder::new(&[]), 0).expect("no question to read");
+            (Reply::code(ResponseCode::FormErr), MessageResponseBuilder::new(&no_question, None))
+        };
         self.responses.get_or_create(&RcodeLabels { rcode: format!("{:?}", reply.code) }).inc();
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = reply.code;
@@ -85,7 +93,6 @@ impl RequestHandler for Handler {
             edns.set_version(EDNS_VERSION);
             edns
         });
-        let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
@@ -100,6 +107,21 @@ impl RequestHandler for Handler {
             }
         }
     }
+}
+
+/// Whether the question section decodes without the client's header. hickory echoes the
+/// section's bytes unchanged after the response's own header, so a name compressed with a
+/// pointer into the client's header would not decode in the response (or decode as another
+/// name). No client sends one: a pointer leads to an earlier name, and the header holds
+/// none. Found by the fuzz target `dns`.
+fn question_stands_alone(request: &Request) -> bool {
+    let mut message = request.as_slice().to_vec();
+    let Some(header) = message.get_mut(..HEADER_LEN) else { return false };
+    // 0xff reads as a pointer to a later byte, which hickory refuses: a name that reaches
+    // the header no longer decodes.
+    header.fill(0xff);
+    let mut decoder = BinDecoder::new(&message);
+    decoder.read_slice(HEADER_LEN).is_ok() && Queries::read(&mut decoder, request.queries.queries().len()).is_ok()
 }
 
 /// Answers one UDP message as the responder does, without sockets: the entry point of the

@@ -178,3 +178,18 @@ fn a_message_is_answered_without_sockets_as_over_udp() {
     reply[2] |= 0x80;
     assert_eq!(answer(&reply), None, "a response is never answered");
 }
+
+/// Found by the fuzz target `dns`: a question name compressed with a pointer into the header
+/// (here to the flags byte, which reads as a 1-byte label in the query). hickory echoes the
+/// question's bytes after the response's own header, where the pointer meets the flags
+/// `0x81` instead: the response did not decode.
+#[test]
+fn a_question_pointing_into_the_header_gets_formerr_without_the_question() {
+    let query = [0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 2, 0, 1, 0, 1];
+    assert!(Message::from_vec(&query).is_ok(), "hickory decodes the query");
+    let settings = DnsSettings { listen: Vec::new(), domain: "viking".into(), ttl: 5 };
+    let response = super::answer_udp_message(&settings, Arc::new(NameTable::default()), &query).unwrap().unwrap();
+    let response = Message::from_vec(&response).expect("the response decodes");
+    assert_eq!((response.metadata.id, response.metadata.response_code), (1, ResponseCode::FormErr));
+    assert!(response.queries.is_empty(), "{response:?}");
+}
