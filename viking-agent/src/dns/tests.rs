@@ -193,3 +193,25 @@ fn a_question_pointing_into_the_header_gets_formerr_without_the_question() {
     assert_eq!((response.metadata.id, response.metadata.response_code), (1, ResponseCode::FormErr));
     assert!(response.queries.is_empty(), "{response:?}");
 }
+
+/// Found by the fuzz target `dns`: 16 questions, over 512 bytes of them, without EDNS. hickory
+/// echoed them all, which cannot fit 512 bytes nor be truncated: it could not encode the
+/// FORMERR, logged an error and would have sent SERVFAIL.
+#[test]
+fn many_questions_get_formerr_without_the_questions() {
+    let mut message = Message::query();
+    message.metadata.id = 0x0c0c;
+    for i in 0..16 {
+        let name = format!("{}{i}.{}{i}.", "q".repeat(20), "x".repeat(10));
+        message.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    }
+    let query = message.to_vec().unwrap();
+    assert!(query.len() > 512, "{} bytes", query.len());
+    let settings = DnsSettings { listen: Vec::new(), domain: "viking".into(), ttl: 5 };
+    let response = super::answer_udp_message(&settings, Arc::new(NameTable::default()), &query)
+        .expect("the response is encoded")
+        .expect("a response");
+    let response = Message::from_vec(&response).expect("the response decodes");
+    assert_eq!((response.metadata.id, response.metadata.response_code), (0x0c0c, ResponseCode::FormErr));
+    assert!(response.queries.is_empty(), "{response:?}");
+}
