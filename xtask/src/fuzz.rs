@@ -88,9 +88,23 @@ fn chosen(names: &[String]) -> anyhow::Result<Vec<&'static str>> {
 /// (`-Zsanitizer=address`) to rustc; `RUSTC_BOOTSTRAP=1` lets this stable toolchain take
 /// them, as the rustup nightly would (no `rust-src` is needed). `viking-agent/build.rs`
 /// removes it again before building the eBPF object (docs/toolchain.md).
+///
+/// The variables `cargo run` set for xtask itself are removed: build scripts that watch
+/// them (ring's watches `CARGO_PKG_NAME`) would otherwise run again, and everything above
+/// them rebuild, whenever cargo-fuzz is run by hand in between (about 6 minutes).
 fn cargo_fuzz(subcommand: &str) -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(workspace_root()).args(["fuzz", subcommand]).args(BUILD_FLAGS).env("RUSTC_BOOTSTRAP", "1");
+    let own = |name: &str| {
+        name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(name, "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE")
+    };
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(own) {
+            command.env_remove(name);
+        }
+    }
     command
 }
 
