@@ -205,8 +205,11 @@ fn statistics(output: &str) -> String {
     )
 }
 
-/// Adds the inputs of the working corpus that reach new code to `fuzz/corpus/<target>/`
-/// (libFuzzer's `-merge=1`: the committed inputs stay, only what adds coverage is copied).
+/// Adds the inputs of the working corpus that reach new code to `fuzz/corpus/<target>/`:
+/// the committed inputs stay, and a small set of the others that covers what they add is
+/// copied (libFuzzer's `-set_cover_merge=1`). Coverage counts edges, not hit counts
+/// (`-use_counters=0`): with hit counts, a 2-minute run of `config` kept 1858 inputs
+/// instead of 735, for the same 8114 edges.
 fn merge_into_corpus(target: &str) -> anyhow::Result<()> {
     let fuzz = fuzz_dir();
     let corpus = fuzz.join("corpus").join(target);
@@ -214,8 +217,8 @@ fn merge_into_corpus(target: &str) -> anyhow::Result<()> {
     let before = files(&corpus).len();
     eprintln!("xtask: merging {} into {}", work_dir.display(), corpus.display());
     let mut merge = cargo_fuzz("run");
-    merge.arg(target).arg(&corpus).arg(&work_dir).args(["--", "-merge=1"]);
-    status(&mut merge, "cargo fuzz run -- -merge=1")?;
+    merge.arg(target).arg(&corpus).arg(&work_dir).args(["--", "-set_cover_merge=1", "-use_counters=0"]);
+    status(&mut merge, "cargo fuzz run -- -set_cover_merge=1")?;
     let after = files(&corpus).len();
     eprintln!("xtask: fuzz/corpus/{target}: {} new input(s), {after} in all", after - before);
     Ok(())

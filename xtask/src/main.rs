@@ -53,7 +53,7 @@ enum Command {
     /// fuzz/corpus/; fails when one crashes, naming the input.
     Fuzz {
         /// Seconds per target.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         seconds: u64,
         /// Then add the inputs that reached new code to fuzz/corpus/<target>/ (to commit).
         #[arg(long)]
