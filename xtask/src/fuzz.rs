@@ -208,8 +208,8 @@ fn statistics(output: &str) -> String {
 /// Adds the inputs of the working corpus that reach new code to `fuzz/corpus/<target>/`:
 /// the committed inputs stay, and a small set of the others that covers what they add is
 /// copied (libFuzzer's `-set_cover_merge=1`). Coverage counts edges, not hit counts
-/// (`-use_counters=0`): with hit counts, a 2-minute run of `config` kept 1858 inputs
-/// instead of 735, for the same 8114 edges.
+/// (`-use_counters=0`). Measured on the corpus of 5 minutes of `config`, for the same 8114
+/// edges: `-merge=1` kept 1858 inputs, 735 on edges only; this keeps 457.
 fn merge_into_corpus(target: &str) -> anyhow::Result<()> {
     let fuzz = fuzz_dir();
     let corpus = fuzz.join("corpus").join(target);
