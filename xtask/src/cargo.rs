@@ -55,12 +55,18 @@ pub fn build_bench() -> anyhow::Result<PathBuf> {
     Ok(workspace_root().join("target").join("release").join("viking-bench"))
 }
 
-/// The lint gates of `cargo xtask test`: unformatted code and any clippy warning fail it.
+/// The lint gates of `cargo xtask test`: unformatted code (the fuzz crate's too) and any
+/// clippy warning fail it.
 pub fn lint() -> anyhow::Result<()> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     eprintln!("xtask: cargo fmt --all --check");
     status(fmt, "cargo fmt --check (run `cargo fmt --all`)")?;
+    // The fuzz crate is outside the workspace.
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]);
+    eprintln!("xtask: cargo fmt --manifest-path fuzz/Cargo.toml --check");
+    status(fmt, "cargo fmt --check of fuzz/ (run `cargo fmt --manifest-path fuzz/Cargo.toml`)")?;
     let mut clippy = cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
     eprintln!("xtask: cargo clippy --workspace --all-targets -- -D warnings");

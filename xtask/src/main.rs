@@ -6,6 +6,7 @@
 mod bench;
 mod cargo;
 mod demo;
+mod fuzz;
 mod setup;
 
 use std::{ffi::OsString, path::PathBuf, time::Duration};
@@ -31,9 +32,12 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         exit_after: Option<u64>,
     },
-    /// Check formatting and clippy (warnings are errors), then run the whole test suite,
-    /// privileged integration tests included (as root).
+    /// Check formatting and clippy (warnings are errors), fuzz each parser briefly, then run
+    /// the whole test suite, privileged integration tests included (as root).
     Test {
+        /// Skip the short fuzz run of each parser (for a quick local run; CI never skips it).
+        #[arg(long)]
+        no_fuzz: bool,
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
@@ -44,6 +48,18 @@ enum Command {
         /// Fewer numbers of services and shorter runs: about 3 minutes instead of 13.
         #[arg(long)]
         quick: bool,
+    },
+    /// Fuzz the parsers (cargo-fuzz): each target for a while from its corpus in
+    /// fuzz/corpus/; fails when one crashes, naming the input.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+        /// Then add the inputs that reached new code to fuzz/corpus/<target>/ (to commit).
+        #[arg(long)]
+        merge: bool,
+        /// Targets to run: config, consul, docker, dns (default: all).
+        targets: Vec<String>,
     },
     /// Run a command inside the running demo's cgroup and netns, e.g.
     /// `cargo xtask exec -- curl -s http://240.0.0.10/`.
@@ -74,7 +90,10 @@ fn main() -> std::process::ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Setup => setup::run(),
+        Command::Setup => {
+            setup::run()?;
+            setup::cargo_fuzz()
+        }
         Command::Build => {
             setup::run()?;
             cargo::build_agent(cargo::Profile::Release).map(drop)
@@ -84,14 +103,22 @@ fn run(command: Command) -> anyhow::Result<()> {
             let agent = cargo::build_agent(cargo::Profile::Release)?;
             demo::run(&agent, exit_after.map(Duration::from_secs))
         }
-        Command::Test { args } => {
+        Command::Test { no_fuzz, args } => {
             setup::require_root("the integration tests load BPF programs and create cgroups")?;
             setup::run()?;
             cargo::lint()?;
+            if !no_fuzz {
+                fuzz::run(&[], fuzz::TEST_SECONDS, fuzz::WorkCorpus::Fresh, false)?;
+            }
             cargo::build_agent(cargo::Profile::Dev)?;
             cargo::test(&args)
         }
         Command::Bench { quick } => bench::run(quick),
+        Command::Fuzz { seconds, merge, targets } => {
+            // The targets link the agent, whose build script builds the eBPF object.
+            setup::run()?;
+            fuzz::run(&targets, seconds, fuzz::WorkCorpus::Kept, merge)
+        }
         Command::Exec { command } => demo::exec(&command),
         Command::DemoClient { to, count } => demo::client(&to, count),
     }

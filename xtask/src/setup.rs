@@ -26,6 +26,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// cargo-fuzz builds and runs the fuzz targets (`cargo xtask fuzz`, and `test`).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// Name under which Debian's toolchain is registered with rustup (used by viking-ebpf-build).
 const DEBIAN_TOOLCHAIN: &str = "debian";
@@ -107,6 +109,24 @@ fn bpf_linker() -> anyhow::Result<()> {
             .env("LLVM_PREFIX", LLVM_PREFIX)
             .env("PATH", path),
         "cargo install bpf-linker",
+    )
+}
+
+/// Installs `cargo-fuzz` unless present (about 50 s on 2 cores). The fuzz targets need no
+/// nightly toolchain: `cargo xtask fuzz` enables the unstable flags with `RUSTC_BOOTSTRAP`.
+pub fn cargo_fuzz() -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let installed = Command::new(&cargo)
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == format!("cargo-fuzz {CARGO_FUZZ_VERSION}"));
+    if installed {
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing cargo-fuzz {CARGO_FUZZ_VERSION} (about 50 s)");
+    run_step(
+        Command::new(cargo).args(["install", "--locked", &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}")]),
+        "cargo install cargo-fuzz",
     )
 }
 

@@ -21,8 +21,8 @@ use tokio::{
     sync::watch,
 };
 
-pub use self::table::NameTable;
 use self::{answer::Zone, handler::Handler};
+pub use self::{handler::answer_udp_message, table::NameTable};
 use crate::metrics::sources::RcodeLabels;
 
 /// A TCP client that sends no query for this long is disconnected, so idle connections

@@ -164,3 +164,54 @@ async fn a_taken_address_is_named() {
     let err = DnsServer::bind(&settings, rx, Responses::default()).await.unwrap_err();
     assert!(format!("{err:#}").contains(&format!("binding UDP {addr} (`dns.listen`)")), "{err:#}");
 }
+
+#[test]
+fn a_message_is_answered_without_sockets_as_over_udp() {
+    let table = NameTable::from_state(&state(&[("web", "240.0.0.10", 80, Protocol::Tcp)]));
+    let settings = DnsSettings { listen: Vec::new(), domain: "viking".into(), ttl: 5 };
+    let answer = |message: &[u8]| super::answer_udp_message(&settings, Arc::new(table.clone()), message).unwrap();
+    let response = answer(&query("Web.Service.Viking.", RecordType::A, 0x0a0b)).expect("a response");
+    let response = Message::from_vec(&response).unwrap();
+    assert_eq!((response.metadata.id, addresses(&response)), (0x0a0b, vec!["240.0.0.10".to_owned()]));
+    assert_eq!(answer(b"\x0a\x0b"), None, "not a DNS message: hickory drops it");
+    let mut reply = query("web.service.viking.", RecordType::A, 1);
+    reply[2] |= 0x80;
+    assert_eq!(answer(&reply), None, "a response is never answered");
+}
+
+/// Found by the fuzz target `dns`: a question name compressed with a pointer into the header
+/// (here to the flags byte, which reads as a 1-byte label in the query). hickory echoes the
+/// question's bytes after the response's own header, where the pointer meets the flags
+/// `0x81` instead: the response did not decode.
+#[test]
+fn a_question_pointing_into_the_header_gets_formerr_without_the_question() {
+    let query = [0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 2, 0, 1, 0, 1];
+    assert!(Message::from_vec(&query).is_ok(), "hickory decodes the query");
+    let settings = DnsSettings { listen: Vec::new(), domain: "viking".into(), ttl: 5 };
+    let response = super::answer_udp_message(&settings, Arc::new(NameTable::default()), &query).unwrap().unwrap();
+    let response = Message::from_vec(&response).expect("the response decodes");
+    assert_eq!((response.metadata.id, response.metadata.response_code), (1, ResponseCode::FormErr));
+    assert!(response.queries.is_empty(), "{response:?}");
+}
+
+/// Found by the fuzz target `dns`: 16 questions, over 512 bytes of them, without EDNS. hickory
+/// echoed them all, which cannot fit 512 bytes nor be truncated: it could not encode the
+/// FORMERR, logged an error and would have sent SERVFAIL.
+#[test]
+fn many_questions_get_formerr_without_the_questions() {
+    let mut message = Message::query();
+    message.metadata.id = 0x0c0c;
+    for i in 0..16 {
+        let name = format!("{}{i}.{}{i}.", "q".repeat(20), "x".repeat(10));
+        message.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    }
+    let query = message.to_vec().unwrap();
+    assert!(query.len() > 512, "{} bytes", query.len());
+    let settings = DnsSettings { listen: Vec::new(), domain: "viking".into(), ttl: 5 };
+    let response = super::answer_udp_message(&settings, Arc::new(NameTable::default()), &query)
+        .expect("the response is encoded")
+        .expect("a response");
+    let response = Message::from_vec(&response).expect("the response decodes");
+    assert_eq!((response.metadata.id, response.metadata.response_code), (0x0c0c, ResponseCode::FormErr));
+    assert!(response.queries.is_empty(), "{response:?}");
+}

@@ -9,8 +9,9 @@
 //! - `watchers`: the blocking queries (the node list, two per node, the VIP records);
 //! - `allocator` and `vips`: VIPs allocated in Consul's KV with check-and-set, many per
 //!   transaction;
-//! - `instances`: one service's instances as backends; `watch`: Consul's blocking-query
-//!   rules; `client`, `streams` (HTTP/2 over HTTPS), `tls` and `wire`: HTTP and JSON.
+//! - `instances`: one service's instances as backends; `answers`: the answers read without
+//!   I/O (the entry point of the fuzz target); `watch`: Consul's blocking-query rules;
+//!   `client`, `streams` (HTTP/2 over HTTPS), `tls` and `wire`: HTTP and JSON.
 //!
 //! One task runs the state machine: it takes the answers as they come (a burst is taken
 //! together), starts and stops watches, asks for allocations and releases, and sends the
@@ -18,6 +19,7 @@
 //! with backoff, and blocks VIP releases until every watch answers again.
 
 mod allocator;
+mod answers;
 mod client;
 mod instances;
 mod nodes;
@@ -33,6 +35,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{Semaphore, mpsc};
 
+pub use self::answers::{AnswerReading, read_answer};
 use self::{
     allocator::{Request, SERVICES_PER_TXN},
     client::{ConsulClient, ConsulError},
