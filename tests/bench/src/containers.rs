@@ -19,9 +19,10 @@ use std::{
 
 use anyhow::Context as _;
 use viking_tests::{
-    Agent, Cgroup, PinGuard,
+    Agent, Cgroup,
     config::{ServiceSpec, render},
     docker::{TestDocker, first_get_args},
+    pins,
 };
 
 use crate::machine::Machine;
@@ -59,7 +60,7 @@ struct ModeResult {
 pub fn run(machine: &Machine, command_line: &str, path: &Path) -> anyhow::Result<String> {
     let cgroup = Cgroup::unique().context("creating the benchmark's cgroup")?;
     let docker = TestDocker::start(&cgroup);
-    let pins = PinGuard::new();
+    let pins = pins();
     docker.network("net", "10.219.0.0/24");
     docker.http_backend("web-0", "net", "10.219.0.10", BODY);
     let web = ServiceSpec::tcp("web", VIP, 80, &["10.219.0.10:80".parse()?]);

@@ -13,8 +13,9 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use viking_tests::{
-    Agent, Cgroup, PinGuard,
+    Agent, Cgroup,
     config::{ServiceSpec, render},
+    pins,
 };
 
 use crate::machine::Machine;
@@ -39,7 +40,7 @@ pub fn run(machine: &Machine, command_line: &str, path: &Path) -> anyhow::Result
         })
         .collect();
     let cgroup = Cgroup::unique().context("creating the bench cgroup")?;
-    let pins = PinGuard::new();
+    let pins = pins();
     eprintln!("viking-bench: metrics: installing {SERVICES} services");
     let agent = Agent::start(&cgroup, &pins, &render(&services));
     let endpoint = agent.metrics_addr();

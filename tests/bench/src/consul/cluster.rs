@@ -21,7 +21,7 @@ use viking_agent::{
 use viking_common::{ServiceKey, ServiceValue};
 
 use super::{
-    INSTANCES, queries_for,
+    INSTANCES, agent, queries_for,
     server::{Consul, Instance, Transport, flip_check, nodes_for, register_all},
 };
 
@@ -70,13 +70,7 @@ pub fn run(work_dir: &std::path::Path) -> anyhow::Result<ClusterResult> {
     register_all(&consul.server, SERVICES, u32::from(INSTANCES))?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("agents").enable_all().build()?;
-    let config = format!(
-        "[limits]\nmax_services = {}\nmax_backends = {}\nmax_service_slots = {}\n\n{}",
-        SERVICES + 16,
-        SERVICES * 5,
-        SERVICES * 6,
-        consul.config_section()
-    );
+    let config = agent::limits_and_consul(&consul, SERVICES + 16, SERVICES * 5, SERVICES * 6);
     let (events, reports) = mpsc::channel();
     let spawn = |agent: usize| {
         let (config, events) = (config.clone(), events.clone());
