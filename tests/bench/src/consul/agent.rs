@@ -13,7 +13,8 @@ use aya::maps::{HashMap, Map, MapData};
 use viking_common::{IPPROTO_TCP, Ip6, ServiceKey, ServiceValue, names};
 use viking_sandbox::{AgentProcess, Cgroup, PinGuard};
 
-use super::server::{Consul, stat_cpu_ticks, ticks_to_duration};
+use super::server::Consul;
+use crate::cpu::{stat_cpu_ticks, ticks_to_duration};
 
 /// Where this benchmark's agent pins its maps.
 const PIN_DIR: &str = "/sys/fs/bpf/viking-bench-consul";
