@@ -2,56 +2,24 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Stdio},
     time::Duration,
 };
 
-use rustix::process::{Pid, Signal, kill_process};
 use tempfile::TempDir;
 
-use viking_sandbox::{AgentCli, Cgroup, unique_name, wait_for};
+use viking_sandbox::{AgentCli, AgentProcess, Cgroup, PinGuard, wait_for};
 
 use crate::{binary, config};
 
-/// A pin directory under `/sys/fs/bpf` owned by one test: uninstalled on drop.
-#[derive(Debug)]
-pub struct PinGuard {
-    path: PathBuf,
+/// A fresh pin directory for the tests' agent binary; uninstalled on drop.
+pub fn pins() -> PinGuard {
+    PinGuard::unique(&binary("viking-agent"))
 }
 
-impl PinGuard {
-    /// A fresh, not yet existing pin directory.
-    pub fn new() -> Self {
-        Self { path: Path::new("/sys/fs/bpf").join(unique_name("pins")) }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Default for PinGuard {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for PinGuard {
-    fn drop(&mut self) {
-        let agent = binary("viking-agent");
-        let status = AgentCli { binary: &agent, pin_dir: &self.path }.uninstall().output();
-        match status {
-            Ok(output) if output.status.success() => {}
-            other => eprintln!("warning: cleaning up {}: {other:?}", self.path.display()),
-        }
-    }
-}
-
-/// A running `viking-agent run`, its config file and its log.
+/// A running `viking-agent run`, its config file and its log (one file per run).
 #[derive(Debug)]
 pub struct Agent {
-    child: Option<Child>,
+    process: Option<AgentProcess>,
     dir: TempDir,
     /// Where its pins live.
     pub pin_dir: PathBuf,
@@ -66,7 +34,7 @@ impl Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         config::write(&dir.path().join("viking.toml"), config_text);
         let mut agent =
-            Self { child: None, dir, pin_dir: pins.path().to_owned(), cgroup: cgroup.path().to_owned(), runs: 0 };
+            Self { process: None, dir, pin_dir: pins.path().to_owned(), cgroup: cgroup.path().to_owned(), runs: 0 };
         agent.restart();
         agent
     }
@@ -93,27 +61,15 @@ impl Agent {
     /// Starts a new agent process (after [`Agent::kill`] or [`Agent::stop`]) and waits
     /// until it is ready.
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "agent still running");
+        assert!(self.process.is_none(), "agent still running");
         self.runs += 1;
-        let log = std::fs::File::create(self.log_path(self.runs)).expect("log file");
         let agent = binary("viking-agent");
-        let child = AgentCli { binary: &agent, pin_dir: &self.pin_dir }
-            .run(&self.config_path(), &self.cgroup)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start viking-agent");
-        self.child = Some(child);
-        let ready = wait_for(Duration::from_secs(20), || {
-            if self.log().contains(" ready ") {
-                return Some(true);
-            }
-            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            exited.map(|_| false)
-        });
-        assert_eq!(ready, Some(true), "agent did not become ready; log:\n{}", self.log());
+        let cli = AgentCli { binary: &agent, pin_dir: &self.pin_dir };
+        let env = [("RUST_LOG", "info"), ("NO_COLOR", "1")];
+        let process = AgentProcess::spawn(cli, &self.config_path(), &self.cgroup, &self.log_path(self.runs), &env);
+        let process = self.process.insert(process.expect("start viking-agent"));
+        let ready = process.wait_ready(Duration::from_secs(20));
+        assert!(ready, "agent did not become ready; log:\n{}", self.log());
     }
 
     /// Waits until the log contains `text` (bounded), returning whether it did.
@@ -123,18 +79,15 @@ impl Agent {
 
     /// SIGKILL: the agent gets no chance to clean up.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.kill();
         }
     }
 
     /// SIGTERM and wait (at most 10 s, then SIGKILL): a normal stop.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Our own child, not reaped yet: the pid is still its.
-            let _ = kill_process(Pid::from_child(&child), Signal::TERM);
-            let _ = viking_sandbox::process::wait_bounded(&mut child, Duration::from_secs(10));
+        if let Some(mut process) = self.process.take() {
+            process.stop(Duration::from_secs(10));
         }
     }
 
@@ -152,18 +105,10 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Runs `viking-agent maps dump --json --pin-dir <dir>`.
 pub fn dump(pin_dir: &Path) -> serde_json::Value {
     let agent = binary("viking-agent");
-    let output = AgentCli { binary: &agent, pin_dir }.dump(true).output().expect("run maps dump");
-    assert!(output.status.success(), "maps dump failed: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("dump is JSON")
+    AgentCli { binary: &agent, pin_dir }.dump_json().unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// The backends of the service at `vip:port` in a dump, or `None` if absent.

@@ -85,7 +85,5 @@ pub fn render(services: &[ServiceSpec]) -> String {
 
 /// Writes a config file atomically (write + rename), as editors and config tools do.
 pub fn write(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).expect("write config");
-    std::fs::rename(&tmp, path).expect("rename config");
+    viking_sandbox::agent::write_config(path, text).unwrap_or_else(|err| panic!("{err}"));
 }

@@ -10,7 +10,8 @@ use crate::{Agent, wait_for};
 /// Service name -> (VIP, port, backends), as `maps dump --json` shows them.
 pub type Served = BTreeMap<String, (String, u64, Vec<String>)>;
 
-/// The server and the runtime that drives it; stopped on drop.
+/// The server and the runtime that drives it, for the tests and the Consul benchmark;
+/// stopped on drop.
 #[derive(Debug)]
 pub struct TestConsul {
     runtime: tokio::runtime::Runtime,
@@ -19,6 +20,9 @@ pub struct TestConsul {
 }
 
 impl TestConsul {
+    /// Name of the runtime's threads: their CPU time is the server's.
+    pub const THREAD_NAME: &str = "consul-server";
+
     /// Starts a server on 127.0.0.1 (any port) with default options.
     pub fn start() -> Self {
         Self::start_with(Options::default())
@@ -26,13 +30,23 @@ impl TestConsul {
 
     /// Starts a server with `options`.
     pub fn start_with(options: Options) -> Self {
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        let server = runtime.block_on(ConsulTestServer::start(options)).expect("consul test server");
-        Self { runtime, server }
+        Self::launch(options).expect("consul test server")
     }
 
-    /// Runs one of the server's async operations (stop, start_again).
+    /// Starts a server with `options` on a runtime of its own, two worker threads named
+    /// [`TestConsul::THREAD_NAME`].
+    pub fn launch(options: Options) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(Self::THREAD_NAME)
+            .enable_all()
+            .build()?;
+        let server = runtime.block_on(ConsulTestServer::start(options))?;
+        Ok(Self { runtime, server })
+    }
+
+    /// Runs one of the server's async operations (stop, start_again), or any future
+    /// (an HTTP client's), on the server's runtime.
     pub fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
         self.runtime.block_on(future)
     }

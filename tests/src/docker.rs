@@ -162,12 +162,7 @@ impl TestDocker {
     /// or `Err(stderr)` (e.g. `Permission denied` when the policy refuses).
     pub fn http_get(&self, name: &str, host: &str, port: u16) -> Result<String, String> {
         let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port}");
-        let output = self.docker(&["exec", name, "sh", "-c", &script]);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        match stdout.split("\r\n\r\n").nth(1) {
-            Some(body) if output.status.success() => Ok(body.trim().to_owned()),
-            _ => Err(format!("{}{}", String::from_utf8_lossy(&output.stderr).trim(), stdout.trim())),
-        }
+        http_body(&self.docker(&["exec", name, "sh", "-c", &script]))
     }
 
     /// dockerd's `--cgroup-parent`, for the agent's `[docker] cgroup_parent`.
@@ -185,12 +180,7 @@ impl TestDocker {
         host: &str,
         port: u16,
     ) -> Result<String, String> {
-        let output = self.command(&first_get_args(name, network, extra, host, port)).output().expect("docker CLI");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        match stdout.split("\r\n\r\n").nth(1) {
-            Some(body) if output.status.success() => Ok(body.trim().to_owned()),
-            _ => Err(format!("{}{}", String::from_utf8_lossy(&output.stderr).trim(), stdout.trim())),
-        }
+        http_body(&self.command(&first_get_args(name, network, extra, host, port)).output().expect("docker CLI"))
     }
 
     /// The cgroup id of a running container: what the kernel programs key policy by.
@@ -248,4 +238,14 @@ pub fn first_get_args(name: &str, network: &str, extra: &[&str], host: &str, por
     args.extend(extra.iter().map(|arg| (*arg).to_owned()));
     args.extend([IMAGE, "sh", "-c", &script].map(String::from));
     args
+}
+
+/// The body of the HTTP answer an `nc` GET printed, or `Err(stderr and stdout)` when it
+/// failed (e.g. `Permission denied` when the policy refuses).
+fn http_body(output: &Output) -> Result<String, String> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout.split("\r\n\r\n").nth(1) {
+        Some(body) if output.status.success() => Ok(body.trim().to_owned()),
+        _ => Err(format!("{}{}", String::from_utf8_lossy(&output.stderr).trim(), stdout.trim())),
+    }
 }

@@ -1,7 +1,8 @@
 //! Harness for Viking's integration tests. Every test builds its own world from
 //! [`viking_sandbox`] (a fresh cgroup, an anonymous netns, backends inside it) and adds:
 //!
-//! - [`Agent`]: the real `viking-agent` binary with its own pin directory ([`PinGuard`]);
+//! - [`Agent`]: the real `viking-agent` binary with its own pin directory ([`pins`]), on
+//!   the sandbox's [`viking_sandbox::AgentProcess`];
 //! - [`client`]: the `viking-testkit` client, run as a process inside the cgroup and netns.
 //!
 //! All of it is torn down on drop, also when a test panics.
@@ -12,8 +13,8 @@ pub mod config;
 pub mod consul;
 pub mod docker;
 
-pub use agent::{Agent, PinGuard};
-pub use viking_sandbox::{Backend, Cgroup, Netns, backends, wait_for};
+pub use agent::{Agent, pins};
+pub use viking_sandbox::{Backend, Cgroup, Netns, PinGuard, backends, wait_for};
 
 /// A test's own world: its pin directory, cgroup and network namespace. Dropped in that
 /// order: the links go before the cgroup they are attached to.
@@ -30,11 +31,7 @@ pub struct World {
 /// A fresh world (as root).
 pub fn world() -> World {
     require_root();
-    World {
-        pins: PinGuard::new(),
-        cgroup: Cgroup::unique().expect("cgroup"),
-        netns: Netns::anonymous().expect("netns"),
-    }
+    World { pins: pins(), cgroup: Cgroup::unique().expect("cgroup"), netns: Netns::anonymous().expect("netns") }
 }
 
 impl World {

@@ -4,12 +4,12 @@
 use std::{net::SocketAddr, time::Duration};
 
 use viking_tests::{
-    Agent, Cgroup, Netns, PinGuard,
+    Agent, Cgroup, Netns,
     agent::dumped_backends,
     backends::tcp_backends,
     client::{self, ClientOptions},
     config::{ServiceSpec, render},
-    require_root, wait_for,
+    pins, require_root, wait_for,
 };
 
 const ENETUNREACH: i32 = 101;
@@ -29,7 +29,7 @@ fn wait_dump(agent: &Agent, vip: &str, port: u16, backends: Option<Vec<SocketAdd
 #[test]
 fn edits_add_and_remove_services_and_backends() {
     require_root();
-    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
+    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), pins());
     let b = tcp_backends(&netns, 3);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr, b[1].addr]);
     let agent = Agent::start(&cgroup, &pins, &render(std::slice::from_ref(&web)));
@@ -73,7 +73,7 @@ fn edits_add_and_remove_services_and_backends() {
 #[test]
 fn a_broken_file_keeps_the_last_good_state_and_reports_the_error() {
     require_root();
-    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
+    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), pins());
     let b = tcp_backends(&netns, 2);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr]);
     let agent = Agent::start(&cgroup, &pins, &render(std::slice::from_ref(&web)));
@@ -93,7 +93,7 @@ fn a_broken_file_keeps_the_last_good_state_and_reports_the_error() {
 #[test]
 fn an_invalid_service_is_reported_and_the_others_are_applied() {
     require_root();
-    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
+    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), pins());
     let b = tcp_backends(&netns, 2);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr]);
     let agent = Agent::start(&cgroup, &pins, &render(std::slice::from_ref(&web)));
@@ -114,7 +114,7 @@ fn an_invalid_service_is_reported_and_the_others_are_applied() {
 #[test]
 fn a_bad_backend_is_skipped_and_the_service_keeps_the_others() {
     require_root();
-    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
+    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), pins());
     let b = tcp_backends(&netns, 1);
     let text = format!(
         "[[service]]\nname = \"web\"\nvip = \"240.0.0.10\"\nport = 80\nbackends = [\"{}\", \"240.0.0.99:80\", \"127.0.0.1:0\"]\n",

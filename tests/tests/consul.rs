@@ -13,7 +13,7 @@ use viking_tests::{
     client::{self, ClientOptions},
     config::{ServiceSpec, render},
     consul::{TestConsul, served, wait_served},
-    require_root, wait_for,
+    pins, require_root, wait_for,
 };
 
 const ENETUNREACH: i32 = 101;
@@ -33,7 +33,7 @@ fn host(backend_net: &str) -> Host {
     // Consul instances must have routable addresses (loopback is refused); these exist only
     // inside this test's namespace.
     netns.add_address(backend_net).unwrap();
-    Host { cgroup: Cgroup::unique().unwrap(), netns, pins: PinGuard::new() }
+    Host { cgroup: Cgroup::unique().unwrap(), netns, pins: pins() }
 }
 
 fn backend(host: &Host, name: &str, ip: &str) -> Backend {

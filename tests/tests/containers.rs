@@ -8,7 +8,7 @@ use viking_tests::{
     Agent, Cgroup, PinGuard,
     config::{ServiceSpec, render},
     docker::TestDocker,
-    require_root, wait_for,
+    pins, require_root, wait_for,
 };
 
 /// A host with a dockerd whose containers live under the test cgroup.
@@ -22,7 +22,7 @@ fn host() -> Host {
     require_root();
     let cgroup = Cgroup::unique().unwrap();
     let docker = TestDocker::start(&cgroup);
-    Host { docker, pins: PinGuard::new(), cgroup }
+    Host { docker, pins: pins(), cgroup }
 }
 
 /// Backends `web` (10.N.0.10) and `api` (10.N.0.20) on network `net`, and the agent

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use viking_tests::{
-    Agent, Cgroup, Netns, PinGuard,
+    Agent, Cgroup, Netns,
     backends::tcp_backends,
     client::{self, ClientOptions},
     config::{ServiceSpec, render},
-    require_root,
+    pins, require_root,
 };
 
 const ENETUNREACH: i32 = 101;
@@ -16,7 +16,7 @@ const ENETUNREACH: i32 = 101;
 #[test]
 fn connects_keep_working_while_the_agent_is_killed_and_restarted() {
     require_root();
-    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
+    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), pins());
     let b = tcp_backends(&netns, 2);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr, b[1].addr]);
     let mut agent = Agent::start(&cgroup, &pins, &render(std::slice::from_ref(&web)));
@@ -49,7 +49,7 @@ fn connects_keep_working_while_the_agent_is_killed_and_restarted() {
 #[test]
 fn uninstall_detaches_and_removes_every_pin() {
     require_root();
-    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), PinGuard::new());
+    let (cgroup, netns, pins) = (Cgroup::unique().unwrap(), Netns::anonymous().unwrap(), pins());
     let b = tcp_backends(&netns, 1);
     let web = ServiceSpec::tcp("web", "240.0.0.10", 80, &[b[0].addr]);
     let mut agent = Agent::start(&cgroup, &pins, &render(std::slice::from_ref(&web)));

@@ -5,13 +5,13 @@ use viking_agent::{
     config::Limits,
     dataplane::{Dataplane, HOOKS, pins::PinDir},
 };
-use viking_tests::{Cgroup, PinGuard, require_root};
+use viking_tests::{Cgroup, pins, require_root};
 
 #[test]
 fn programs_load_through_the_verifier_and_attach() {
     require_root();
     let cgroup = Cgroup::unique().unwrap();
-    let pins = PinGuard::new();
+    let pins = pins();
     let mut dataplane = Dataplane::install(&PinDir::new(pins.path()), cgroup.path(), &Limits::default())
         .unwrap_or_else(|err| panic!("{err}"));
     for hook in &HOOKS {

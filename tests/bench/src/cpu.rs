@@ -3,7 +3,7 @@
 //! difference into noise, so a run it disturbed is named in the report instead of being
 //! silently averaged in.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The benchmark's long-lived child processes (agent, HAProxy), besides the driver itself
 /// and the children it has reaped (load generators, iptables-restore, …).
@@ -74,16 +74,29 @@ fn process_ticks(pid: &str, with_children: bool) -> u64 {
     user_ticks(&stat, with_children)
 }
 
-/// Parses `/proc/<pid>/stat`: fields after the command name (which may contain spaces,
-/// so it is skipped up to its closing parenthesis) start at field 3; utime is field 14,
-/// cutime field 16.
+/// `utime` of a parsed `/proc/<pid>/stat`, plus `cutime` if asked.
 fn user_ticks(stat: &str, with_children: bool) -> u64 {
+    stat_field(stat, 14) + if with_children { stat_field(stat, 16) } else { 0 }
+}
+
+/// `utime + stime` (user and system time, in clock ticks) of a `/proc/<pid>/stat` line.
+pub fn stat_cpu_ticks(stat: &str) -> u64 {
+    stat_field(stat, 14) + stat_field(stat, 15)
+}
+
+/// Field `n` (numbered from 1, as in proc(5)) of a `/proc/<pid>/stat` line, 0 when it is
+/// missing. The command name (field 2) may contain spaces, so the fields after it are
+/// counted from its closing parenthesis: they start at field 3.
+fn stat_field(stat: &str, n: usize) -> u64 {
     let Some((_, rest)) = stat.rsplit_once(')') else {
         return 0;
     };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    field(14) + if with_children { field(16) } else { 0 }
+    rest.split_whitespace().nth(n - 3).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
+
+/// Clock ticks as time.
+pub fn ticks_to_duration(ticks: u64) -> Duration {
+    Duration::from_secs_f64(ticks as f64 / ticks_per_second())
 }
 
 fn ticks_per_second() -> f64 {
@@ -101,5 +114,6 @@ mod tests {
         assert_eq!(user_ticks(stat, false), 7);
         assert_eq!(user_ticks(stat, true), 18);
         assert_eq!(user_ticks("garbage", true), 0);
+        assert_eq!(stat_cpu_ticks(stat), 10);
     }
 }

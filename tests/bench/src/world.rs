@@ -5,7 +5,7 @@
 use std::{
     io::Read as _,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
@@ -104,17 +104,9 @@ pub fn run_load(cgroup: &Cgroup, namespace: &Namespace, args: &load::Args) -> an
     command.args(args.to_args()).stdout(Stdio::piped()).stderr(Stdio::piped());
     process::place(&mut command, cgroup, namespace.netns()).context("placing the load generator")?;
     let mut child = command.spawn().context("starting the load generator")?;
-    let deadline = Instant::now() + Duration::from_millis(args.duration_ms) + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("the load generator did not finish within {} ms + 20 s; killed", args.duration_ms);
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let limit = Duration::from_millis(args.duration_ms) + Duration::from_secs(20);
+    let Some(status) = process::wait_bounded(&mut child, limit) else {
+        bail!("the load generator did not finish within {} ms + 20 s; killed", args.duration_ms);
     };
     let mut stdout = String::new();
     let mut stderr = String::new();

@@ -6,7 +6,9 @@
 //!   (bind-mounted under `/run/netns`, for `ip netns exec` and `nsenter`);
 //! - [`process::place`]: start a program inside a cgroup and a netns;
 //! - [`Backend`]: TCP/UDP servers inside a netns that answer with their own name;
-//! - [`AgentCli`]: the real agent's command lines (`run`, `uninstall`, `maps dump`).
+//! - [`agent`]: the real agent, as every one of them runs it: [`AgentCli`] (its command
+//!   lines), [`PinGuard`] (a pin directory uninstalled on drop), [`AgentProcess`] (a
+//!   running `viking-agent run` with its log).
 //!
 //! Traffic stays inside the namespace: VIPs are in 240.0.0.0/4, for which the namespace
 //! has no route, so a connect the program does not rewrite fails with `ENETUNREACH`
@@ -18,7 +20,7 @@ pub mod cgroup;
 pub mod netns;
 pub mod process;
 
-pub use agent::AgentCli;
+pub use agent::{AgentCli, AgentProcess, PinGuard};
 pub use backends::Backend;
 pub use cgroup::Cgroup;
 pub use netns::Netns;

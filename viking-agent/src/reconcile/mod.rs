@@ -9,44 +9,33 @@
 //!
 //! Only changed entries are written; an unchanged service costs one comparison and no
 //! syscall, and a change costs work for its own service only.
+//!
+//! This file applies changes; `adopt` starts a reconciler from the pinned maps, `view`
+//! answers what is installed, `write` writes one service in that order.
 
+mod adopt;
 mod backends;
 mod ids;
 mod kernel;
 mod report;
 mod slots;
+mod view;
 mod write;
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    net::SocketAddr,
-    sync::Arc,
-};
+use std::collections::{BTreeMap, HashSet};
 
 use ids::IdPool;
 pub use kernel::KernelWriter;
 pub use report::{ApplyError, ApplyFailure, ApplyReport, CleanupStep, LimitHit};
+pub use view::ServiceView;
 use viking_common::{Algorithm, Ip6, OutlierPolicy, ServiceKey};
 
 use self::{backends::BackendIds, write::cleanup};
 use crate::{
     config::Limits,
-    dataplane::tables::{KernelSnapshot, TableError},
-    model::{DesiredState, Frontend, OutlierDetection, Protocol, ServedServices, Service, ServiceChange},
+    dataplane::tables::TableError,
+    model::{DesiredState, Frontend, ServedServices, Service, ServiceChange},
 };
-
-/// An installed service as the metrics endpoint sees it: its name, frontend and kernel ids.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceView {
-    /// The service's name.
-    pub name: String,
-    /// Where clients connect.
-    pub frontend: Frontend,
-    /// Its id in the per-service maps.
-    pub service_id: u32,
-    /// Its distinct backends: id in the per-backend maps, and address.
-    pub backends: Vec<(u32, SocketAddr)>,
-}
 
 /// A service as installed in the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,118 +69,6 @@ pub struct Reconciler<K> {
 }
 
 impl<K: KernelWriter> Reconciler<K> {
-    /// Starts from what the kernel already holds (pinned by an earlier agent), so the first
-    /// apply only writes differences and nothing is flushed.
-    pub fn adopt(mut kernel: K, snapshot: KernelSnapshot, limits: Limits) -> Result<Self, TableError> {
-        let mut service_ids = IdPool::new(limits.max_services);
-        let mut backends = BackendIds::new(limits.max_backends);
-        for (id, addr) in &snapshot.backends {
-            backends.adopt(*id, *addr);
-        }
-        let mut installed = BTreeMap::new();
-        let mut slots_used = 0u64;
-        for (key, service) in snapshot.services {
-            let Some(frontend) = frontend_of(&key) else {
-                continue;
-            };
-            service_ids.claim(service.entry.service_id);
-            let slots: Vec<Option<u32>> =
-                service.slots.iter().map(|slot| slot.filter(|id| backends.addr_of(*id).is_some())).collect();
-            for id in slots.iter().flatten() {
-                backends.add_ref(*id);
-            }
-            write::repair_first_backends(&mut kernel, key, service.entry, &slots)?;
-            slots_used += 1 + slots.len() as u64;
-            installed.insert(
-                frontend,
-                Installed {
-                    service_id: service.entry.service_id,
-                    algorithm: Algorithm::from_u8(service.entry.algorithm),
-                    affinity_secs: service.entry.affinity_secs,
-                    outlier: service.outlier,
-                    name: service.name,
-                    slots,
-                },
-            );
-        }
-        for key in &snapshot.orphan_slots {
-            kernel.delete_slot(key)?;
-        }
-        let orphan_backends = backends.unreferenced();
-        let mut reconciler = Self {
-            kernel,
-            limits,
-            installed,
-            service_ids,
-            backends,
-            slots_used,
-            orphan_backends,
-            served: ServedServices::default(),
-        };
-        let adopted: Vec<Service> = reconciler.installed.iter().map(|(f, i)| reconciler.read_back(f, i)).collect();
-        for service in adopted {
-            reconciler.served.insert(Arc::new(service));
-        }
-        Ok(reconciler)
-    }
-
-    /// The maps, for tests that read what was written.
-    #[cfg(test)]
-    pub fn kernel(&self) -> &K {
-        &self.kernel
-    }
-
-    /// What the kernel serves (after adoption: the previous agent's services).
-    pub fn served(&self) -> &ServedServices {
-        &self.served
-    }
-
-    /// What the kernel serves, as a desired state.
-    pub fn installed_state(&self) -> DesiredState {
-        DesiredState { services: self.served.iter().map(|s| (s.frontend, s.clone())).collect() }
-    }
-
-    /// Number of services installed.
-    pub fn service_count(&self) -> usize {
-        self.installed.len()
-    }
-
-    /// The installed services with their kernel ids, in frontend order, at most `limit`
-    /// of them (what the metrics endpoint reads counters for).
-    pub fn views(&self, limit: usize) -> Vec<ServiceView> {
-        self.installed
-            .iter()
-            .take(limit)
-            .map(|(frontend, installed)| {
-                let mut backends: Vec<(u32, SocketAddr)> = Vec::new();
-                for id in installed.slots.iter().flatten() {
-                    if let Some(addr) = self.backends.addr_of(*id)
-                        && !backends.iter().any(|(known, _)| known == id)
-                    {
-                        backends.push((*id, addr));
-                    }
-                }
-                ServiceView {
-                    name: installed.name.clone(),
-                    frontend: *frontend,
-                    service_id: installed.service_id,
-                    backends,
-                }
-            })
-            .collect()
-    }
-
-    /// `SERVICES` entries in use (service entries and slots) with the map's size, and
-    /// distinct backends in use with the `BACKENDS` size.
-    pub fn fill(&self) -> ((u64, u32), (usize, u32)) {
-        ((self.slots_used, self.limits.max_service_slots), (self.backends.in_use(), self.limits.max_backends))
-    }
-
-    /// Whether the kernel holds a service at `frontend`.
-    pub fn is_installed(&self, frontend: &Frontend) -> bool {
-        self.installed.contains_key(frontend)
-    }
-
     /// Makes the kernel hold exactly `desired`: every installed service not in it is
     /// removed. Costs work for every service; [`Reconciler::apply_changes`] is the
     /// incremental form.
@@ -254,19 +131,6 @@ impl<K: KernelWriter> Reconciler<K> {
         report.released_backends.sort();
         report.released_backends.dedup();
         report
-    }
-
-    /// An installed service as the kernel holds it.
-    fn read_back(&self, frontend: &Frontend, installed: &Installed) -> Service {
-        let addrs: Vec<_> = installed.slots.iter().filter_map(|slot| self.backends.addr_of((*slot)?)).collect();
-        Service {
-            name: installed.name.clone(),
-            frontend: *frontend,
-            algorithm: installed.algorithm,
-            affinity_secs: installed.affinity_secs,
-            outlier: OutlierDetection::from_policy(&installed.outlier),
-            backends: slots::backends_of(&addrs),
-        }
     }
 
     /// Writes one service; returns whether anything changed.
@@ -376,10 +240,6 @@ impl<K: KernelWriter> Reconciler<K> {
 /// The `SERVICES` key of a frontend's slot.
 fn service_key(frontend: &Frontend, slot: u16) -> ServiceKey {
     ServiceKey::new(Ip6::from_ip(frontend.vip), frontend.port.to_be(), frontend.protocol.number(), slot)
-}
-
-fn frontend_of(key: &ServiceKey) -> Option<Frontend> {
-    Some(Frontend { vip: key.vip.to_ip(), port: key.port(), protocol: Protocol::from_number(key.protocol)? })
 }
 
 /// One line describing a written service, for the log.

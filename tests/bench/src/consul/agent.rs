@@ -4,17 +4,17 @@ use std::{
     fs::File,
     io::Read as _,
     net::IpAddr,
-    path::{Path, PathBuf},
-    process::{Child, Stdio},
+    path::Path,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use aya::maps::{HashMap, Map, MapData};
 use viking_common::{IPPROTO_TCP, Ip6, ServiceKey, ServiceValue, names};
-use viking_sandbox::{AgentCli, Cgroup};
+use viking_sandbox::{AgentProcess, Cgroup, PinGuard};
 
-use super::server::{Consul, stat_cpu_ticks, ticks_to_duration};
+use super::server::Consul;
+use crate::cpu::{stat_cpu_ticks, ticks_to_duration};
 
 /// Where this benchmark's agent pins its maps.
 const PIN_DIR: &str = "/sys/fs/bpf/viking-bench-consul";
@@ -22,11 +22,13 @@ const PIN_DIR: &str = "/sys/fs/bpf/viking-bench-consul";
 /// The agent config: Consul only, maps sized for `services` of `instances` (plus one
 /// instance each for the changes).
 pub fn config(consul: &Consul, services: u32, instances: u32) -> String {
+    limits_and_consul(consul, services + 16, services * (instances + 1) + 16, (services + 16) * (instances + 2))
+}
+
+/// A config of `[limits]` (services, backends, service slots) and `consul`'s section.
+pub fn limits_and_consul(consul: &Consul, services: u32, backends: u32, slots: u32) -> String {
     format!(
-        "[limits]\nmax_services = {}\nmax_backends = {}\nmax_service_slots = {}\n\n{}",
-        services + 16,
-        services * (instances + 1) + 16,
-        (services + 16) * (instances + 2),
+        "[limits]\nmax_services = {services}\nmax_backends = {backends}\nmax_service_slots = {slots}\n\n{}",
         consul.config_section()
     )
 }
@@ -34,32 +36,25 @@ pub fn config(consul: &Consul, services: u32, instances: u32) -> String {
 /// A running agent with fresh pins; stopped and uninstalled on drop.
 #[derive(Debug)]
 pub struct Agent {
-    binary: std::path::PathBuf,
-    child: Child,
-    started: Instant,
-    log: PathBuf,
+    // Declared before `pins`: the process is gone before its pins are removed.
+    process: AgentProcess,
+    _pins: PinGuard,
 }
 
 impl Agent {
     /// Starts the agent on `config` with no pinned state (every sync is a full one).
     pub fn start(binary: &Path, cgroup: &Cgroup, work_dir: &Path, config: &str) -> anyhow::Result<Self> {
-        uninstall(binary);
+        let pins = PinGuard::at(binary, Path::new(PIN_DIR));
+        let _ = pins.cli().remove_pins();
         let config_path = work_dir.join("viking-bench-consul.toml");
         std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
         // One log per agent: the one before may still be writing to its own while it stops.
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let number = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = work_dir.join(format!("viking-agent-consul-{number}.log"));
-        let log_file = File::create(&log)?;
-        let started = Instant::now();
-        let child = cli(binary)
-            .run(&config_path, cgroup.path())
-            .env("RUST_LOG", "warn,viking_agent::runtime=info")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Self { binary: binary.to_owned(), child, started, log })
+        let env = [("RUST_LOG", "warn,viking_agent::runtime=info")];
+        let process = AgentProcess::spawn(pins.cli(), &config_path, cgroup.path(), &log, &env)?;
+        Ok(Self { process, _pins: pins })
     }
 
     /// Waits until the kernel holds `services` services, each with `instances` backends;
@@ -70,14 +65,14 @@ impl Agent {
     pub fn wait_synced(&self, services: u32, instances: u16, limit: Duration) -> anyhow::Result<Duration> {
         let deadline = Instant::now() + limit;
         let needle = format!("services={services}");
-        let mut log = File::open(&self.log)?;
+        let mut log = File::open(self.process.log_path())?;
         let mut seen = String::new();
         let synced = loop {
             let mut more = String::new();
             log.read_to_string(&mut more)?;
             seen.push_str(&more);
             if seen.lines().any(|l| l.contains("kernel maps updated") && l.ends_with(&needle)) {
-                break self.started.elapsed();
+                break self.process.started().elapsed();
             }
             // Keep the last partial line only.
             if let Some(cut) = seen.rfind('\n') {
@@ -98,7 +93,7 @@ impl Agent {
 
     /// CPU time (user + system) the agent has used so far.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.process.pid()))?;
         Ok(ticks_to_duration(stat_cpu_ticks(&stat)))
     }
 
@@ -118,30 +113,13 @@ impl Agent {
 
     /// The agent's resident memory.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))?;
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
         Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        uninstall(&self.binary);
     }
 }
 
 fn services_map() -> anyhow::Result<HashMap<MapData, ServiceKey, ServiceValue>> {
     let data = MapData::from_pin(Path::new(PIN_DIR).join("maps").join(names::SERVICES))?;
     Ok(HashMap::try_from(Map::from_map_data(data)?)?)
-}
-
-/// This benchmark's agent command lines.
-fn cli(binary: &Path) -> AgentCli<'_> {
-    AgentCli { binary, pin_dir: Path::new(PIN_DIR) }
-}
-
-fn uninstall(binary: &Path) {
-    let _ = cli(binary).uninstall().output();
 }

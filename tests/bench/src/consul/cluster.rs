@@ -21,7 +21,7 @@ use viking_agent::{
 use viking_common::{ServiceKey, ServiceValue};
 
 use super::{
-    INSTANCES, queries_for,
+    INSTANCES, agent, queries_for,
     server::{Consul, Instance, Transport, flip_check, nodes_for, register_all},
 };
 
@@ -67,16 +67,10 @@ enum Event {
 /// Runs the simulation.
 pub fn run(work_dir: &std::path::Path) -> anyhow::Result<ClusterResult> {
     let consul = Consul::start(Transport::Https, work_dir)?;
-    register_all(&consul.server, SERVICES, u32::from(INSTANCES))?;
+    register_all(consul.server(), SERVICES, u32::from(INSTANCES))?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("agents").enable_all().build()?;
-    let config = format!(
-        "[limits]\nmax_services = {}\nmax_backends = {}\nmax_service_slots = {}\n\n{}",
-        SERVICES + 16,
-        SERVICES * 5,
-        SERVICES * 6,
-        consul.config_section()
-    );
+    let config = agent::limits_and_consul(&consul, SERVICES + 16, SERVICES * 5, SERVICES * 6);
     let (events, reports) = mpsc::channel();
     let spawn = |agent: usize| {
         let (config, events) = (config.clone(), events.clone());
@@ -95,15 +89,15 @@ pub fn run(work_dir: &std::path::Path) -> anyhow::Result<ClusterResult> {
     let sync = started.elapsed();
     let settled = Instant::now();
     let queries = AGENTS * queries_for(nodes_for(SERVICES, u32::from(INSTANCES)));
-    while consul.server.open_blocking_queries() < queries {
+    while consul.server().open_blocking_queries() < queries {
         if settled.elapsed() > SYNC_LIMIT {
-            bail!("only {} blocking queries open", consul.server.open_blocking_queries());
+            bail!("only {} blocking queries open", consul.server().open_blocking_queries());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (blocking_queries, connections) = (consul.server.open_blocking_queries(), consul.server.open_connections());
+    let (blocking_queries, connections) = (consul.server().open_blocking_queries(), consul.server().open_connections());
 
-    consul.server.clear_request_log();
+    consul.server().clear_request_log();
     let cpu = consul.cpu_time();
     let measured = Instant::now();
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -114,7 +108,7 @@ pub fn run(work_dir: &std::path::Path) -> anyhow::Result<ClusterResult> {
         result
     })?;
     let elapsed = measured.elapsed().as_secs_f64();
-    let server_rps = consul.server.request_log().len() as f64 / elapsed;
+    let server_rps = consul.server().request_log().len() as f64 / elapsed;
     let server_cpu = (consul.cpu_time() - cpu).as_secs_f64() / elapsed;
     drop(runtime);
     consul.stop();
@@ -156,7 +150,7 @@ fn churn(consul: &Consul, stop: &std::sync::atomic::AtomicBool) {
     let started = Instant::now();
     let mut flips = 0u32;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        flip_check(&consul.server, flips, SERVICES, 1);
+        flip_check(consul.server(), flips, SERVICES, 1);
         flips += 1;
         let due = started + Duration::from_secs_f64(f64::from(flips) / f64::from(CHURN_RATE));
         std::thread::sleep(due.saturating_duration_since(Instant::now()));

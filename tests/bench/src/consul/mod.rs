@@ -146,7 +146,7 @@ fn point(
     services: u32,
 ) -> anyhow::Result<ConsulPoint> {
     let consul = Consul::start(transport, work_dir)?;
-    register_all(&consul.server, services, u32::from(INSTANCES))?;
+    register_all(consul.server(), services, u32::from(INSTANCES))?;
     let cgroup = Cgroup::unique()?;
     let config = agent::config(&consul, services, u32::from(INSTANCES));
 
@@ -158,7 +158,7 @@ fn point(
     let warm_sync = warm.wait_synced(services, INSTANCES, SYNC_LIMIT).context("warm sync")?;
     let nodes = nodes_for(services, u32::from(INSTANCES));
     let settle = settle(&consul, queries_for(nodes))?;
-    let (connections, blocking_queries) = (consul.server.open_connections(), consul.server.open_blocking_queries());
+    let (connections, blocking_queries) = (consul.server().open_connections(), consul.server().open_blocking_queries());
 
     let mut changes = Vec::with_capacity(CHANGES);
     for sample in 0..CHANGES {
@@ -205,7 +205,7 @@ pub fn queries_for(nodes: u32) -> usize {
 fn settle(consul: &Consul, queries: usize) -> anyhow::Result<Duration> {
     let started = Instant::now();
     while started.elapsed() < SYNC_LIMIT {
-        if consul.server.open_blocking_queries() >= queries {
+        if consul.server().open_blocking_queries() >= queries {
             return Ok(started.elapsed());
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -216,7 +216,7 @@ fn settle(consul: &Consul, queries: usize) -> anyhow::Result<Duration> {
 /// Requests per second the agent sends during [`LOAD_WINDOW`] while `rate` checks per
 /// second flip between critical and passing, and the server's CPU share meanwhile.
 fn load(consul: &Consul, services: u32, rate: u32) -> anyhow::Result<(f64, f64)> {
-    consul.server.clear_request_log();
+    consul.server().clear_request_log();
     let cpu = consul.cpu_time();
     let started = Instant::now();
     let mut flips = 0u32;
@@ -225,12 +225,12 @@ fn load(consul: &Consul, services: u32, rate: u32) -> anyhow::Result<(f64, f64)>
             std::thread::sleep(LOAD_WINDOW);
             continue;
         }
-        flip_check(&consul.server, flips, services, 0);
+        flip_check(consul.server(), flips, services, 0);
         flips += 1;
         let due = started + Duration::from_secs_f64(f64::from(flips) / f64::from(rate));
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let requests = consul.server.request_log().len();
+    let requests = consul.server().request_log().len();
     Ok((requests as f64 / elapsed, (consul.cpu_time() - cpu).as_secs_f64() / elapsed))
 }

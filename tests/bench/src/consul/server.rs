@@ -1,6 +1,7 @@
-//! The Consul side of the benchmark: the in-repo test server on a runtime of its own (its
-//! threads are named, so their CPU time is the server's), the services registered in it,
-//! and a registrar that makes changes over HTTP(S) the way a deploy does.
+//! The Consul side of the benchmark: the in-repo test server on a runtime of its own (the
+//! tests' [`TestConsul`]: its threads are named, so their CPU time is the server's), the
+//! services registered in it, and a registrar that makes changes over HTTP(S) the way a
+//! deploy does.
 
 use std::{
     net::IpAddr,
@@ -10,11 +11,12 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use consul_test_server::{CheckSpec, ConsulTestServer, Options, Registration, Status};
+use viking_tests::consul::TestConsul;
+
+use crate::cpu::{stat_cpu_ticks, ticks_to_duration};
 
 use super::INSTANCES;
 
-/// Name of the test server's runtime threads.
-const THREAD_NAME: &str = "consul-server";
 /// The logical port of every benchmark service (the instances' common port).
 pub const PORT: u16 = 8080;
 
@@ -48,9 +50,7 @@ impl Transport {
 /// A running test server holding the benchmark's services.
 #[derive(Debug)]
 pub struct Consul {
-    runtime: tokio::runtime::Runtime,
-    /// The server.
-    pub server: ConsulTestServer,
+    consul: TestConsul,
     http: reqwest::Client,
     ca_file: Option<PathBuf>,
 }
@@ -58,27 +58,27 @@ pub struct Consul {
 impl Consul {
     /// Starts a server (`transport` decides TLS); `work_dir` gets its certificate.
     pub fn start(transport: Transport, work_dir: &Path) -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name(THREAD_NAME)
-            .enable_all()
-            .build()?;
         let options = Options { tls: transport == Transport::Https, ..Options::default() };
-        let server = runtime.block_on(ConsulTestServer::start(options))?;
+        let consul = TestConsul::launch(options)?;
         let mut http = reqwest::Client::builder();
         let mut ca_file = None;
-        if let Some(pem) = server.ca_pem() {
+        if let Some(pem) = consul.server.ca_pem() {
             let path = work_dir.join("viking-bench-consul-ca.pem");
             std::fs::write(&path, &pem)?;
             http = http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
             ca_file = Some(path);
         }
-        Ok(Self { runtime, server, http: http.build()?, ca_file })
+        Ok(Self { consul, http: http.build()?, ca_file })
+    }
+
+    /// The server.
+    pub fn server(&self) -> &ConsulTestServer {
+        &self.consul.server
     }
 
     /// The agent's `[consul]` section for this server.
     pub fn config_section(&self) -> String {
-        let mut section = format!("[consul]\naddress = {:?}\n", self.server.http_addr());
+        let mut section = format!("[consul]\naddress = {:?}\n", self.server().http_addr());
         if let Some(ca) = &self.ca_file {
             section.push_str(&format!("ca_cert = {:?}\n", ca.display().to_string()));
         }
@@ -88,9 +88,9 @@ impl Consul {
     /// Registers `instance` over HTTP(S) with `PUT /v1/catalog/register`, as a deploy
     /// would; returns when Consul has answered.
     pub fn register_over_http(&self, instance: &Instance) -> anyhow::Result<()> {
-        let url = format!("{}/v1/catalog/register", self.server.http_addr());
+        let url = format!("{}/v1/catalog/register", self.server().http_addr());
         let body = instance.register_body();
-        self.runtime.block_on(async {
+        self.consul.block_on(async {
             let response = self.http.put(&url).json(&body).send().await?;
             if !response.status().is_success() {
                 bail!("register {}: {}", instance.id(), response.status());
@@ -101,8 +101,8 @@ impl Consul {
 
     /// `GET path` over HTTP(S): the answer's size and how long it took, whole.
     pub fn fetch(&self, path: &str) -> anyhow::Result<(usize, Duration)> {
-        let url = format!("{}{path}", self.server.http_addr());
-        self.runtime.block_on(async {
+        let url = format!("{}{path}", self.server().http_addr());
+        self.consul.block_on(async {
             let started = Instant::now();
             let bytes = self.http.get(&url).send().await?.error_for_status()?.bytes().await?;
             Ok((bytes.len(), started.elapsed()))
@@ -111,18 +111,18 @@ impl Consul {
 
     /// CPU time the server's threads have used so far.
     pub fn cpu_time(&self) -> Duration {
-        threads_cpu_time(THREAD_NAME)
+        threads_cpu_time(TestConsul::THREAD_NAME)
     }
 
     /// Stops the server.
     pub fn stop(self) {
-        self.runtime.block_on(self.server.stop());
+        self.consul.block_on(self.consul.server.stop());
     }
 
     /// The VIP the agents agreed on for service `index`, from Consul's KV.
     pub fn vip_of(&self, index: u32) -> anyhow::Result<IpAddr> {
         let key = format!("viking/services/{}", Instance::name(index));
-        let Some(entry) = self.server.kv_get(&key) else { bail!("no VIP record {key}") };
+        let Some(entry) = self.server().kv_get(&key) else { bail!("no VIP record {key}") };
         Ok(String::from_utf8_lossy(&entry.value).trim().parse()?)
     }
 }
@@ -235,19 +235,4 @@ fn threads_cpu_time(name: &str) -> Duration {
         ticks += std::fs::read_to_string(path.join("stat")).map(|stat| stat_cpu_ticks(&stat)).unwrap_or(0);
     }
     ticks_to_duration(ticks)
-}
-
-/// utime + stime of a `/proc/…/stat` line (fields 14 and 15, after the command name).
-pub fn stat_cpu_ticks(stat: &str) -> u64 {
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // `after_name` starts at field 3 (state).
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    field(14) + field(15)
-}
-
-/// Clock ticks as time.
-pub fn ticks_to_duration(ticks: u64) -> Duration {
-    let per_second = rustix::param::clock_ticks_per_second().max(1) as f64;
-    Duration::from_secs_f64(ticks as f64 / per_second)
 }

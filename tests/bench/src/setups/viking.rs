@@ -4,17 +4,14 @@
 
 use std::{
     fmt::Write as _,
-    fs::File,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use aya::programs::links::PinnedLink;
-use rustix::process::{Pid, Signal, kill_process};
 use viking_common::limits;
-use viking_sandbox::{AgentCli, Cgroup};
+use viking_sandbox::{AgentCli, AgentProcess, Cgroup, PinGuard, agent::write_config};
 
 use crate::protocol::{BACKENDS, VIP_PORT, vip};
 
@@ -24,29 +21,25 @@ const PIN_DIR: &str = "/sys/fs/bpf/viking-bench";
 /// A running agent; on drop it is stopped and its programs and pins are removed.
 #[derive(Debug)]
 pub struct Agent {
-    binary: PathBuf,
+    // Declared before `pins`: the process is gone before its pins are removed.
+    process: AgentProcess,
+    pins: PinGuard,
     config: PathBuf,
-    log: PathBuf,
     limits: String,
-    child: Child,
 }
 
 impl Agent {
     /// Starts the agent on `cgroup` with maps sized for `max_services` and no service yet.
     pub fn start(binary: &Path, cgroup: &Cgroup, work_dir: &Path, max_services: u32) -> anyhow::Result<Self> {
         // A killed earlier run may have left its pins (and attached links) behind.
-        uninstall(binary)?;
+        AgentCli { binary, pin_dir: Path::new(PIN_DIR) }.remove_pins()?;
+        let pins = PinGuard::at(binary, Path::new(PIN_DIR));
         let config = work_dir.join("viking-bench.toml");
         let log = work_dir.join("viking-agent.log");
         let limits = limits_section(max_services);
-        write_atomically(&config, &limits)?;
-        let child = cli(binary)
-            .run(&config, cgroup.path())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).with_context(|| format!("creating {}", log.display()))?)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let mut agent = Self { binary: binary.to_owned(), config, log, limits, child };
+        write_config(&config, &limits)?;
+        let process = AgentProcess::spawn(pins.cli(), &config, cgroup.path(), &log, &[])?;
+        let mut agent = Self { process, pins, config, limits };
         agent.wait_for_services(0, Duration::from_secs(30))?;
         Ok(agent)
     }
@@ -64,20 +57,20 @@ impl Agent {
             );
         }
         let start = Instant::now();
-        write_atomically(&self.config, &text)?;
+        write_config(&self.config, &text)?;
         self.wait_for_services(count, limit)?;
         Ok(start.elapsed())
     }
 
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// The kernel id of one of the agent's programs (e.g. `viking_connect4`), found through
     /// the link the agent pinned, so no other Viking on the machine is mistaken for it.
     pub fn program_id(&self, program: &str) -> anyhow::Result<u32> {
-        let pin = Path::new(PIN_DIR).join("links").join(program);
+        let pin = self.pins.path().join("links").join(program);
         let link = PinnedLink::from_pin(&pin).with_context(|| format!("opening the pinned link {}", pin.display()))?;
         let info = aya::programs::links::FdLink::from(link)
             .info()
@@ -90,10 +83,10 @@ impl Agent {
         let deadline = Instant::now() + limit;
         let mut seen = None;
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("viking-agent exited ({status}); its log:\n{}", self.log_tail());
+            if let Some(status) = self.process.exited()? {
+                bail!("viking-agent exited ({status}); its log:\n{}", self.process.log_tail());
             }
-            if let Ok(n) = dumped_services(&self.binary) {
+            if let Ok(n) = self.dumped_services() {
                 if n == count as usize {
                     return Ok(());
                 }
@@ -104,34 +97,24 @@ impl Agent {
                     "viking-agent did not install {count} services within {} s (the kernel maps hold {}); its log:\n{}",
                     limit.as_secs(),
                     seen.map_or("an unreadable state".into(), |n| format!("{n}")),
-                    self.log_tail()
+                    self.process.log_tail()
                 );
             }
             std::thread::sleep(Duration::from_millis(if count > 10_000 { 1000 } else { 100 }));
         }
     }
 
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-        format!("{tail}\n(full log: {})", self.log.display())
+    /// Number of services `maps dump --json` reports.
+    fn dumped_services(&self) -> anyhow::Result<usize> {
+        let dump = self.pins.cli().dump_json()?;
+        dump["services"].as_array().map(Vec::len).context("no services array in the dump")
     }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        // Our own child, not reaped yet: the pid is still its.
-        let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Err(err) = uninstall(&self.binary) {
-            eprintln!("viking-bench: warning: {err:#}");
-        }
+        // A normal stop; the pins go when `pins` is dropped, right after.
+        self.process.stop(Duration::from_secs(5));
     }
 }
 
@@ -144,32 +127,4 @@ fn limits_section(max_services: u32) -> String {
     format!(
         "# Generated by viking-bench (cargo xtask bench).\n[limits]\nmax_services = {services}\nmax_service_slots = {slots}\n"
     )
-}
-
-/// Writes through a temporary file and a rename, so the polling agent never reads half a
-/// config.
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-}
-
-/// Number of services `maps dump --json` reports.
-/// The bench agent's command lines.
-fn cli(binary: &Path) -> AgentCli<'_> {
-    AgentCli { binary, pin_dir: Path::new(PIN_DIR) }
-}
-
-fn dumped_services(binary: &Path) -> anyhow::Result<usize> {
-    let output = cli(binary).dump(true).output()?;
-    let dump: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    dump["services"].as_array().map(Vec::len).context("no services array in the dump")
-}
-
-fn uninstall(binary: &Path) -> anyhow::Result<()> {
-    let output = cli(binary).uninstall().output()?;
-    if !output.status.success() {
-        bail!("viking-agent uninstall --pin-dir {PIN_DIR} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(())
 }
