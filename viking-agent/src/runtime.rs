@@ -18,14 +18,10 @@ use crate::{
     config::{DockerSettings, LabelRule, Trusted},
     dataplane::{sock_destroy, tables::KernelTables},
     dns::NameTable,
-    model::{Frontend, Protocol, ServedServices, ServiceChange},
+    model::{Container, Frontend, Protocol, RuntimeScope, ServedServices, ServiceChange},
     policy::{self, trust::Trust, writer::PolicyWriter},
     reconcile::{ApplyReport, Reconciler, describe},
-    sources::{
-        SourceChange, SourceId, Update,
-        docker::{Container, RuntimeScope},
-        merge::SourceSet,
-    },
+    sources::{SourceChange, SourceId, Update, merge::SourceSet},
 };
 
 /// An undeclared connect is logged at most once per this period per (container, VIP, port).

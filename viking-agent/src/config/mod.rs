@@ -11,13 +11,12 @@ mod docker;
 mod metrics;
 mod service;
 
-use std::{fmt, net::IpAddr, path::Path};
+use std::{net::IpAddr, path::Path};
 
 use ipnet::IpNet;
 use serde::Deserialize;
-use viking_common::limits;
 
-use crate::model::DesiredState;
+use crate::model::{DesiredState, LimitError, Limits};
 pub use consul::{ConsulSection, ConsulSettings, default_consul_vip_range};
 pub use docker::{DEFAULT_AMBASSADOR, DockerSettings, LabelRule, Trusted};
 pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsSettings};
@@ -77,42 +76,6 @@ pub fn default_vip_range() -> IpNet {
     IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(240, 0, 0, 0), 4).expect("valid prefix"))
 }
 
-/// `[limits]`: sizes of the kernel maps, fixed when the maps are created. Changing them
-/// takes effect when the pinned maps are recreated (`viking-agent uninstall`, then `run`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Frontends (`vip:port/protocol`) the kernel can hold.
-    pub max_services: u32,
-    /// Distinct backend addresses over all services.
-    pub max_backends: u32,
-    /// Backends one service may have.
-    pub max_backends_per_service: u16,
-    /// Entries of the service hash: one per service plus one per backend slot.
-    pub max_service_slots: u32,
-    /// Unconnected UDP flows (socket x backend) whose replies are translated back to the VIP.
-    pub max_rev_nat: u32,
-    /// Client affinity entries (client cgroup x service).
-    pub max_affinity: u32,
-    /// Recently redirected sockets whose VIP `getpeername` can show without the socket
-    /// having asked before (a direct-mapped table of this many entries, 56 bytes each).
-    pub max_recent_sockets: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_services: limits::MAX_SERVICES,
-            max_backends: limits::MAX_BACKENDS,
-            max_backends_per_service: limits::MAX_BACKENDS_PER_SERVICE,
-            max_service_slots: limits::MAX_SERVICE_SLOTS,
-            max_rev_nat: limits::MAX_REV_NAT,
-            max_affinity: limits::MAX_AFFINITY,
-            max_recent_sockets: limits::MAX_RECENT_SOCKETS,
-        }
-    }
-}
-
 /// Why a configuration file cannot be used at all. (A bad service is a [`ServiceError`]
 /// instead, and does not stop the others.)
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +89,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML, or has an unknown section or key, or a bad `[agent]` or
-    /// `[limits]` value. The message names the key and line.
+    /// `[limits]` value type. The message names the key and line.
     #[error("invalid config: {0}")]
     Syntax(#[from] toml::de::Error),
+    /// A `[limits]` value the maps cannot be created with.
+    #[error("invalid config: {0}")]
+    Limit(#[from] LimitError),
     /// A setting has a value outside its allowed range.
     #[error("invalid config: `{field}` = {value}: {reason}")]
     Value {
@@ -178,7 +144,7 @@ impl Config {
     /// Parses config text.
     pub fn parse(text: &str) -> Result<Parsed, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
-        check_limits(&raw.limits)?;
+        raw.limits.check()?;
         if raw.agent.vip_ranges.is_empty() {
             return Err(ConfigError::Value {
                 field: "agent.vip_ranges",
@@ -230,44 +196,6 @@ impl Config {
         let (services, errors) = service::parse_services(raw.service, &raw.agent, &raw.limits, reserved);
         let config = Config { agent: raw.agent, limits: raw.limits, consul, docker, dns, metrics, services };
         Ok(Parsed { config, errors })
-    }
-}
-
-fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
-    let checks: [(&'static str, u64, u64, u64); 7] = [
-        ("limits.max_services", limits.max_services.into(), 1, 1 << 24),
-        ("limits.max_backends", limits.max_backends.into(), 1, 1 << 24),
-        ("limits.max_backends_per_service", limits.max_backends_per_service.into(), 1, u16::MAX.into()),
-        ("limits.max_service_slots", limits.max_service_slots.into(), 2, 1 << 26),
-        ("limits.max_rev_nat", limits.max_rev_nat.into(), 1, 1 << 26),
-        ("limits.max_affinity", limits.max_affinity.into(), 1, 1 << 24),
-        ("limits.max_recent_sockets", limits.max_recent_sockets.into(), 1, 1 << 24),
-    ];
-    for (field, value, min, max) in checks {
-        if !(min..=max).contains(&value) {
-            return Err(ConfigError::Value {
-                field,
-                value: value.to_string(),
-                reason: format!("out of range {min}..={max}"),
-            });
-        }
-    }
-    Ok(())
-}
-
-impl fmt::Display for Limits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "max_services={} max_backends={} max_backends_per_service={} max_service_slots={} max_rev_nat={} max_affinity={} max_recent_sockets={}",
-            self.max_services,
-            self.max_backends,
-            self.max_backends_per_service,
-            self.max_service_slots,
-            self.max_rev_nat,
-            self.max_affinity,
-            self.max_recent_sockets
-        )
     }
 }
 

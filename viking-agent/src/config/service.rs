@@ -8,9 +8,9 @@ use std::{
 
 use viking_common::Algorithm;
 
-use super::{AgentSettings, Limits};
+use super::AgentSettings;
 use crate::model::{
-    BackendSpec, DesiredState, Frontend, OutlierDetection, Protocol, Service, UnknownName, parse_algorithm,
+    BackendSpec, DesiredState, Frontend, Limits, OutlierDetection, Protocol, Service, UnknownName, parse_algorithm,
 };
 
 /// A service (or one of its backends) that was left out, and why.

@@ -28,7 +28,7 @@ use pins::PinDir;
 use tables::{KernelTables, MapSource};
 use viking_common::{LAYOUT_READABLE_BY, LAYOUT_VERSION, layout::Sizing, names};
 
-use crate::config::Limits;
+use crate::model::Limits;
 
 /// Why the dataplane could not be installed or removed.
 #[derive(Debug, thiserror::Error)]

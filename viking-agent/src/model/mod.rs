@@ -1,5 +1,7 @@
-//! The desired state: what every source (static file, Consul, Docker) produces and what the
-//! reconciler makes the kernel hold. Plain data, already validated.
+//! The domain: the desired state that every source (static file, Consul, Docker) produces
+//! and the reconciler makes the kernel hold, the containers the policy is built for, the map
+//! limits, and the checks every source's input goes through, written once. Plain data,
+//! already validated; nothing here knows where it came from.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -10,9 +12,13 @@ use std::{
 
 use viking_common::{Algorithm, IPPROTO_TCP, IPPROTO_UDP};
 
+mod container;
+mod limits;
 mod outlier;
 mod small_set;
 
+pub use container::{Container, NomadTask, RuntimeScope};
+pub use limits::{LimitError, Limits};
 pub use outlier::{OUTLIER_KEYS, OutlierDetection, OutlierError};
 pub use small_set::SmallSet;
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use viking_common::PolicyMode;
 
-use crate::sources::docker::Container;
+use crate::model::Container;
 
 /// Label listing declared services.
 pub const LABEL_CONNECT_TO: &str = "viking.connect_to";

@@ -17,10 +17,7 @@ pub use declarations::{LABEL_CONNECT_TO, LABEL_POLICY, declared};
 use viking_common::PolicyMode;
 
 use self::trust::Trust;
-use crate::{
-    model::{Frontend, Protocol, ServedServices},
-    sources::docker::{Container, RuntimeScope},
-};
+use crate::model::{Container, Frontend, Protocol, RuntimeScope, ServedServices};
 
 /// Everything the kernel must hold for the containers of this host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -121,7 +118,7 @@ fn belongs_to(instance: &str, container: &Container) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{model::Service, sources::docker::NomadTask};
+    use crate::model::{NomadTask, Service};
 
     fn container(name: &str, cgroup_id: u64, labels: &[(&str, &str)], env: &[&str]) -> Container {
         Container {

@@ -7,7 +7,7 @@ use viking_common::PolicyMode;
 
 use crate::{
     config::{LabelRule, Trusted},
-    sources::docker::Container,
+    model::Container,
 };
 
 /// Nomad's docker driver sets these labels when its `extra_labels` includes `namespace`

@@ -14,8 +14,7 @@ use viking_common::{
 use super::KernelPolicy;
 use crate::{
     dataplane::tables::{MapSource, TableError, map_err},
-    model::Protocol,
-    sources::docker::RuntimeScope,
+    model::{Protocol, RuntimeScope},
 };
 
 /// The policy maps and the settings entry.

@@ -30,9 +30,8 @@ use viking_common::{Algorithm, Ip6, OutlierPolicy, ServiceKey};
 
 use self::{backends::BackendIds, write::cleanup};
 use crate::{
-    config::Limits,
     dataplane::tables::{KernelSnapshot, TableError},
-    model::{DesiredState, Frontend, OutlierDetection, Protocol, ServedServices, Service, ServiceChange},
+    model::{DesiredState, Frontend, Limits, OutlierDetection, Protocol, ServedServices, Service, ServiceChange},
 };
 
 /// An installed service as the metrics endpoint sees it: its name, frontend and kernel ids.

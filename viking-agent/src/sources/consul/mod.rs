@@ -43,7 +43,10 @@ use self::{
     wire::{AgentSelf, CatalogNode, KvEntry, NodeCheck, NodeServices},
 };
 use super::{Update, backoff::Backoff};
-use crate::config::{AgentSettings, ConsulSettings, Limits};
+use crate::{
+    config::{AgentSettings, ConsulSettings},
+    model::Limits,
+};
 
 /// Allocation transactions running at once.
 const ALLOCATION_CONCURRENCY: usize = 4;
