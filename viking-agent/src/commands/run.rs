@@ -120,7 +120,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::info!(listen = ?server.local_addrs(), domain = %settings.domain, "dns responder enabled");
         tokio::spawn(async move {
             if let Err(err) = server.run().await {
-                tracing::error!("{err:#}");
+                // With its cause, as the anyhow chain the binary's errors are printed with.
+                tracing::error!("{:#}", anyhow::Error::new(err));
             }
         });
     }

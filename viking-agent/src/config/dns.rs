@@ -13,8 +13,6 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::dns::DnsSettings;
-
 /// Default listen address: loopback, on Consul's DNS port, so a host resolver
 /// (systemd-resolved, dnsmasq) forwards the domain to it and nothing else can reach it.
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8600);
@@ -28,6 +26,17 @@ const MAX_TTL: u32 = 3600;
 /// Longest domain: a 63-character service name, `.service.` and the final dot must still
 /// fit the 253 characters of a DNS name.
 const MAX_DOMAIN_LEN: usize = 253 - 63 - ".service.".len() - 1;
+
+/// The responder's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Addresses to answer on, over both UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// The zone: names are `<service>.service.<domain>`. Lower-case, no final dot.
+    pub domain: String,
+    /// TTL in seconds of every answer, and of negative answers (the SOA minimum).
+    pub ttl: u32,
+}
 
 /// The `[dns]` section as written.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]

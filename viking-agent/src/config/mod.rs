@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::model::{DesiredState, LimitError, Limits};
 pub use consul::{ConsulSection, ConsulSettings, default_consul_vip_range};
+pub use dns::DnsSettings;
 pub use docker::{DEFAULT_AMBASSADOR, DockerSettings, LabelRule, Trusted};
 pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsSettings};
 pub use service::ServiceError;
@@ -35,7 +36,7 @@ pub struct Config {
     /// Docker, when a `[docker]` section is present.
     pub docker: Option<DockerSettings>,
     /// The DNS responder, when a `[dns]` section is present.
-    pub dns: Option<crate::dns::DnsSettings>,
+    pub dns: Option<DnsSettings>,
     /// The metrics and health endpoint (on by default).
     pub metrics: MetricsSettings,
     /// The valid services of the file.
