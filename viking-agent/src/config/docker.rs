@@ -5,6 +5,8 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use viking_common::PolicyMode;
 
+use crate::model::{DEFAULT_POLICY_MODES, Named, parse_among, parse_or_default};
+
 /// The `[docker]` section as written.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,12 +45,16 @@ pub enum LabelRule {
     Ignore,
 }
 
-impl LabelRule {
-    const NAMES: [(&'static str, Self); 3] = [("tighten", Self::Tighten), ("any", Self::Any), ("ignore", Self::Ignore)];
+impl Named for LabelRule {
+    const ALL: &'static [Self] = &[Self::Tighten, Self::Any, Self::Ignore];
 
     /// The name used in the config and in logs.
-    pub fn name(self) -> &'static str {
-        Self::NAMES.iter().find(|(_, rule)| *rule == self).map_or("tighten", |(name, _)| name)
+    fn name(self) -> &'static str {
+        match self {
+            Self::Tighten => "tighten",
+            Self::Any => "any",
+            Self::Ignore => "ignore",
+        }
     }
 }
 
@@ -97,25 +103,18 @@ impl DockerSection {
         let Some(socket) = host.strip_prefix("unix://").filter(|p| p.starts_with('/')) else {
             return Err(("docker.host", format!("{host:?}"), "only unix:///path sockets are supported".into()));
         };
-        let policy = match self.policy.as_deref().map(|name| (name, PolicyMode::from_name(name))) {
+        let policy = match self.policy.as_deref() {
             None => PolicyMode::Off,
-            Some((_, Some(mode))) if mode != PolicyMode::Bypass => mode,
-            Some((other, _)) => {
-                return Err((
-                    "docker.policy",
-                    format!("{other:?}"),
-                    "must be \"off\", \"audit\" or \"enforce\"".into(),
-                ));
-            }
+            Some(name) => parse_among(name, DEFAULT_POLICY_MODES)
+                .map_err(|err| ("docker.policy", format!("{name:?}"), err.to_string()))?,
         };
-        let policy_labels = match self.policy_labels.as_deref() {
-            None => LabelRule::default(),
-            Some(name) => {
-                LabelRule::NAMES.iter().find(|(n, _)| *n == name).map(|(_, rule)| *rule).ok_or_else(|| {
-                    ("docker.policy_labels", format!("{name:?}"), "must be \"tighten\", \"any\" or \"ignore\"".into())
-                })?
-            }
-        };
+        let policy_labels = parse_or_default(self.policy_labels.as_deref()).map_err(|err| {
+            (
+                "docker.policy_labels",
+                format!("{:?}", self.policy_labels.as_deref().unwrap_or_default()),
+                err.to_string(),
+            )
+        })?;
         let cgroup_parent = match self.cgroup_parent.as_deref().map(|p| p.trim_matches('/')) {
             None => None,
             Some(parent) if !parent.is_empty() && !parent.split('/').any(|part| part == ".." || part == ".") => {

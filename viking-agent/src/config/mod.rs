@@ -11,18 +11,16 @@ mod docker;
 mod metrics;
 mod service;
 
-use std::{net::IpAddr, path::Path};
+use std::path::Path;
 
-use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::model::{DesiredState, LimitError, Limits};
+use crate::model::{DesiredState, LimitError, Limits, VipRanges};
 pub use consul::{ConsulSection, ConsulSettings, default_consul_vip_range};
 pub use dns::DnsSettings;
 pub use docker::{DEFAULT_AMBASSADOR, DockerSettings, LabelRule, Trusted};
 pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsSettings};
-pub use service::ServiceError;
-pub(crate) use service::{check_backend_addr, check_name};
+pub use service::{FieldError, ServiceError};
 
 /// A parsed configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,37 +42,12 @@ pub struct Config {
 }
 
 /// `[agent]`: settings of the agent itself.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentSettings {
     /// Address ranges VIPs must come from. A backend inside one of them is refused: a VIP
     /// can never be a backend.
-    pub vip_ranges: Vec<IpNet>,
-}
-
-impl Default for AgentSettings {
-    fn default() -> Self {
-        Self { vip_ranges: vec![default_vip_range()] }
-    }
-}
-
-impl AgentSettings {
-    /// Whether `ip` is inside one of the VIP ranges.
-    pub fn is_vip_range(&self, ip: IpAddr) -> bool {
-        self.vip_ranges.iter().any(|range| range.contains(&ip))
-    }
-
-    /// The ranges as text, for error messages.
-    pub fn ranges_text(&self) -> String {
-        let ranges: Vec<String> = self.vip_ranges.iter().map(ToString::to_string).collect();
-        ranges.join(", ")
-    }
-}
-
-/// The default VIP range, 240.0.0.0/4: reserved, never routed, and where Consul's own
-/// virtual IPs live.
-pub fn default_vip_range() -> IpNet {
-    IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(240, 0, 0, 0), 4).expect("valid prefix"))
+    pub vip_ranges: VipRanges,
 }
 
 /// Why a configuration file cannot be used at all. (A bad service is a [`ServiceError`]
@@ -159,11 +132,11 @@ impl Config {
                 let settings = section
                     .resolve(|key| std::env::var(key).ok())
                     .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
-                if !raw.agent.vip_ranges.iter().any(|range| range.contains(&settings.vip_range)) {
+                if !raw.agent.vip_ranges.contains_net(&settings.vip_range) {
                     return Err(ConfigError::Value {
                         field: "consul.vip_range",
                         value: settings.vip_range.to_string(),
-                        reason: format!("must lie inside agent.vip_ranges ({})", raw.agent.ranges_text()),
+                        reason: format!("must lie inside agent.vip_ranges ({})", raw.agent.vip_ranges),
                     });
                 }
                 Some(settings)
@@ -175,11 +148,11 @@ impl Config {
                 let settings = section
                     .resolve(|key| std::env::var(key).ok())
                     .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
-                if !raw.agent.is_vip_range(settings.ambassador) {
+                if !raw.agent.vip_ranges.contains(settings.ambassador) {
                     return Err(ConfigError::Value {
                         field: "docker.ambassador",
                         value: settings.ambassador.to_string(),
-                        reason: format!("must lie inside agent.vip_ranges ({})", raw.agent.ranges_text()),
+                        reason: format!("must lie inside agent.vip_ranges ({})", raw.agent.vip_ranges),
                     });
                 }
                 Some(settings)

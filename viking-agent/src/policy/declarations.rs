@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use viking_common::PolicyMode;
 
-use crate::model::Container;
+use crate::model::{Container, check_service_name, parse};
 
 /// Label listing declared services.
 pub const LABEL_CONNECT_TO: &str = "viking.connect_to";
@@ -41,7 +41,7 @@ pub fn declared(container: &Container) -> Declared {
     let mut out = Declared::default();
     if let Some(list) = container.labels.get(LABEL_CONNECT_TO) {
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match crate::config::check_name(name) {
+            match check_service_name(name) {
                 Ok(()) => {
                     out.connect_to.insert(name.to_owned());
                 }
@@ -52,9 +52,9 @@ pub fn declared(container: &Container) -> Declared {
         }
     }
     if let Some(mode) = container.labels.get(LABEL_POLICY) {
-        match PolicyMode::from_name(mode) {
-            Some(mode) => out.mode = Some(mode),
-            None => out.problems.push(format!(
+        match parse::<PolicyMode>(mode) {
+            Ok(mode) => out.mode = Some(mode),
+            Err(_) => out.problems.push(format!(
                 "container {who:?}: label {LABEL_POLICY} = {mode:?} is not off, audit, enforce or bypass; the default applies"
             )),
         }
@@ -83,7 +83,7 @@ pub fn declared(container: &Container) -> Declared {
 fn parse_backend_env(value: &str) -> Result<(String, u16), String> {
     let (service, port) = value.split_once(';').ok_or("expected <service>;<port>")?;
     let service = service.trim();
-    crate::config::check_name(service).map_err(|reason| format!("service {service:?} {reason}"))?;
+    check_service_name(service).map_err(|reason| format!("service {service:?} {reason}"))?;
     let port: u16 = port.trim().parse().map_err(|_| format!("port {:?} is not 1..=65535", port.trim()))?;
     if port == 0 {
         return Err("port 0 is not 1..=65535".into());

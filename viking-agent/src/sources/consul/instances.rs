@@ -15,16 +15,15 @@ use std::{
 use viking_common::Algorithm;
 
 use super::wire::HealthEntry;
-use crate::{
-    config::{AgentSettings, check_backend_addr},
-    model::{BackendSpec, Frontend, OutlierDetection, Protocol, Service, parse_algorithm},
+use crate::model::{
+    BackendSpec, Frontend, OutlierDetection, Protocol, Service, VipRanges, check_backend_addr, parse_or_default,
 };
 
 /// What reading a service's instances depends on besides the instances.
 #[derive(Clone, Copy, Debug)]
 pub struct ReadContext<'a> {
     /// VIP ranges (a backend must be outside them).
-    pub agent: &'a AgentSettings,
+    pub vip_ranges: &'a VipRanges,
     /// `limits.max_backends_per_service`.
     pub max_backends: u16,
     /// This host's Consul node: loopback instances registered on it are local backends.
@@ -76,7 +75,7 @@ pub const TAG_CONNECT_TO: &str = "connect_to=";
 
 /// Reads the passing instances of service `name`.
 pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> Reading {
-    let (agent, max_backends) = (context.agent, context.max_backends);
+    let max_backends = context.max_backends;
     let mut reading = Reading::default();
     let mut problems = Vec::new();
     let mut problem = |instance: &str, what: String| {
@@ -122,8 +121,8 @@ pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> R
             continue;
         }
         let addr = SocketAddr::new(ip, port);
-        // The VIP's family is not known yet; check everything but the family here.
-        if let Err(reason) = check_backend_addr(addr, ip, agent) {
+        // The VIP's family is not known yet; it is checked when the service is built.
+        if let Err(reason) = check_backend_addr(addr, context.vip_ranges) {
             problem(&instance.id, format!("address {addr}: {reason}"));
             continue;
         }
@@ -233,24 +232,21 @@ fn shape(
             return None;
         }
     };
-    let protocol = match first.protocol.as_deref().map(str::parse::<Protocol>) {
-        None => Protocol::Tcp,
-        Some(Ok(protocol)) => protocol,
-        Some(Err(reason)) => {
-            let text = first.protocol.as_deref().unwrap_or_default();
+    let written = |text: &Option<String>| text.clone().unwrap_or_default();
+    let protocol: Protocol = match parse_or_default(first.protocol.as_deref()) {
+        Ok(protocol) => protocol,
+        Err(reason) => {
+            let text = written(&first.protocol);
             problems
                 .push(format!("consul service {name:?}: meta {META_PROTOCOL} = {text:?}: {reason}; service skipped"));
             return None;
         }
     };
-    let algorithm = match first.algorithm.as_deref() {
-        None => Algorithm::RoundRobin,
-        Some(text) => parse_algorithm(text).unwrap_or_else(|reason| {
-            problems
-                .push(format!("consul service {name:?}: meta {META_ALGORITHM} = {text:?}: {reason}; round_robin used"));
-            Algorithm::RoundRobin
-        }),
-    };
+    let algorithm = parse_or_default(first.algorithm.as_deref()).unwrap_or_else(|reason| {
+        let text = written(&first.algorithm);
+        problems.push(format!("consul service {name:?}: meta {META_ALGORITHM} = {text:?}: {reason}; round_robin used"));
+        Algorithm::default()
+    });
     let outlier = outlier_from_meta(name, &first.outlier, problems);
     Some(ServiceShape { port, protocol, algorithm, outlier })
 }
@@ -298,14 +294,10 @@ mod tests {
         }
     }
 
-    fn agent() -> AgentSettings {
-        AgentSettings::default()
-    }
-
     /// Reads `entries` on a host whose Consul node is `local-node`.
     fn read_here(entries: &[HealthEntry], max_backends: u16) -> Reading {
-        let agent = agent();
-        read("web", entries, &ReadContext { agent: &agent, max_backends, local_node: Some("local-node") })
+        let vip_ranges = VipRanges::default();
+        read("web", entries, &ReadContext { vip_ranges: &vip_ranges, max_backends, local_node: Some("local-node") })
     }
 
     #[test]
@@ -388,8 +380,9 @@ mod tests {
         assert_eq!(reading.backends.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>(), ["127.0.0.1:8080"]);
         assert_eq!(reading.problems.len(), 1, "{:?}", reading.problems);
         assert!(reading.problems[0].contains("\"other\": address 127.0.0.1 is loopback on node \"node-other\""));
-        let agent = agent();
-        let unknown = read("web", &[here], &ReadContext { agent: &agent, max_backends: 16, local_node: None });
+        let vip_ranges = VipRanges::default();
+        let unknown =
+            read("web", &[here], &ReadContext { vip_ranges: &vip_ranges, max_backends: 16, local_node: None });
         assert!(unknown.backends.is_empty());
         assert!(unknown.problems[0].contains("this host's Consul node is unknown"), "{:?}", unknown.problems);
     }

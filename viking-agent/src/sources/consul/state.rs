@@ -24,8 +24,7 @@ use super::{
     wire::{CatalogNode, HealthEntry, KvEntry, NodeCheck, NodeServices},
 };
 use crate::{
-    config::{AgentSettings, check_name},
-    model::{DesiredState, Service, ServiceChange},
+    model::{DesiredState, Service, ServiceChange, VipRanges, check_service_name},
     sources::SourceChange,
 };
 
@@ -44,8 +43,8 @@ pub struct Settings {
     pub vip_range: IpNet,
     /// The KV keys of the VIP records.
     pub keys: Keys,
-    /// VIP ranges and the like, for checking backends.
-    pub agent: AgentSettings,
+    /// VIP ranges, which no backend may be inside.
+    pub vip_ranges: VipRanges,
     /// `limits.max_backends_per_service`.
     pub max_backends: u16,
     /// How long a service must be gone before its VIP is released.
@@ -241,7 +240,7 @@ impl ConsulState {
         if name == CONSUL_SERVICE || self.settings.tag.as_ref().is_some_and(|tag| !self.nodes.has_tag(name, tag)) {
             return false;
         }
-        match check_name(name) {
+        match check_service_name(name) {
             Ok(()) => true,
             Err(reason) => {
                 self.log_problems(name, vec![format!("consul service name {name:?}: {reason}; service skipped")]);
@@ -253,7 +252,7 @@ impl ConsulState {
     /// Takes the passing instances of the wanted service `name`.
     fn read_instances(&mut self, name: &str, entries: &[HealthEntry]) {
         let context = ReadContext {
-            agent: &self.settings.agent,
+            vip_ranges: &self.settings.vip_ranges,
             max_backends: self.settings.max_backends,
             local_node: self.settings.local_node.as_deref(),
         };
