@@ -14,7 +14,10 @@ use std::{
 
 use viking_common::Algorithm;
 
-use super::wire::HealthEntry;
+use super::{
+    problems::{ConsulProblem, InstanceProblem, OutlierMetaError},
+    wire::HealthEntry,
+};
 use crate::model::{
     BackendSpec, Frontend, OutlierDetection, Protocol, Service, VipRanges, check_backend_addr, parse_or_default,
 };
@@ -66,8 +69,8 @@ pub struct Reading {
     /// `connect_to=<service>` tags, by instance id: the services that instance's container
     /// declares it uses.
     pub declarations: BTreeMap<String, BTreeSet<String>>,
-    /// One message per skipped instance or inconsistent declaration.
-    pub problems: Vec<String>,
+    /// One per skipped instance or inconsistent declaration.
+    pub problems: Vec<ConsulProblem>,
 }
 
 /// Tag prefix of a declared dependency (the original Viking design's `connect_to`).
@@ -78,8 +81,8 @@ pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> R
     let max_backends = context.max_backends;
     let mut reading = Reading::default();
     let mut problems = Vec::new();
-    let mut problem = |instance: &str, what: String| {
-        problems.push(format!("consul service {name:?} instance {instance:?}: {what}; instance skipped"))
+    let mut problem = |instance: &str, reason: InstanceProblem| {
+        problems.push(ConsulProblem::Instance { service: name.to_owned(), instance: instance.to_owned(), reason });
     };
     let mut backends: BTreeMap<SocketAddr, BackendSpec> = BTreeMap::new();
     let mut ports: BTreeMap<u16, usize> = BTreeMap::new();
@@ -101,29 +104,28 @@ pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> R
         }
         let address = if instance.address.is_empty() { &entry.node.address } else { &instance.address };
         let Ok(ip) = address.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
-            problem(&instance.id, format!("address {address:?} is not an IP address"));
+            problem(&instance.id, InstanceProblem::NotAnIp(address.clone()));
             continue;
         };
         let Ok(port) = u16::try_from(instance.port).map_err(drop).and_then(|p| if p == 0 { Err(()) } else { Ok(p) })
         else {
-            problem(&instance.id, format!("port {} is not 1..=65535", instance.port));
+            problem(&instance.id, InstanceProblem::Port(instance.port));
             continue;
         };
         if ip.is_loopback() && !is_local(&entry.node.node, context.local_node) {
             let why = match context.local_node {
-                Some(local) => format!(
-                    "address {ip} is loopback on node {:?}, which is not this host's Consul node {local:?}",
-                    entry.node.node
-                ),
-                None => format!("address {ip} is loopback and this host's Consul node is unknown"),
+                Some(local) => {
+                    InstanceProblem::LoopbackElsewhere { ip, node: entry.node.node.clone(), local: local.to_owned() }
+                }
+                None => InstanceProblem::LoopbackNodeUnknown(ip),
             };
             problem(&instance.id, why);
             continue;
         }
         let addr = SocketAddr::new(ip, port);
         // The VIP's family is not known yet; it is checked when the service is built.
-        if let Err(reason) = check_backend_addr(addr, context.vip_ranges) {
-            problem(&instance.id, format!("address {addr}: {reason}"));
+        if let Err(error) = check_backend_addr(addr, context.vip_ranges) {
+            problem(&instance.id, InstanceProblem::Backend { addr, error });
             continue;
         }
         let weight = instance.weights.map_or(1, |w| w.passing).clamp(1, i64::from(BackendSpec::MAX_WEIGHT)) as u16;
@@ -134,11 +136,11 @@ pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> R
     reading.problems = problems;
     let mut backends: Vec<BackendSpec> = backends.into_values().collect();
     if backends.len() > usize::from(max_backends) {
-        reading.problems.push(format!(
-            "consul service {name:?}: {} passing instances, more than limits.max_backends_per_service = {max_backends}; \
-             the first {max_backends} by address are used",
-            backends.len()
-        ));
+        reading.problems.push(ConsulProblem::TooManyInstances {
+            service: name.to_owned(),
+            count: backends.len(),
+            max: max_backends,
+        });
         backends.truncate(usize::from(max_backends));
     }
     reading.shape = shape(name, &declared, &ports, &mut reading.problems);
@@ -176,24 +178,24 @@ impl ServiceShapeDecl {
 
 /// Outlier ejection from `viking_outlier_*` meta: a bad entry is reported and its default
 /// kept; a combination that does not hold keeps every default.
-fn outlier_from_meta(name: &str, declared: &[(String, String)], problems: &mut Vec<String>) -> OutlierDetection {
+fn outlier_from_meta(name: &str, declared: &[(String, String)], problems: &mut Vec<ConsulProblem>) -> OutlierDetection {
     let mut outlier = OutlierDetection::default();
     for (key, text) in declared {
         let result = match text.parse::<i64>() {
-            Ok(value) => outlier.set(key, value).map_err(|err| err.reason),
-            Err(_) => Err("must be an integer".to_owned()),
+            Ok(value) => outlier.set(key, value).map_err(OutlierMetaError::from),
+            Err(_) => Err(OutlierMetaError::NotAnInteger),
         };
-        if let Err(reason) = result {
-            problems.push(format!(
-                "consul service {name:?}: meta {META_OUTLIER_PREFIX}{key} = {text:?}: {reason}; its default is used"
-            ));
+        if let Err(error) = result {
+            problems.push(ConsulProblem::OutlierMeta {
+                service: name.to_owned(),
+                key: key.clone(),
+                value: text.clone(),
+                error,
+            });
         }
     }
-    outlier.check().unwrap_or_else(|err| {
-        problems.push(format!(
-            "consul service {name:?}: meta {META_OUTLIER_PREFIX}{}: {}; the default ejection settings are used",
-            err.key, err.reason
-        ));
+    outlier.check().unwrap_or_else(|error| {
+        problems.push(ConsulProblem::OutlierSettings { service: name.to_owned(), error });
         OutlierDetection::default()
     })
 }
@@ -204,47 +206,37 @@ fn shape(
     name: &str,
     declared: &[(String, ServiceShapeDecl)],
     ports: &BTreeMap<u16, usize>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<ConsulProblem>,
 ) -> Option<ServiceShape> {
     let first = &declared.first()?.1;
+    let service = || name.to_owned();
     if let Some((id, _)) = declared.iter().find(|(_, d)| d != first) {
-        problems.push(format!(
-            "consul service {name:?}: instance {id:?} declares other viking_* meta than the others; the first instance's are used"
-        ));
+        problems.push(ConsulProblem::MetaDiffers { service: service(), instance: id.clone() });
     }
     let port = match &first.port {
         Some(text) => match text.parse::<u16>() {
             Ok(port) if port != 0 => port,
             _ => {
-                problems.push(format!(
-                    "consul service {name:?}: meta {META_PORT} = {text:?} is not 1..=65535; service skipped"
-                ));
+                problems.push(ConsulProblem::PortMeta { service: service(), value: text.clone() });
                 return None;
             }
         },
         None if ports.len() == 1 => *ports.keys().next()?,
         None => {
-            let list: Vec<String> = ports.keys().map(ToString::to_string).collect();
-            problems.push(format!(
-                "consul service {name:?}: instances listen on different ports ({}); set meta {META_PORT} to choose the VIP's port; service skipped",
-                list.join(", ")
-            ));
+            problems.push(ConsulProblem::PortsDiffer { service: service(), ports: ports.keys().copied().collect() });
             return None;
         }
     };
     let written = |text: &Option<String>| text.clone().unwrap_or_default();
     let protocol: Protocol = match parse_or_default(first.protocol.as_deref()) {
         Ok(protocol) => protocol,
-        Err(reason) => {
-            let text = written(&first.protocol);
-            problems
-                .push(format!("consul service {name:?}: meta {META_PROTOCOL} = {text:?}: {reason}; service skipped"));
+        Err(error) => {
+            problems.push(ConsulProblem::ProtocolMeta { service: service(), value: written(&first.protocol), error });
             return None;
         }
     };
-    let algorithm = parse_or_default(first.algorithm.as_deref()).unwrap_or_else(|reason| {
-        let text = written(&first.algorithm);
-        problems.push(format!("consul service {name:?}: meta {META_ALGORITHM} = {text:?}: {reason}; round_robin used"));
+    let algorithm = parse_or_default(first.algorithm.as_deref()).unwrap_or_else(|error| {
+        problems.push(ConsulProblem::AlgorithmMeta { service: service(), value: written(&first.algorithm), error });
         Algorithm::default()
     });
     let outlier = outlier_from_meta(name, &first.outlier, problems);
@@ -252,16 +244,19 @@ fn shape(
 }
 
 /// The Viking service for a Consul service with its VIP. Backends of the other address
-/// family than the VIP are dropped; the message says which.
-pub fn service(name: &str, vip: IpAddr, shape: &ServiceShape, backends: &[BackendSpec]) -> (Service, Option<String>) {
+/// family than the VIP are dropped; the problem says which.
+pub fn service(
+    name: &str,
+    vip: IpAddr,
+    shape: &ServiceShape,
+    backends: &[BackendSpec],
+) -> (Service, Option<ConsulProblem>) {
     let (kept, dropped): (Vec<BackendSpec>, Vec<BackendSpec>) =
         backends.iter().partition(|b| b.addr.is_ipv4() == vip.is_ipv4());
-    let problem = (!dropped.is_empty()).then(|| {
-        let list: Vec<String> = dropped.iter().map(|b| b.addr.to_string()).collect();
-        format!(
-            "consul service {name:?}: instances {} are not of the VIP's address family ({vip}); skipped",
-            list.join(", ")
-        )
+    let problem = (!dropped.is_empty()).then(|| ConsulProblem::AddressFamily {
+        service: name.to_owned(),
+        vip,
+        instances: dropped.iter().map(|b| b.addr).collect(),
     });
     let service = Service {
         name: name.to_owned(),
@@ -277,7 +272,10 @@ pub fn service(name: &str, vip: IpAddr, shape: &ServiceShape, backends: &[Backen
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::consul::wire::{Node, ServiceInstance, Weights};
+    use crate::{
+        model::BackendError,
+        sources::consul::wire::{Node, ServiceInstance, Weights},
+    };
 
     fn entry(id: &str, node_address: &str, address: &str, port: i64, meta: &[(&str, &str)]) -> HealthEntry {
         HealthEntry {
@@ -329,8 +327,19 @@ mod tests {
         let outlier = reading.shape.unwrap().outlier;
         assert_eq!((outlier.consecutive_failures, outlier.max_ejection_percent), (5, 30));
         assert_eq!(outlier.ejection_secs, OutlierDetection::default().ejection_secs);
-        assert_eq!(reading.problems.len(), 1, "{:?}", reading.problems);
-        assert!(reading.problems[0].contains("viking_outlier_ejection_seconds = \"ten\""), "{:?}", reading.problems);
+        assert_eq!(
+            reading.problems,
+            [ConsulProblem::OutlierMeta {
+                service: "web".into(),
+                key: "ejection_seconds".into(),
+                value: "ten".into(),
+                error: OutlierMetaError::NotAnInteger
+            }]
+        );
+        assert_eq!(
+            reading.problems[0].to_string(),
+            "consul service \"web\": meta viking_outlier_ejection_seconds = \"ten\": must be an integer; its default is used"
+        );
 
         let off = [("viking_outlier_consecutive_failures", "0")];
         let reading = read_here(&[entry("a", "10.0.0.1", "", 80, &off)], 1024);
@@ -342,7 +351,8 @@ mod tests {
         let entries = [entry("a", "10.0.0.1", "", 1000, &[]), entry("b", "10.0.0.2", "", 2000, &[])];
         let reading = read_here(&entries, 1024);
         assert_eq!(reading.shape, None);
-        assert!(reading.problems[0].contains("different ports (1000, 2000)"), "{:?}", reading.problems);
+        assert_eq!(reading.problems, [ConsulProblem::PortsDiffer { service: "web".into(), ports: vec![1000, 2000] }]);
+        assert!(reading.problems[0].to_string().contains("different ports (1000, 2000)"), "{:?}", reading.problems);
     }
 
     #[test]
@@ -358,17 +368,39 @@ mod tests {
         ];
         let reading = read_here(&entries, 1024);
         assert_eq!(reading.backends.len(), 1);
-        let text = reading.problems.join("\n");
-        for needle in [
-            "\"noip\": address \"web.local\"",
-            "\"zero\": port 0",
-            "\"huge\": port 70000",
-            "\"vip\": address 240.0.0.9:80: inside the VIP ranges",
-            "\"loop\": address 127.0.0.1 is loopback on node \"node-loop\", which is not this host's Consul node",
-            "\"multi\": address 224.0.0.1:80: not a unicast",
-        ] {
-            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-        }
+        let skipped: Vec<(&str, &InstanceProblem)> = reading
+            .problems
+            .iter()
+            .map(|problem| match problem {
+                ConsulProblem::Instance { instance, reason, .. } => (instance.as_str(), reason),
+                other => panic!("not an instance: {other}"),
+            })
+            .collect();
+        let loopback = "127.0.0.1".parse().unwrap();
+        let backend = |addr: &str, error| InstanceProblem::Backend { addr: addr.parse().unwrap(), error };
+        assert_eq!(
+            skipped,
+            [
+                ("noip", &InstanceProblem::NotAnIp("web.local".into())),
+                ("zero", &InstanceProblem::Port(0)),
+                ("huge", &InstanceProblem::Port(70000)),
+                ("vip", &backend("240.0.0.9:80", BackendError::InsideVipRanges(VipRanges::default()))),
+                (
+                    "loop",
+                    &InstanceProblem::LoopbackElsewhere {
+                        ip: loopback,
+                        node: "node-loop".into(),
+                        local: "local-node".into()
+                    }
+                ),
+                ("multi", &backend("224.0.0.1:80", BackendError::NotUnicast)),
+            ]
+        );
+        assert_eq!(
+            reading.problems[3].to_string(),
+            "consul service \"web\" instance \"vip\": address 240.0.0.9:80: inside the VIP ranges (240.0.0.0/4); \
+             a VIP cannot be a backend; instance skipped"
+        );
     }
 
     #[test]
@@ -378,13 +410,27 @@ mod tests {
         let elsewhere = entry("other", "127.0.0.1", "127.0.0.1", 8080, &[]);
         let reading = read_here(&[here.clone(), elsewhere.clone()], 1024);
         assert_eq!(reading.backends.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>(), ["127.0.0.1:8080"]);
-        assert_eq!(reading.problems.len(), 1, "{:?}", reading.problems);
-        assert!(reading.problems[0].contains("\"other\": address 127.0.0.1 is loopback on node \"node-other\""));
+        assert!(
+            matches!(
+                &reading.problems[..],
+                [ConsulProblem::Instance { instance, reason: InstanceProblem::LoopbackElsewhere { node, .. }, .. }]
+                    if instance == "other" && node == "node-other"
+            ),
+            "{:?}",
+            reading.problems
+        );
         let vip_ranges = VipRanges::default();
         let unknown =
             read("web", &[here], &ReadContext { vip_ranges: &vip_ranges, max_backends: 16, local_node: None });
         assert!(unknown.backends.is_empty());
-        assert!(unknown.problems[0].contains("this host's Consul node is unknown"), "{:?}", unknown.problems);
+        assert!(
+            matches!(
+                &unknown.problems[..],
+                [ConsulProblem::Instance { reason: InstanceProblem::LoopbackNodeUnknown(_), .. }]
+            ),
+            "{:?}",
+            unknown.problems
+        );
     }
 
     #[test]
@@ -393,7 +439,7 @@ mod tests {
             (0..5).map(|i| entry(&format!("i{i}"), &format!("10.0.0.{}", i + 1), "", 80, &[])).collect();
         let reading = read_here(&entries, 3);
         assert_eq!(reading.backends.len(), 3);
-        assert!(reading.problems[0].contains("limits.max_backends_per_service = 3"));
+        assert_eq!(reading.problems, [ConsulProblem::TooManyInstances { service: "web".into(), count: 5, max: 3 }]);
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod allocator;
 mod client;
 mod instances;
 mod nodes;
+mod problems;
 mod state;
 mod streams;
 mod tls;

@@ -20,6 +20,7 @@ use super::{
     allocator::Request,
     instances::{self, ReadContext, Reading, ServiceShape},
     nodes::{NodeView, NodeWatch},
+    problems::ConsulProblem,
     vips::{Allocation, Keys, VipTable},
     wire::{CatalogNode, HealthEntry, KvEntry, NodeCheck, NodeServices},
 };
@@ -97,7 +98,7 @@ pub struct ConsulState {
     /// Watches failing now, with their error.
     failing: BTreeMap<String, String>,
     /// Problems last logged per key, so a repeated answer logs nothing new.
-    problems: HashMap<String, Vec<String>>,
+    problems: HashMap<String, Vec<ConsulProblem>>,
     /// What the run loop was last told, per service.
     sent: HashMap<String, Arc<Service>>,
     declarations_sent: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
@@ -242,8 +243,8 @@ impl ConsulState {
         }
         match check_service_name(name) {
             Ok(()) => true,
-            Err(reason) => {
-                self.log_problems(name, vec![format!("consul service name {name:?}: {reason}; service skipped")]);
+            Err(error) => {
+                self.log_problems(name, vec![ConsulProblem::ServiceName { service: name.to_owned(), error }]);
                 false
             }
         }
@@ -462,7 +463,7 @@ impl ConsulState {
     }
 
     /// Logs the problems of `key` when they differ from the last ones logged for it.
-    fn log_problems(&mut self, key: &str, problems: Vec<String>) {
+    fn log_problems(&mut self, key: &str, problems: Vec<ConsulProblem>) {
         if self.problems.get(key).map_or(problems.is_empty(), |last| *last == problems) {
             return;
         }
