@@ -52,7 +52,7 @@ pub struct Runtime {
     docker: Option<DockerSettings>,
     cgroup: PathBuf,
     names: watch::Sender<Arc<NameTable>>,
-    policy_problems: Vec<String>,
+    policy_problems: Vec<policy::PolicyProblem>,
     audit_logged: HashMap<(u64, IpAddr, u16, u8), (Instant, u64)>,
     policy_dirty: bool,
     metrics: crate::metrics::sources::AgentMetrics,
