@@ -15,9 +15,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::model::{DesiredState, LimitError, Limits, VipRanges};
+use crate::model::{DesiredState, LimitError, Limits, UnknownName, VipRanges};
 pub use consul::{ConsulSection, ConsulSettings, default_consul_vip_range};
-pub use dns::DnsSettings;
+pub use dns::{DnsSettings, DomainError};
 pub use docker::{DEFAULT_AMBASSADOR, DockerSettings, LabelRule, Trusted};
 pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsSettings};
 pub use service::{FieldError, ServiceError};
@@ -69,16 +69,81 @@ pub enum ConfigError {
     /// A `[limits]` value the maps cannot be created with.
     #[error("invalid config: {0}")]
     Limit(#[from] LimitError),
-    /// A setting has a value outside its allowed range.
-    #[error("invalid config: `{field}` = {value}: {reason}")]
-    Value {
-        /// The setting, e.g. `limits.max_services`.
-        field: &'static str,
-        /// Its value as written.
-        value: String,
-        /// What is wrong.
-        reason: String,
+    /// A setting has a value it cannot have.
+    #[error("invalid config: {0}")]
+    Value(#[from] SettingError),
+}
+
+/// A setting of `[agent]`, `[consul]`, `[docker]`, `[dns]` or `[metrics]` with a value it
+/// cannot have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` = {value}: {reason}")]
+pub struct SettingError {
+    /// The setting, e.g. `consul.wait_seconds`.
+    pub field: &'static str,
+    /// Its value as written.
+    pub value: String,
+    /// What is wrong.
+    pub reason: SettingProblem,
+}
+
+impl SettingError {
+    /// `field` = `value` refused for `reason`.
+    fn new(field: &'static str, value: impl Into<String>, reason: SettingProblem) -> Self {
+        Self { field, value: value.into(), reason }
+    }
+}
+
+/// What is wrong with a setting's value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingProblem {
+    /// An empty list where one entry is needed at least.
+    #[error("at least one {0} is needed")]
+    Empty(&'static str),
+    /// An address or range outside `agent.vip_ranges`.
+    #[error("must lie inside agent.vip_ranges ({0})")]
+    OutsideVipRanges(VipRanges),
+    /// A number out of range.
+    #[error("must be {min}..={max}")]
+    Range {
+        /// The smallest accepted value.
+        min: u64,
+        /// The largest accepted value.
+        max: u64,
     },
+    /// A name of none of the accepted values.
+    #[error(transparent)]
+    Unknown(#[from] UnknownName),
+    /// Consul's address is neither `host:port` nor a URL.
+    #[error("not host:port or a URL")]
+    ConsulAddress,
+    /// One of a client certificate and key without the other.
+    #[error("required when {0} is set")]
+    RequiredWith(&'static str),
+    /// A KV prefix that is empty or has a `/` at an end.
+    #[error("must be non-empty, without leading or trailing '/'")]
+    KvPrefix,
+    /// Docker's host is not a unix socket.
+    #[error("only unix:///path sockets are supported")]
+    NotAUnixSocket,
+    /// A cgroup parent that is not a path below the cgroup2 root.
+    #[error("must be a cgroup path below the cgroup2 root, such as \"/docker\"")]
+    CgroupPath,
+    /// A trusted name that is empty or has surrounding spaces.
+    #[error("must be a non-empty name without surrounding spaces")]
+    TrustedName,
+    /// A listen address with port 0.
+    #[error("port 0 is not a fixed port")]
+    PortZero,
+    /// A listen address given twice.
+    #[error("listed twice")]
+    ListedTwice,
+    /// A DNS domain that is not a host name or too long.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The metrics listen address is neither `ip:port` nor `off`.
+    #[error("must be \"ip:port\" or \"off\"")]
+    MetricsListen,
 }
 
 /// The result of parsing a file: the usable config and the services that were refused.
@@ -119,25 +184,19 @@ impl Config {
     pub fn parse(text: &str) -> Result<Parsed, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
         raw.limits.check()?;
-        if raw.agent.vip_ranges.is_empty() {
-            return Err(ConfigError::Value {
-                field: "agent.vip_ranges",
-                value: "[]".into(),
-                reason: "at least one range is needed".into(),
-            });
+        let vip_ranges = &raw.agent.vip_ranges;
+        if vip_ranges.is_empty() {
+            return Err(SettingError::new("agent.vip_ranges", "[]", SettingProblem::Empty("range")).into());
         }
+        let outside = |field, value: String| {
+            SettingError::new(field, value, SettingProblem::OutsideVipRanges(vip_ranges.clone()))
+        };
         let consul = match &raw.consul {
             None => None,
             Some(section) => {
-                let settings = section
-                    .resolve(|key| std::env::var(key).ok())
-                    .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
-                if !raw.agent.vip_ranges.contains_net(&settings.vip_range) {
-                    return Err(ConfigError::Value {
-                        field: "consul.vip_range",
-                        value: settings.vip_range.to_string(),
-                        reason: format!("must lie inside agent.vip_ranges ({})", raw.agent.vip_ranges),
-                    });
+                let settings = section.resolve(|key| std::env::var(key).ok())?;
+                if !vip_ranges.contains_net(&settings.vip_range) {
+                    return Err(outside("consul.vip_range", settings.vip_range.to_string()).into());
                 }
                 Some(settings)
             }
@@ -145,27 +204,15 @@ impl Config {
         let docker = match &raw.docker {
             None => None,
             Some(section) => {
-                let settings = section
-                    .resolve(|key| std::env::var(key).ok())
-                    .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
-                if !raw.agent.vip_ranges.contains(settings.ambassador) {
-                    return Err(ConfigError::Value {
-                        field: "docker.ambassador",
-                        value: settings.ambassador.to_string(),
-                        reason: format!("must lie inside agent.vip_ranges ({})", raw.agent.vip_ranges),
-                    });
+                let settings = section.resolve(|key| std::env::var(key).ok())?;
+                if !vip_ranges.contains(settings.ambassador) {
+                    return Err(outside("docker.ambassador", settings.ambassador.to_string()).into());
                 }
                 Some(settings)
             }
         };
-        let dns = raw
-            .dns
-            .as_ref()
-            .map(dns::DnsSection::resolve)
-            .transpose()
-            .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
-        let metrics =
-            raw.metrics.resolve().map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
+        let dns = raw.dns.as_ref().map(dns::DnsSection::resolve).transpose()?;
+        let metrics = raw.metrics.resolve()?;
         let reserved = docker.as_ref().map(|d| d.ambassador);
         let (services, errors) = service::parse_services(raw.service, &raw.agent, &raw.limits, reserved);
         let config = Config { agent: raw.agent, limits: raw.limits, consul, docker, dns, metrics, services };

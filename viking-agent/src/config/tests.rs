@@ -218,7 +218,34 @@ fn bad_limits_reject_the_file() {
     assert!(matches!(err, ConfigError::Limit(LimitError { field: "limits.max_services", value: 0, .. })), "{err:?}");
     assert_eq!(err.to_string(), "invalid config: `limits.max_services` = 0: out of range 1..=16777216");
     let err = Config::parse("[agent]\nvip_ranges = []\n").unwrap_err();
-    assert!(matches!(err, ConfigError::Value { field: "agent.vip_ranges", .. }), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            ConfigError::Value(SettingError { field: "agent.vip_ranges", reason: SettingProblem::Empty(_), .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "invalid config: `agent.vip_ranges` = []: at least one range is needed");
+}
+
+#[test]
+fn addresses_of_other_sections_lie_inside_the_vip_ranges() {
+    let err = Config::parse("[docker]\nambassador = \"10.0.0.1\"\n").unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ConfigError::Value(SettingError {
+                field: "docker.ambassador",
+                reason: SettingProblem::OutsideVipRanges(_),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "invalid config: `docker.ambassador` = 10.0.0.1: must lie inside agent.vip_ranges (240.0.0.0/4)"
+    );
 }
 
 #[test]
