@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::model::{BackendError, NameError, OutlierError, UnknownName};
+use crate::model::{BackendError, NameError, OutlierError, OutlierProblem, UnknownName};
 
 fn one_service(body: &str) -> String {
     format!("[[service]]\n{body}\n")
@@ -299,9 +299,12 @@ fn outlier_ejection_is_on_by_default_and_set_per_service() {
 #[test]
 fn bad_outlier_settings_are_named() {
     let outlier = |body: &str| reason_of(&one_service(&format!("{WEB}outlier = {body}")));
-    let (field, value, reason) = outlier("{ max_ejection_percent = 150 }");
-    assert_eq!((field.as_str(), value.as_str()), ("outlier.max_ejection_percent", "150"));
-    assert!(matches!(&reason, FieldError::Outlier(OutlierError { key, .. }) if key == "max_ejection_percent"));
+    let invalid = |key: &str, problem| FieldError::Outlier(OutlierError { key: key.into(), problem });
+    let percent = OutlierProblem::OutOfRange { min: 0, max: 100, off_at_zero: false };
+    assert_eq!(
+        outlier("{ max_ejection_percent = 150 }"),
+        refusal("outlier.max_ejection_percent", "150", invalid("max_ejection_percent", percent))
+    );
     let err = refused(&one_service(&format!("{WEB}outlier = {{ max_ejection_percent = 150 }}")));
     assert!(
         err.to_string().contains("`outlier.max_ejection_percent` = 150: must be 0..=100 (service skipped)"),
@@ -311,10 +314,17 @@ fn bad_outlier_settings_are_named() {
         outlier("{ ejection_seconds = \"10s\" }"),
         refusal("outlier.ejection_seconds", "\"10s\"", FieldError::NotAnInteger)
     );
-    let (field, _, reason) = outlier("{ interval = 1 }");
-    assert_eq!(field, "outlier.interval");
-    assert!(reason.to_string().starts_with("unknown key; known keys: consecutive_failures"), "{reason}");
-    let (field, value, _) = outlier("{ ejection_seconds = 600 }");
-    assert_eq!((field.as_str(), value.as_str()), ("outlier.max_ejection_seconds", "(default)"));
+    assert_eq!(
+        outlier("{ interval = 1 }"),
+        refusal("outlier.interval", "1", invalid("interval", OutlierProblem::UnknownKey))
+    );
+    assert_eq!(
+        outlier("{ ejection_seconds = 600 }"),
+        refusal(
+            "outlier.max_ejection_seconds",
+            "(default)",
+            invalid("max_ejection_seconds", OutlierProblem::ShorterThanFirst(600))
+        )
+    );
     assert_eq!(outlier("3"), refusal("outlier", "3", FieldError::NotAnOutlierTable));
 }
