@@ -6,7 +6,7 @@ use serde::Deserialize;
 use viking_common::PolicyMode;
 
 use super::{SettingError, SettingProblem};
-use crate::model::{DEFAULT_POLICY_MODES, Named, parse_among, parse_or_default};
+use crate::model::{DEFAULT_POLICY_MODES, Named};
 
 /// The `[docker]` section as written.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -103,10 +103,10 @@ impl DockerSection {
         };
         let policy = match self.policy.as_deref() {
             None => PolicyMode::Off,
-            Some(name) => parse_among(name, DEFAULT_POLICY_MODES)
+            Some(name) => PolicyMode::parse_among(name, DEFAULT_POLICY_MODES)
                 .map_err(|err| SettingError::new("docker.policy", format!("{name:?}"), err.into()))?,
         };
-        let policy_labels = parse_or_default(self.policy_labels.as_deref()).map_err(|err| {
+        let policy_labels = LabelRule::parse_or_default(self.policy_labels.as_deref()).map_err(|err| {
             let value = format!("{:?}", self.policy_labels.as_deref().unwrap_or_default());
             SettingError::new("docker.policy_labels", value, err.into())
         })?;

@@ -5,10 +5,12 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
+use viking_common::Algorithm;
+
 use super::AgentSettings;
 use crate::model::{
-    BackendError, BackendSpec, Clash, DesiredState, Frontend, Limits, NameError, NameVipClaims, OutlierDetection,
-    OutlierError, Service, UnknownName, VipRanges, check_backend_of, check_service_name, parse_or_default,
+    BackendError, BackendSpec, Clash, DesiredState, Frontend, Limits, NameError, NameVipClaims, Named,
+    OutlierDetection, OutlierError, Protocol, Service, UnknownName, VipRanges, check_backend_of, check_service_name,
 };
 
 /// A service (or one of its backends) that was left out, and why.
@@ -321,9 +323,9 @@ fn check_service(raw: RawService, agent: &AgentSettings, limits: &Limits) -> Res
         .filter(|port| *port != 0)
         .ok_or_else(|| fail("port", raw.port.to_string(), FieldError::Port))?;
     let written = |text: &Option<String>| format!("{:?}", text.as_deref().unwrap_or_default());
-    let protocol = parse_or_default(raw.protocol.as_deref())
+    let protocol = Protocol::parse_or_default(raw.protocol.as_deref())
         .map_err(|err| fail("protocol", written(&raw.protocol), err.into()))?;
-    let algorithm = parse_or_default(raw.algorithm.as_deref())
+    let algorithm = Algorithm::parse_or_default(raw.algorithm.as_deref())
         .map_err(|err| fail("algorithm", written(&raw.algorithm), err.into()))?;
     let affinity_secs = match raw.affinity_seconds {
         None => 0,

@@ -24,7 +24,7 @@ pub use checks::{BackendError, NameError, VipRanges, check_backend_addr, check_b
 pub use claims::{Clash, NameVipClaims};
 pub use container::{Container, NomadTask, RuntimeScope};
 pub use limits::{LimitError, Limits};
-pub use named::{DEFAULT_POLICY_MODES, Named, UnknownName, parse, parse_among, parse_or_default};
+pub use named::{DEFAULT_POLICY_MODES, Named, UnknownName};
 pub use outlier::{OUTLIER_KEYS, OutlierDetection, OutlierError, OutlierProblem};
 pub use small_set::SmallSet;
 

@@ -1,5 +1,7 @@
 //! Enums written by name (in the config file, Consul meta and container labels), parsed
-//! here once, with one error that lists the accepted names.
+//! here once, with one error that lists the accepted names. The parsing is a trait's rather
+//! than `FromStr`: `Algorithm` and `PolicyMode` belong to `viking-common`, and this crate
+//! cannot implement a foreign trait for them. `Protocol`, the agent's own, has `FromStr` too.
 
 use std::fmt;
 
@@ -14,6 +16,28 @@ pub trait Named: Copy + 'static {
 
     /// The name as written.
     fn name(self) -> &'static str;
+
+    /// The value called `text`.
+    fn parse(text: &str) -> Result<Self, UnknownName> {
+        Self::parse_among(text, Self::ALL)
+    }
+
+    /// The value called `text`, or the default when nothing is written.
+    fn parse_or_default(text: Option<&str>) -> Result<Self, UnknownName>
+    where
+        Self: Default,
+    {
+        text.map_or_else(|| Ok(Self::default()), Self::parse)
+    }
+
+    /// The value called `text` among `accepted`, where a rule allows only some values.
+    fn parse_among(text: &str, accepted: &[Self]) -> Result<Self, UnknownName> {
+        accepted
+            .iter()
+            .copied()
+            .find(|value| value.name() == text)
+            .ok_or_else(|| UnknownName { expected: accepted.iter().map(|value| value.name()).collect() })
+    }
 }
 
 impl Named for Protocol {
@@ -44,25 +68,6 @@ impl Named for PolicyMode {
 /// is for a container that rewrites its connects itself, never for all of them.
 pub const DEFAULT_POLICY_MODES: &[PolicyMode] = &[PolicyMode::Off, PolicyMode::Audit, PolicyMode::Enforce];
 
-/// The value called `text`.
-pub fn parse<T: Named>(text: &str) -> Result<T, UnknownName> {
-    parse_among(text, T::ALL)
-}
-
-/// The value called `text`, or the default when nothing is written.
-pub fn parse_or_default<T: Named + Default>(text: Option<&str>) -> Result<T, UnknownName> {
-    text.map_or_else(|| Ok(T::default()), parse)
-}
-
-/// The value called `text` among `accepted`, where a rule allows only some values.
-pub fn parse_among<T: Named>(text: &str, accepted: &[T]) -> Result<T, UnknownName> {
-    accepted
-        .iter()
-        .copied()
-        .find(|value| value.name() == text)
-        .ok_or_else(|| UnknownName { expected: accepted.iter().map(|value| value.name()).collect() })
-}
-
 /// A name that is none of the accepted ones.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct UnknownName {
@@ -88,7 +93,7 @@ impl std::str::FromStr for Protocol {
 
     /// `tcp` or `udp`.
     fn from_str(text: &str) -> Result<Self, UnknownName> {
-        parse(text)
+        Self::parse(text)
     }
 }
 
@@ -99,16 +104,16 @@ mod tests {
     #[test]
     fn names_parse_and_an_unknown_one_lists_the_accepted() {
         assert_eq!("udp".parse::<Protocol>(), Ok(Protocol::Udp));
-        assert_eq!(parse::<Algorithm>("least_conn"), Ok(Algorithm::LeastConn));
-        assert_eq!(parse_or_default::<Algorithm>(None), Ok(Algorithm::RoundRobin));
-        assert_eq!(parse_or_default::<Protocol>(None), Ok(Protocol::Tcp));
-        assert_eq!(parse::<PolicyMode>("bypass"), Ok(PolicyMode::Bypass));
-        let bypass = parse_among("bypass", DEFAULT_POLICY_MODES).unwrap_err();
+        assert_eq!(Algorithm::parse("least_conn"), Ok(Algorithm::LeastConn));
+        assert_eq!(Algorithm::parse_or_default(None), Ok(Algorithm::RoundRobin));
+        assert_eq!(Protocol::parse_or_default(None), Ok(Protocol::Tcp));
+        assert_eq!(PolicyMode::parse("bypass"), Ok(PolicyMode::Bypass));
+        let bypass = PolicyMode::parse_among("bypass", DEFAULT_POLICY_MODES).unwrap_err();
         assert_eq!(bypass.expected, ["off", "audit", "enforce"]);
         assert_eq!(bypass.to_string(), r#"must be "off", "audit" or "enforce""#);
         assert_eq!("sctp".parse::<Protocol>().unwrap_err().to_string(), r#"must be "tcp" or "udp""#);
         assert_eq!(
-            parse::<Algorithm>("fastest").unwrap_err().to_string(),
+            Algorithm::parse("fastest").unwrap_err().to_string(),
             r#"must be one of "round_robin", "random", "weighted", "least_conn""#
         );
     }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use viking_common::PolicyMode;
 
 use super::problems::{BackendEnvError, PolicyProblem};
-use crate::model::{Container, check_service_name, parse};
+use crate::model::{Container, Named, check_service_name};
 
 /// Label listing declared services.
 pub const LABEL_CONNECT_TO: &str = "viking.connect_to";
@@ -55,7 +55,7 @@ pub fn declared(container: &Container) -> Declared {
         }
     }
     if let Some(mode) = container.labels.get(LABEL_POLICY) {
-        match parse::<PolicyMode>(mode) {
+        match PolicyMode::parse(mode) {
             Ok(mode) => out.mode = Some(mode),
             Err(_) => out.problems.push(PolicyProblem::PolicyLabel { container: who.clone(), value: mode.clone() }),
         }

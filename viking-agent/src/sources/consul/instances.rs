@@ -18,9 +18,7 @@ use super::{
     problems::{ConsulProblem, InstanceProblem, OutlierMetaError},
     wire::HealthEntry,
 };
-use crate::model::{
-    BackendSpec, Frontend, OutlierDetection, Protocol, Service, VipRanges, check_backend_addr, parse_or_default,
-};
+use crate::model::{BackendSpec, Frontend, Named, OutlierDetection, Protocol, Service, VipRanges, check_backend_addr};
 
 /// What reading a service's instances depends on besides the instances.
 #[derive(Clone, Copy, Debug)]
@@ -228,14 +226,14 @@ fn shape(
         }
     };
     let written = |text: &Option<String>| text.clone().unwrap_or_default();
-    let protocol: Protocol = match parse_or_default(first.protocol.as_deref()) {
+    let protocol = match Protocol::parse_or_default(first.protocol.as_deref()) {
         Ok(protocol) => protocol,
         Err(error) => {
             problems.push(ConsulProblem::ProtocolMeta { service: service(), value: written(&first.protocol), error });
             return None;
         }
     };
-    let algorithm = parse_or_default(first.algorithm.as_deref()).unwrap_or_else(|error| {
+    let algorithm = Algorithm::parse_or_default(first.algorithm.as_deref()).unwrap_or_else(|error| {
         problems.push(ConsulProblem::AlgorithmMeta { service: service(), value: written(&first.algorithm), error });
         Algorithm::default()
     });
