@@ -1,6 +1,6 @@
 //! `[dns]`: the agent's DNS responder, which answers `<service>.service.<domain>` with the
-//! service's VIP (see `crate::dns`). The section's presence turns the responder on; every
-//! key is optional:
+//! service's VIP (the responder is the `dns` module). The section's presence turns the
+//! responder on; every key is optional:
 //!
 //! ```toml
 //! [dns]
