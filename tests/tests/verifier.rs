@@ -2,8 +2,8 @@
 //! the agent's library, without any agent process).
 
 use viking_agent::{
-    config::Limits,
     dataplane::{Dataplane, HOOKS, pins::PinDir},
+    model::Limits,
 };
 use viking_tests::{Cgroup, pins, require_root};
 

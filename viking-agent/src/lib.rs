@@ -1,10 +1,13 @@
 //! Viking's per-host agent: loads the kernel programs, keeps their pinned maps in sync with
 //! the desired state from its sources, and reports what the kernel holds.
 //!
-//! Layout: `config` (the file), `model` (desired state), `sources` (what produces it:
-//! static file, Consul, Docker), `reconcile` (the single writer of the service maps),
-//! `policy` (per-container declarations and their maps), `runtime` (the state the run
-//! loop owns), `dataplane` (programs, pins, typed maps), `commands` (one module per verb).
+//! Layout, each module using only those listed after it: `commands` (one module per verb),
+//! `runtime` (the state the run loop owns), `sources` (what produces the desired state:
+//! static file, Consul, Docker), `policy` (per-container declarations and their maps),
+//! `dns`, `metrics`, `reconcile` (the single writer of the service maps), `dataplane`
+//! (programs, pins, typed maps), `config` (the file: one adapter, beside Consul and Docker,
+//! and the settings of the others), `model` (the domain: desired state, containers, limits,
+//! and the checks every source's input goes through).
 
 pub mod commands;
 pub mod config;

@@ -18,14 +18,10 @@ use crate::{
     config::{DockerSettings, LabelRule, Trusted},
     dataplane::{sock_destroy, tables::KernelTables},
     dns::NameTable,
-    model::{Frontend, Protocol, ServedServices, ServiceChange},
+    model::{Container, Frontend, Protocol, RuntimeScope, ServedServices, ServiceChange},
     policy::{self, trust::Trust, writer::PolicyWriter},
     reconcile::{ApplyReport, Reconciler, describe},
-    sources::{
-        SourceChange, SourceId, Update,
-        docker::{Container, RuntimeScope},
-        merge::SourceSet,
-    },
+    sources::{SourceChange, SourceId, Update, merge::SourceSet},
 };
 
 /// An undeclared connect is logged at most once per this period per (container, VIP, port).
@@ -56,7 +52,7 @@ pub struct Runtime {
     docker: Option<DockerSettings>,
     cgroup: PathBuf,
     names: watch::Sender<Arc<NameTable>>,
-    policy_problems: Vec<String>,
+    policy_problems: Vec<policy::PolicyProblem>,
     audit_logged: HashMap<(u64, IpAddr, u16, u8), (Instant, u64)>,
     policy_dirty: bool,
     metrics: crate::metrics::sources::AgentMetrics,

@@ -32,11 +32,6 @@ impl PolicyMode {
         }
     }
 
-    /// The mode a name in config or labels stands for.
-    pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Off, Self::Audit, Self::Enforce, Self::Bypass].into_iter().find(|mode| mode.name() == name)
-    }
-
     /// How strict the mode is: `bypass` < `off` < `audit` < `enforce`.
     pub const fn strictness(self) -> u8 {
         match self {

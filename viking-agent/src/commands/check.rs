@@ -23,7 +23,7 @@ struct Rejected<'a> {
     name: Option<&'a str>,
     field: &'a str,
     value: &'a str,
-    reason: &'a str,
+    reason: String,
     backend_only: bool,
     message: String,
 }
@@ -35,7 +35,7 @@ impl<'a> From<&'a ServiceError> for Rejected<'a> {
             name: error.name.as_deref(),
             field: &error.field,
             value: &error.value,
-            reason: &error.reason,
+            reason: error.reason.to_string(),
             backend_only: error.backend_only,
             message: error.to_string(),
         }

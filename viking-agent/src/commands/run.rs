@@ -82,7 +82,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let agent_metrics = crate::metrics::sources::AgentMetrics::default();
     let consul = match &config.consul {
         Some(settings) => {
-            let source = ConsulSource::new(settings.clone(), config.agent.clone(), &limits)
+            let source = ConsulSource::new(settings.clone(), config.agent.vip_ranges.clone(), &limits)
                 .context("setting up the Consul client")?
                 .with_metrics(agent_metrics.clone());
             tracing::info!(url = %settings.url, "consul source enabled");
@@ -120,7 +120,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::info!(listen = ?server.local_addrs(), domain = %settings.domain, "dns responder enabled");
         tokio::spawn(async move {
             if let Err(err) = server.run().await {
-                tracing::error!("{err:#}");
+                // With its cause, as the anyhow chain the binary's errors are printed with.
+                tracing::error!("{:#}", anyhow::Error::new(err));
             }
         });
     }

@@ -8,6 +8,8 @@ use std::{path::PathBuf, time::Duration};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::{SettingError, SettingProblem};
+
 /// The `[consul]` section as written.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,10 +75,7 @@ const DEFAULT_RELEASE_AFTER: Duration = Duration::from_secs(24 * 3600);
 impl ConsulSection {
     /// Resolves the section against the environment. `env` is `std::env::var` in the agent
     /// and a map in tests.
-    pub fn resolve(
-        &self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<ConsulSettings, (&'static str, String, String)> {
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<ConsulSettings, SettingError> {
         let address =
             self.address.clone().or_else(|| env("CONSUL_HTTP_ADDR")).unwrap_or_else(|| "127.0.0.1:8500".into());
         let url = if address.starts_with("http://") || address.starts_with("https://") {
@@ -87,7 +86,7 @@ impl ConsulSection {
             format!("http://{address}")
         };
         if url.split("://").nth(1).is_none_or(str::is_empty) {
-            return Err(("consul.address", format!("{address:?}"), "not host:port or a URL".into()));
+            return Err(SettingError::new("consul.address", format!("{address:?}"), SettingProblem::ConsulAddress));
         }
         let client_cert = self.client_cert.clone().or_else(|| env("CONSUL_CLIENT_CERT").map(PathBuf::from));
         let client_key = self.client_key.clone().or_else(|| env("CONSUL_CLIENT_KEY").map(PathBuf::from));
@@ -100,20 +99,17 @@ impl ConsulSection {
                 } else {
                     ("consul.client_cert", "client_key")
                 };
-                return Err((field, "(missing)".into(), format!("required when {set} is set")));
+                return Err(SettingError::new(field, "(missing)", SettingProblem::RequiredWith(set)));
             }
         };
         let wait_seconds = self.wait_seconds.unwrap_or(DEFAULT_WAIT.as_secs());
         if !(1..=MAX_WAIT_SECONDS).contains(&wait_seconds) {
-            return Err(("consul.wait_seconds", wait_seconds.to_string(), format!("must be 1..={MAX_WAIT_SECONDS}")));
+            let range = SettingProblem::Range { min: 1, max: MAX_WAIT_SECONDS };
+            return Err(SettingError::new("consul.wait_seconds", wait_seconds.to_string(), range));
         }
         let kv_prefix = self.kv_prefix.clone().unwrap_or_else(|| "viking".into());
         if kv_prefix.is_empty() || kv_prefix.starts_with('/') || kv_prefix.ends_with('/') {
-            return Err((
-                "consul.kv_prefix",
-                format!("{kv_prefix:?}"),
-                "must be non-empty, without leading or trailing '/'".into(),
-            ));
+            return Err(SettingError::new("consul.kv_prefix", format!("{kv_prefix:?}"), SettingProblem::KvPrefix));
         }
         Ok(ConsulSettings {
             url,
@@ -186,10 +182,21 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let half_tls = ConsulSection { client_cert: Some("/c.pem".into()), ..Default::default() };
-        assert_eq!(half_tls.resolve(env(&[])).unwrap_err().0, "consul.client_key");
+        assert_eq!(
+            half_tls.resolve(env(&[])),
+            Err(SettingError::new("consul.client_key", "(missing)", SettingProblem::RequiredWith("client_cert")))
+        );
         let wait = ConsulSection { wait_seconds: Some(601), ..Default::default() };
-        assert_eq!(wait.resolve(env(&[])).unwrap_err().0, "consul.wait_seconds");
+        assert_eq!(
+            wait.resolve(env(&[])),
+            Err(SettingError::new("consul.wait_seconds", "601", SettingProblem::Range { min: 1, max: 600 }))
+        );
         let prefix = ConsulSection { kv_prefix: Some("/viking".into()), ..Default::default() };
-        assert_eq!(prefix.resolve(env(&[])).unwrap_err().0, "consul.kv_prefix");
+        assert_eq!(
+            prefix.resolve(env(&[])),
+            Err(SettingError::new("consul.kv_prefix", "\"/viking\"", SettingProblem::KvPrefix))
+        );
+        let address = ConsulSection { address: Some("http://".into()), ..Default::default() };
+        assert_eq!(address.resolve(env(&[])).unwrap_err().reason, SettingProblem::ConsulAddress);
     }
 }

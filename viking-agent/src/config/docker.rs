@@ -5,6 +5,9 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use viking_common::PolicyMode;
 
+use super::{SettingError, SettingProblem};
+use crate::model::{DEFAULT_POLICY_MODES, Named};
+
 /// The `[docker]` section as written.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,12 +46,16 @@ pub enum LabelRule {
     Ignore,
 }
 
-impl LabelRule {
-    const NAMES: [(&'static str, Self); 3] = [("tighten", Self::Tighten), ("any", Self::Any), ("ignore", Self::Ignore)];
+impl Named for LabelRule {
+    const ALL: &'static [Self] = &[Self::Tighten, Self::Any, Self::Ignore];
 
     /// The name used in the config and in logs.
-    pub fn name(self) -> &'static str {
-        Self::NAMES.iter().find(|(_, rule)| *rule == self).map_or("tighten", |(name, _)| name)
+    fn name(self) -> &'static str {
+        match self {
+            Self::Tighten => "tighten",
+            Self::Any => "any",
+            Self::Ignore => "ignore",
+        }
     }
 }
 
@@ -88,45 +95,29 @@ pub const DEFAULT_AMBASSADOR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(240, 0
 
 impl DockerSection {
     /// Resolves the section; `DOCKER_HOST` is the default socket, as for the docker CLI.
-    pub fn resolve(
-        &self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<DockerSettings, (&'static str, String, String)> {
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<DockerSettings, SettingError> {
         let host =
             self.host.clone().or_else(|| env("DOCKER_HOST")).unwrap_or_else(|| "unix:///var/run/docker.sock".into());
         let Some(socket) = host.strip_prefix("unix://").filter(|p| p.starts_with('/')) else {
-            return Err(("docker.host", format!("{host:?}"), "only unix:///path sockets are supported".into()));
+            return Err(SettingError::new("docker.host", format!("{host:?}"), SettingProblem::NotAUnixSocket));
         };
-        let policy = match self.policy.as_deref().map(|name| (name, PolicyMode::from_name(name))) {
+        let policy = match self.policy.as_deref() {
             None => PolicyMode::Off,
-            Some((_, Some(mode))) if mode != PolicyMode::Bypass => mode,
-            Some((other, _)) => {
-                return Err((
-                    "docker.policy",
-                    format!("{other:?}"),
-                    "must be \"off\", \"audit\" or \"enforce\"".into(),
-                ));
-            }
+            Some(name) => PolicyMode::parse_among(name, DEFAULT_POLICY_MODES)
+                .map_err(|err| SettingError::new("docker.policy", format!("{name:?}"), err.into()))?,
         };
-        let policy_labels = match self.policy_labels.as_deref() {
-            None => LabelRule::default(),
-            Some(name) => {
-                LabelRule::NAMES.iter().find(|(n, _)| *n == name).map(|(_, rule)| *rule).ok_or_else(|| {
-                    ("docker.policy_labels", format!("{name:?}"), "must be \"tighten\", \"any\" or \"ignore\"".into())
-                })?
-            }
-        };
+        let policy_labels = LabelRule::parse_or_default(self.policy_labels.as_deref()).map_err(|err| {
+            let value = format!("{:?}", self.policy_labels.as_deref().unwrap_or_default());
+            SettingError::new("docker.policy_labels", value, err.into())
+        })?;
         let cgroup_parent = match self.cgroup_parent.as_deref().map(|p| p.trim_matches('/')) {
             None => None,
             Some(parent) if !parent.is_empty() && !parent.split('/').any(|part| part == ".." || part == ".") => {
                 Some(parent.to_owned())
             }
             Some(_) => {
-                return Err((
-                    "docker.cgroup_parent",
-                    format!("{:?}", self.cgroup_parent.as_deref().unwrap_or_default()),
-                    "must be a cgroup path below the cgroup2 root, such as \"/docker\"".into(),
-                ));
+                let value = format!("{:?}", self.cgroup_parent.as_deref().unwrap_or_default());
+                return Err(SettingError::new("docker.cgroup_parent", value, SettingProblem::CgroupPath));
             }
         };
         let trusted = &self.trusted;
@@ -136,7 +127,7 @@ impl DockerSection {
             ("docker.trusted.nomad_jobs", &trusted.nomad_jobs),
         ] {
             if let Some(bad) = names.iter().find(|name| name.trim().is_empty() || name.trim() != name.as_str()) {
-                return Err((field, format!("{bad:?}"), "must be a non-empty name without surrounding spaces".into()));
+                return Err(SettingError::new(field, format!("{bad:?}"), SettingProblem::TrustedName));
             }
         }
         Ok(DockerSettings {
@@ -157,6 +148,7 @@ impl DockerSection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::UnknownName;
 
     #[test]
     fn defaults_and_docker_host() {
@@ -172,23 +164,29 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let tcp = DockerSection { host: Some("tcp://10.0.0.1:2375".into()), ..Default::default() };
-        assert_eq!(tcp.resolve(|_| None).unwrap_err().0, "docker.host");
-        let policy = DockerSection { policy: Some("strict".into()), ..Default::default() };
-        assert_eq!(policy.resolve(|_| None).unwrap_err().0, "docker.policy");
-        let bypass = DockerSection { policy: Some("bypass".into()), ..Default::default() };
-        assert_eq!(bypass.resolve(|_| None).unwrap_err().0, "docker.policy");
+        assert_eq!(tcp.resolve(|_| None).unwrap_err().reason, SettingProblem::NotAUnixSocket);
+        let modes = UnknownName { expected: vec!["off", "audit", "enforce"] };
+        for mode in ["strict", "bypass"] {
+            let policy = DockerSection { policy: Some(mode.into()), ..Default::default() };
+            assert_eq!(
+                policy.resolve(|_| None),
+                Err(SettingError::new("docker.policy", format!("{mode:?}"), modes.clone().into()))
+            );
+        }
         let labels = DockerSection { policy_labels: Some("lower".into()), ..Default::default() };
-        assert_eq!(
-            labels.resolve(|_| None).unwrap_err(),
-            ("docker.policy_labels", "\"lower\"".to_owned(), "must be \"tighten\", \"any\" or \"ignore\"".to_owned())
-        );
+        let err = labels.resolve(|_| None).unwrap_err();
+        assert_eq!((err.field, err.value.as_str()), ("docker.policy_labels", "\"lower\""));
+        assert_eq!(err.to_string(), r#"`docker.policy_labels` = "lower": must be "tighten", "any" or "ignore""#);
         let parent = DockerSection { cgroup_parent: Some("/docker/../x".into()), ..Default::default() };
-        assert_eq!(parent.resolve(|_| None).unwrap_err().0, "docker.cgroup_parent");
+        assert_eq!(parent.resolve(|_| None).unwrap_err().reason, SettingProblem::CgroupPath);
         let trusted = DockerSection {
             trusted: TrustedSection { images: vec![String::new()], ..Default::default() },
             ..Default::default()
         };
-        assert_eq!(trusted.resolve(|_| None).unwrap_err().0, "docker.trusted.images");
+        assert_eq!(
+            trusted.resolve(|_| None),
+            Err(SettingError::new("docker.trusted.images", "\"\"", SettingProblem::TrustedName))
+        );
     }
 
     #[test]

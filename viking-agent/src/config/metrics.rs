@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::{SettingError, SettingProblem};
+
 /// Default listen address: loopback, so only the host (a local Prometheus agent, Nomad's
 /// check) reaches it until the operator chooses otherwise.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
@@ -49,20 +51,20 @@ impl Default for MetricsSettings {
 }
 
 impl MetricsSection {
-    /// Checks the section and fills in the defaults. An error is (field, value, reason).
-    pub fn resolve(&self) -> Result<MetricsSettings, (&'static str, String, String)> {
+    /// Checks the section and fills in the defaults.
+    pub fn resolve(&self) -> Result<MetricsSettings, SettingError> {
         let defaults = MetricsSettings::default();
-        let listen =
-            match self.listen.as_deref() {
-                None => defaults.listen,
-                Some("off") => None,
-                Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
-                    ("metrics.listen", format!("{text:?}"), "must be \"ip:port\" or \"off\"".to_owned())
-                })?),
-            };
+        let listen = match self.listen.as_deref() {
+            None => defaults.listen,
+            Some("off") => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                SettingError::new("metrics.listen", format!("{text:?}"), SettingProblem::MetricsListen)
+            })?),
+        };
         let max_services = self.max_services.unwrap_or(defaults.max_services);
         if !(1..=MAX_MAX_SERVICES).contains(&max_services) {
-            return Err(("metrics.max_services", max_services.to_string(), format!("must be 1..={MAX_MAX_SERVICES}")));
+            let range = SettingProblem::Range { min: 1, max: MAX_MAX_SERVICES.into() };
+            return Err(SettingError::new("metrics.max_services", max_services.to_string(), range));
         }
         Ok(MetricsSettings { listen, per_backend: self.per_backend.unwrap_or(defaults.per_backend), max_services })
     }
@@ -86,10 +88,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let err = section("listen = \"localhost\"").resolve().unwrap_err();
-        assert_eq!((err.0, err.1.as_str()), ("metrics.listen", "\"localhost\""));
+        assert_eq!(
+            section("listen = \"localhost\"").resolve(),
+            Err(SettingError::new("metrics.listen", "\"localhost\"", SettingProblem::MetricsListen))
+        );
         let err = section("max_services = 0").resolve().unwrap_err();
-        assert_eq!(err.0, "metrics.max_services");
+        assert_eq!((err.field, err.reason), ("metrics.max_services", SettingProblem::Range { min: 1, max: 100_000 }));
         assert!(toml::from_str::<MetricsSection>("port = 1").is_err(), "unknown keys are refused");
     }
 }

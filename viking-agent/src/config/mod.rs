@@ -11,18 +11,16 @@ mod docker;
 mod metrics;
 mod service;
 
-use std::{fmt, net::IpAddr, path::Path};
+use std::path::Path;
 
-use ipnet::IpNet;
 use serde::Deserialize;
-use viking_common::limits;
 
-use crate::model::DesiredState;
+use crate::model::{DesiredState, LimitError, Limits, UnknownName, VipRanges};
 pub use consul::{ConsulSection, ConsulSettings, default_consul_vip_range};
+pub use dns::{DnsSettings, DomainError};
 pub use docker::{DEFAULT_AMBASSADOR, DockerSettings, LabelRule, Trusted};
 pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsSettings};
-pub use service::ServiceError;
-pub(crate) use service::{check_backend_addr, check_name};
+pub use service::{FieldError, ServiceError};
 
 /// A parsed configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +34,7 @@ pub struct Config {
     /// Docker, when a `[docker]` section is present.
     pub docker: Option<DockerSettings>,
     /// The DNS responder, when a `[dns]` section is present.
-    pub dns: Option<crate::dns::DnsSettings>,
+    pub dns: Option<DnsSettings>,
     /// The metrics and health endpoint (on by default).
     pub metrics: MetricsSettings,
     /// The valid services of the file.
@@ -44,73 +42,12 @@ pub struct Config {
 }
 
 /// `[agent]`: settings of the agent itself.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentSettings {
     /// Address ranges VIPs must come from. A backend inside one of them is refused: a VIP
     /// can never be a backend.
-    pub vip_ranges: Vec<IpNet>,
-}
-
-impl Default for AgentSettings {
-    fn default() -> Self {
-        Self { vip_ranges: vec![default_vip_range()] }
-    }
-}
-
-impl AgentSettings {
-    /// Whether `ip` is inside one of the VIP ranges.
-    pub fn is_vip_range(&self, ip: IpAddr) -> bool {
-        self.vip_ranges.iter().any(|range| range.contains(&ip))
-    }
-
-    /// The ranges as text, for error messages.
-    pub fn ranges_text(&self) -> String {
-        let ranges: Vec<String> = self.vip_ranges.iter().map(ToString::to_string).collect();
-        ranges.join(", ")
-    }
-}
-
-/// The default VIP range, 240.0.0.0/4: reserved, never routed, and where Consul's own
-/// virtual IPs live.
-pub fn default_vip_range() -> IpNet {
-    IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(240, 0, 0, 0), 4).expect("valid prefix"))
-}
-
-/// `[limits]`: sizes of the kernel maps, fixed when the maps are created. Changing them
-/// takes effect when the pinned maps are recreated (`viking-agent uninstall`, then `run`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Frontends (`vip:port/protocol`) the kernel can hold.
-    pub max_services: u32,
-    /// Distinct backend addresses over all services.
-    pub max_backends: u32,
-    /// Backends one service may have.
-    pub max_backends_per_service: u16,
-    /// Entries of the service hash: one per service plus one per backend slot.
-    pub max_service_slots: u32,
-    /// Unconnected UDP flows (socket x backend) whose replies are translated back to the VIP.
-    pub max_rev_nat: u32,
-    /// Client affinity entries (client cgroup x service).
-    pub max_affinity: u32,
-    /// Recently redirected sockets whose VIP `getpeername` can show without the socket
-    /// having asked before (a direct-mapped table of this many entries, 56 bytes each).
-    pub max_recent_sockets: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_services: limits::MAX_SERVICES,
-            max_backends: limits::MAX_BACKENDS,
-            max_backends_per_service: limits::MAX_BACKENDS_PER_SERVICE,
-            max_service_slots: limits::MAX_SERVICE_SLOTS,
-            max_rev_nat: limits::MAX_REV_NAT,
-            max_affinity: limits::MAX_AFFINITY,
-            max_recent_sockets: limits::MAX_RECENT_SOCKETS,
-        }
-    }
+    pub vip_ranges: VipRanges,
 }
 
 /// Why a configuration file cannot be used at all. (A bad service is a [`ServiceError`]
@@ -126,19 +63,87 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML, or has an unknown section or key, or a bad `[agent]` or
-    /// `[limits]` value. The message names the key and line.
+    /// `[limits]` value type. The message names the key and line.
     #[error("invalid config: {0}")]
     Syntax(#[from] toml::de::Error),
-    /// A setting has a value outside its allowed range.
-    #[error("invalid config: `{field}` = {value}: {reason}")]
-    Value {
-        /// The setting, e.g. `limits.max_services`.
-        field: &'static str,
-        /// Its value as written.
-        value: String,
-        /// What is wrong.
-        reason: String,
+    /// A `[limits]` value the maps cannot be created with.
+    #[error("invalid config: {0}")]
+    Limit(#[from] LimitError),
+    /// A setting has a value it cannot have.
+    #[error("invalid config: {0}")]
+    Value(#[from] SettingError),
+}
+
+/// A setting of `[agent]`, `[consul]`, `[docker]`, `[dns]` or `[metrics]` with a value it
+/// cannot have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` = {value}: {reason}")]
+pub struct SettingError {
+    /// The setting, e.g. `consul.wait_seconds`.
+    pub field: &'static str,
+    /// Its value as written.
+    pub value: String,
+    /// What is wrong.
+    pub reason: SettingProblem,
+}
+
+impl SettingError {
+    /// `field` = `value` refused for `reason`.
+    fn new(field: &'static str, value: impl Into<String>, reason: SettingProblem) -> Self {
+        Self { field, value: value.into(), reason }
+    }
+}
+
+/// What is wrong with a setting's value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingProblem {
+    /// An empty list where one entry is needed at least.
+    #[error("at least one {0} is needed")]
+    Empty(&'static str),
+    /// An address or range outside `agent.vip_ranges`.
+    #[error("must lie inside agent.vip_ranges ({0})")]
+    OutsideVipRanges(VipRanges),
+    /// A number out of range.
+    #[error("must be {min}..={max}")]
+    Range {
+        /// The smallest accepted value.
+        min: u64,
+        /// The largest accepted value.
+        max: u64,
     },
+    /// A name of none of the accepted values.
+    #[error(transparent)]
+    Unknown(#[from] UnknownName),
+    /// Consul's address is neither `host:port` nor a URL.
+    #[error("not host:port or a URL")]
+    ConsulAddress,
+    /// One of a client certificate and key without the other.
+    #[error("required when {0} is set")]
+    RequiredWith(&'static str),
+    /// A KV prefix that is empty or has a `/` at an end.
+    #[error("must be non-empty, without leading or trailing '/'")]
+    KvPrefix,
+    /// Docker's host is not a unix socket.
+    #[error("only unix:///path sockets are supported")]
+    NotAUnixSocket,
+    /// A cgroup parent that is not a path below the cgroup2 root.
+    #[error("must be a cgroup path below the cgroup2 root, such as \"/docker\"")]
+    CgroupPath,
+    /// A trusted name that is empty or has surrounding spaces.
+    #[error("must be a non-empty name without surrounding spaces")]
+    TrustedName,
+    /// A listen address with port 0.
+    #[error("port 0 is not a fixed port")]
+    PortZero,
+    /// A listen address given twice.
+    #[error("listed twice")]
+    ListedTwice,
+    /// A DNS domain that is not a host name or too long.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The metrics listen address is neither `ip:port` nor `off`.
+    #[error("must be \"ip:port\" or \"off\"")]
+    MetricsListen,
 }
 
 /// The result of parsing a file: the usable config and the services that were refused.
@@ -178,26 +183,20 @@ impl Config {
     /// Parses config text.
     pub fn parse(text: &str) -> Result<Parsed, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
-        check_limits(&raw.limits)?;
-        if raw.agent.vip_ranges.is_empty() {
-            return Err(ConfigError::Value {
-                field: "agent.vip_ranges",
-                value: "[]".into(),
-                reason: "at least one range is needed".into(),
-            });
+        raw.limits.check()?;
+        let vip_ranges = &raw.agent.vip_ranges;
+        if vip_ranges.is_empty() {
+            return Err(SettingError::new("agent.vip_ranges", "[]", SettingProblem::Empty("range")).into());
         }
+        let outside = |field, value: String| {
+            SettingError::new(field, value, SettingProblem::OutsideVipRanges(vip_ranges.clone()))
+        };
         let consul = match &raw.consul {
             None => None,
             Some(section) => {
-                let settings = section
-                    .resolve(|key| std::env::var(key).ok())
-                    .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
-                if !raw.agent.vip_ranges.iter().any(|range| range.contains(&settings.vip_range)) {
-                    return Err(ConfigError::Value {
-                        field: "consul.vip_range",
-                        value: settings.vip_range.to_string(),
-                        reason: format!("must lie inside agent.vip_ranges ({})", raw.agent.ranges_text()),
-                    });
+                let settings = section.resolve(|key| std::env::var(key).ok())?;
+                if !vip_ranges.contains_net(&settings.vip_range) {
+                    return Err(outside("consul.vip_range", settings.vip_range.to_string()).into());
                 }
                 Some(settings)
             }
@@ -205,69 +204,19 @@ impl Config {
         let docker = match &raw.docker {
             None => None,
             Some(section) => {
-                let settings = section
-                    .resolve(|key| std::env::var(key).ok())
-                    .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
-                if !raw.agent.is_vip_range(settings.ambassador) {
-                    return Err(ConfigError::Value {
-                        field: "docker.ambassador",
-                        value: settings.ambassador.to_string(),
-                        reason: format!("must lie inside agent.vip_ranges ({})", raw.agent.ranges_text()),
-                    });
+                let settings = section.resolve(|key| std::env::var(key).ok())?;
+                if !vip_ranges.contains(settings.ambassador) {
+                    return Err(outside("docker.ambassador", settings.ambassador.to_string()).into());
                 }
                 Some(settings)
             }
         };
-        let dns = raw
-            .dns
-            .as_ref()
-            .map(dns::DnsSection::resolve)
-            .transpose()
-            .map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
-        let metrics =
-            raw.metrics.resolve().map_err(|(field, value, reason)| ConfigError::Value { field, value, reason })?;
+        let dns = raw.dns.as_ref().map(dns::DnsSection::resolve).transpose()?;
+        let metrics = raw.metrics.resolve()?;
         let reserved = docker.as_ref().map(|d| d.ambassador);
         let (services, errors) = service::parse_services(raw.service, &raw.agent, &raw.limits, reserved);
         let config = Config { agent: raw.agent, limits: raw.limits, consul, docker, dns, metrics, services };
         Ok(Parsed { config, errors })
-    }
-}
-
-fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
-    let checks: [(&'static str, u64, u64, u64); 7] = [
-        ("limits.max_services", limits.max_services.into(), 1, 1 << 24),
-        ("limits.max_backends", limits.max_backends.into(), 1, 1 << 24),
-        ("limits.max_backends_per_service", limits.max_backends_per_service.into(), 1, u16::MAX.into()),
-        ("limits.max_service_slots", limits.max_service_slots.into(), 2, 1 << 26),
-        ("limits.max_rev_nat", limits.max_rev_nat.into(), 1, 1 << 26),
-        ("limits.max_affinity", limits.max_affinity.into(), 1, 1 << 24),
-        ("limits.max_recent_sockets", limits.max_recent_sockets.into(), 1, 1 << 24),
-    ];
-    for (field, value, min, max) in checks {
-        if !(min..=max).contains(&value) {
-            return Err(ConfigError::Value {
-                field,
-                value: value.to_string(),
-                reason: format!("out of range {min}..={max}"),
-            });
-        }
-    }
-    Ok(())
-}
-
-impl fmt::Display for Limits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "max_services={} max_backends={} max_backends_per_service={} max_service_slots={} max_rev_nat={} max_affinity={} max_recent_sockets={}",
-            self.max_services,
-            self.max_backends,
-            self.max_backends_per_service,
-            self.max_service_slots,
-            self.max_rev_nat,
-            self.max_affinity,
-            self.max_recent_sockets
-        )
     }
 }
 

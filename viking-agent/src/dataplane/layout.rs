@@ -6,7 +6,7 @@ use viking_common::{
     names,
 };
 
-use crate::config::Limits;
+use crate::model::Limits;
 
 pub use viking_common::layout::PINNED_MAPS;
 

@@ -35,7 +35,7 @@ use self::{
     attach::{Attachment, BoxError, LoadedHook, attach, detach_pinned},
     pinned::{check_pinned_map, effective_limits, record_layout},
 };
-use crate::config::Limits;
+use crate::model::Limits;
 
 /// A loaded and attached dataplane.
 #[derive(Debug)]

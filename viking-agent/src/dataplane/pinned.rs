@@ -11,7 +11,7 @@ use aya::{
 use viking_common::{LAYOUT_READABLE_BY, LAYOUT_VERSION, layout::Sizing, names};
 
 use super::{DataplaneError, PINNED_MAPS, layout, pins::PinDir, tables};
-use crate::config::Limits;
+use crate::model::Limits;
 
 /// The layout record of an installation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

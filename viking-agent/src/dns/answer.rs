@@ -17,6 +17,7 @@
 use std::net::IpAddr;
 
 use hickory_proto::{
+    ProtoError,
     op::ResponseCode,
     rr::{
         LowerName, Name, RData, Record, RecordType,
@@ -77,7 +78,7 @@ enum Found {
 
 impl Zone {
     /// The zone of `domain` (validated, lower-case, no final dot).
-    pub(super) fn new(domain: &str, ttl: u32) -> anyhow::Result<Self> {
+    pub(super) fn new(domain: &str, ttl: u32) -> Result<Self, ProtoError> {
         let apex = Name::from_ascii(format!("{domain}."))?;
         let services = Name::from_ascii("service")?.append_domain(&apex)?;
         let soa = SOA::new(

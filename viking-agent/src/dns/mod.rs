@@ -11,10 +11,10 @@ mod answer;
 mod handler;
 mod table;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
-use anyhow::Context as _;
-use hickory_server::Server;
+use hickory_proto::ProtoError;
+use hickory_server::{Server, net::NetError};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::{
     net::{TcpListener, UdpSocket},
@@ -23,7 +23,7 @@ use tokio::{
 
 use self::{answer::Zone, handler::Handler};
 pub use self::{handler::answer_udp_message, table::NameTable};
-use crate::metrics::sources::RcodeLabels;
+use crate::{config::DnsSettings, metrics::sources::RcodeLabels};
 
 /// A TCP client that sends no query for this long is disconnected, so idle connections
 /// cannot pile up.
@@ -31,15 +31,39 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Responses queued per TCP connection before the connection applies backpressure.
 const TCP_RESPONSE_QUEUE: usize = 32;
 
-/// The responder's settings (`[dns]` in the config file; see `config::dns`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DnsSettings {
-    /// Addresses to answer on, over both UDP and TCP.
-    pub listen: Vec<SocketAddr>,
-    /// The zone: names are `<service>.service.<domain>`. Lower-case, no final dot.
-    pub domain: String,
-    /// TTL in seconds of every answer, and of negative answers (the SOA minimum).
-    pub ttl: u32,
+/// Why the responder cannot start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// `dns.domain` does not make a zone.
+    #[error("dns: `dns.domain` = {domain:?} is not a DNS name")]
+    Domain {
+        /// The domain.
+        domain: String,
+        /// What hickory found wrong.
+        source: ProtoError,
+    },
+    /// A listen address cannot be bound for UDP.
+    #[error("dns: binding UDP {listen} (`dns.listen`)")]
+    BindUdp {
+        /// The address.
+        listen: SocketAddr,
+        /// The socket error.
+        source: io::Error,
+    },
+    /// The UDP socket's address cannot be read.
+    #[error(transparent)]
+    LocalAddr(io::Error),
+    /// The UDP socket's address cannot be bound for TCP.
+    #[error("dns: binding TCP {local} (`dns.listen`)")]
+    BindTcp {
+        /// The address.
+        local: SocketAddr,
+        /// The socket error.
+        source: io::Error,
+    },
+    /// A socket failed for good while answering.
+    #[error("dns: responder stopped")]
+    Stopped(#[source] NetError),
 }
 
 /// A bound responder; [`DnsServer::run`] answers until an error.
@@ -56,9 +80,9 @@ impl DnsServer {
         settings: &DnsSettings,
         names: watch::Receiver<Arc<NameTable>>,
         responses: Family<RcodeLabels, Counter>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, DnsError> {
         let zone = Zone::new(&settings.domain, settings.ttl)
-            .with_context(|| format!("dns: `dns.domain` = {:?} is not a DNS name", settings.domain))?;
+            .map_err(|source| DnsError::Domain { domain: settings.domain.clone(), source })?;
         let mut server = Server::new(Handler { zone, names, responses });
         let mut local_addrs = Vec::with_capacity(settings.listen.len());
         for listen in &settings.listen {
@@ -76,29 +100,27 @@ impl DnsServer {
     }
 
     /// Answers queries. Returns only when a socket fails for good.
-    pub async fn run(mut self) -> anyhow::Result<()> {
-        self.server.block_until_done().await.context("dns: responder stopped")
+    pub async fn run(mut self) -> Result<(), DnsError> {
+        self.server.block_until_done().await.map_err(DnsError::Stopped)
     }
 }
 
 /// A UDP socket and a TCP listener on the same address. With port 0 the kernel picks the
 /// UDP port, which TCP may already use (an ephemeral port of some connection): then the
 /// pair is tried again on another port.
-async fn bind_pair(listen: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener, SocketAddr)> {
+async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), DnsError> {
     const ATTEMPTS_ON_ANY_PORT: usize = 16;
     let attempts = if listen.port() == 0 { ATTEMPTS_ON_ANY_PORT } else { 1 };
-    let mut last_error = None;
-    for _ in 0..attempts {
-        let udp = UdpSocket::bind(listen).await.with_context(|| format!("dns: binding UDP {listen} (`dns.listen`)"))?;
-        let local = udp.local_addr()?;
+    let mut attempt = 1;
+    loop {
+        let udp = UdpSocket::bind(listen).await.map_err(|source| DnsError::BindUdp { listen, source })?;
+        let local = udp.local_addr().map_err(DnsError::LocalAddr)?;
         match TcpListener::bind(local).await {
             Ok(tcp) => return Ok((udp, tcp, local)),
-            Err(err) => {
-                last_error = Some(anyhow::Error::new(err).context(format!("dns: binding TCP {local} (`dns.listen`)")))
-            }
+            Err(source) if attempt == attempts => return Err(DnsError::BindTcp { local, source }),
+            Err(_) => attempt += 1,
         }
     }
-    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("dns: cannot bind {listen}")))
 }
 
 impl std::fmt::Debug for DnsServer {

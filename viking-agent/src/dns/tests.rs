@@ -15,8 +15,11 @@ use tokio::{
 };
 use viking_common::Algorithm;
 
-use super::{DnsServer, DnsSettings, NameTable};
-use crate::model::{DesiredState, Frontend, Protocol, Service};
+use super::{DnsError, DnsServer, NameTable};
+use crate::{
+    config::DnsSettings,
+    model::{DesiredState, Frontend, Protocol, Service},
+};
 
 /// Every exchange is bounded: a lost answer fails the test instead of hanging it.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -162,7 +165,8 @@ async fn a_taken_address_is_named() {
     let settings = DnsSettings { listen: vec![addr], domain: "viking".into(), ttl: 5 };
     let (_tx, rx) = watch::channel(Arc::new(NameTable::default()));
     let err = DnsServer::bind(&settings, rx, Responses::default()).await.unwrap_err();
-    assert!(format!("{err:#}").contains(&format!("binding UDP {addr} (`dns.listen`)")), "{err:#}");
+    assert!(matches!(err, DnsError::BindUdp { listen, .. } if listen == addr), "{err:?}");
+    assert_eq!(err.to_string(), format!("dns: binding UDP {addr} (`dns.listen`)"));
 }
 
 #[test]

@@ -1,5 +1,7 @@
-//! The desired state: what every source (static file, Consul, Docker) produces and what the
-//! reconciler makes the kernel hold. Plain data, already validated.
+//! The domain: the desired state that every source (static file, Consul, Docker) produces
+//! and the reconciler makes the kernel hold, the containers the policy is built for, the map
+//! limits, and the checks every source's input goes through, written once. Plain data,
+//! already validated; nothing here knows where it came from.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -10,17 +12,28 @@ use std::{
 
 use viking_common::{Algorithm, IPPROTO_TCP, IPPROTO_UDP};
 
+mod checks;
+mod claims;
+mod container;
+mod limits;
+mod named;
 mod outlier;
 mod small_set;
 
-pub use outlier::{OUTLIER_KEYS, OutlierDetection, OutlierError};
+pub use checks::{BackendError, NameError, VipRanges, check_backend_addr, check_backend_of, check_service_name};
+pub use claims::{Clash, NameVipClaims};
+pub use container::{Container, NomadTask, RuntimeScope};
+pub use limits::{LimitError, Limits};
+pub use named::{DEFAULT_POLICY_MODES, Named, UnknownName};
+pub use outlier::{OUTLIER_KEYS, OutlierDetection, OutlierError, OutlierProblem};
 pub use small_set::SmallSet;
 
 /// Transport protocol of a frontend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// TCP.
+    /// TCP (what a service is when it does not say).
+    #[default]
     Tcp,
     /// UDP (connected sockets through `connect4`).
     Udp,
@@ -51,36 +64,6 @@ impl Protocol {
             Self::Udp => "udp",
         }
     }
-}
-
-impl std::str::FromStr for Protocol {
-    type Err = UnknownName;
-
-    /// `tcp` or `udp`, as in the config file and Consul meta.
-    fn from_str(text: &str) -> Result<Self, UnknownName> {
-        match text {
-            "tcp" => Ok(Self::Tcp),
-            "udp" => Ok(Self::Udp),
-            _ => Err(UnknownName { expected: "\"tcp\" or \"udp\"".into() }),
-        }
-    }
-}
-
-/// A name that is none of the accepted ones; the message lists those.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("must be {expected}")]
-pub struct UnknownName {
-    /// The accepted names, quoted.
-    pub expected: String,
-}
-
-/// The load-balancing algorithm called `name` (`round_robin`, `random`, ...), as in the
-/// config file and Consul meta.
-pub fn parse_algorithm(name: &str) -> Result<Algorithm, UnknownName> {
-    Algorithm::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
-        let names: Vec<String> = Algorithm::ALL.iter().map(|a| format!("{:?}", a.name())).collect();
-        UnknownName { expected: format!("one of {}", names.join(", ")) }
-    })
 }
 
 impl fmt::Display for Protocol {

@@ -36,39 +36,46 @@ impl Default for OutlierDetection {
 pub const OUTLIER_KEYS: [&str; 4] =
     ["consecutive_failures", "ejection_seconds", "max_ejection_seconds", "max_ejection_percent"];
 
-/// A value outside its range, or an unknown key.
+/// A value outside its range, an unknown key, or keys that disagree.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
+#[error("{problem}")]
 pub struct OutlierError {
     /// The key at fault (one of [`OUTLIER_KEYS`], or the unknown one).
     pub key: String,
     /// What is wrong.
-    pub reason: String,
+    pub problem: OutlierProblem,
+}
+
+/// What is wrong with an outlier setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OutlierProblem {
+    /// The value is out of range.
+    #[error("must be {min}{}{max}", if *off_at_zero { " (off) ..= " } else { "..=" })]
+    OutOfRange {
+        /// The smallest accepted value.
+        min: i64,
+        /// The largest accepted value.
+        max: i64,
+        /// Whether 0 turns ejection off.
+        off_at_zero: bool,
+    },
+    /// No setting has this key.
+    #[error("unknown key; known keys: {}", OUTLIER_KEYS.join(", "))]
+    UnknownKey,
+    /// The longest ejection is shorter than the first.
+    #[error("must be at least ejection_seconds ({0})")]
+    ShorterThanFirst(u32),
 }
 
 impl OutlierDetection {
     /// Sets `key` to `value`, checking its range.
     pub fn set(&mut self, key: &str, value: i64) -> Result<(), OutlierError> {
-        let fail = |reason: &str| OutlierError { key: key.into(), reason: reason.into() };
         match key {
-            "consecutive_failures" => {
-                self.consecutive_failures = in_range(value, 0, 1000).ok_or_else(|| fail("must be 0 (off) ..= 1000"))?;
-            }
-            "ejection_seconds" => {
-                self.ejection_secs = in_range(value, 1, 3600).ok_or_else(|| fail("must be 1..=3600"))?;
-            }
-            "max_ejection_seconds" => {
-                self.max_ejection_secs = in_range(value, 1, 86_400).ok_or_else(|| fail("must be 1..=86400"))?;
-            }
-            "max_ejection_percent" => {
-                self.max_ejection_percent = in_range(value, 0, 100).ok_or_else(|| fail("must be 0..=100"))?;
-            }
-            _ => {
-                return Err(OutlierError {
-                    key: key.into(),
-                    reason: format!("unknown key; known keys: {}", OUTLIER_KEYS.join(", ")),
-                });
-            }
+            "consecutive_failures" => self.consecutive_failures = in_range(key, value, 0, 1000)?,
+            "ejection_seconds" => self.ejection_secs = in_range(key, value, 1, 3600)?,
+            "max_ejection_seconds" => self.max_ejection_secs = in_range(key, value, 1, 86_400)?,
+            "max_ejection_percent" => self.max_ejection_percent = in_range(key, value, 0, 100)?,
+            _ => return Err(OutlierError { key: key.into(), problem: OutlierProblem::UnknownKey }),
         }
         Ok(())
     }
@@ -78,7 +85,7 @@ impl OutlierDetection {
         if self.max_ejection_secs < self.ejection_secs {
             return Err(OutlierError {
                 key: "max_ejection_seconds".into(),
-                reason: format!("must be at least ejection_seconds ({})", self.ejection_secs),
+                problem: OutlierProblem::ShorterThanFirst(self.ejection_secs),
             });
         }
         Ok(self)
@@ -125,8 +132,12 @@ impl fmt::Display for OutlierDetection {
     }
 }
 
-fn in_range<T: TryFrom<i64>>(value: i64, low: i64, high: i64) -> Option<T> {
-    (low..=high).contains(&value).then(|| T::try_from(value).ok()).flatten()
+/// `value` of `key` when it lies in `min..=max`.
+fn in_range<T: TryFrom<i64>>(key: &str, value: i64, min: i64, max: i64) -> Result<T, OutlierError> {
+    (min..=max).contains(&value).then(|| T::try_from(value).ok()).flatten().ok_or_else(|| OutlierError {
+        key: key.into(),
+        problem: OutlierProblem::OutOfRange { min, max, off_at_zero: key == "consecutive_failures" },
+    })
 }
 
 #[cfg(test)]
@@ -136,14 +147,16 @@ mod tests {
     #[test]
     fn every_key_checks_its_range_and_names_itself() {
         let mut outlier = OutlierDetection::default();
-        for (key, bad, good) in [
-            ("consecutive_failures", 1001, 5),
-            ("ejection_seconds", 0, 2),
-            ("max_ejection_seconds", 86_401, 60),
-            ("max_ejection_percent", 101, 30),
+        for (key, bad, good, message) in [
+            ("consecutive_failures", 1001, 5, "must be 0 (off) ..= 1000"),
+            ("ejection_seconds", 0, 2, "must be 1..=3600"),
+            ("max_ejection_seconds", 86_401, 60, "must be 1..=86400"),
+            ("max_ejection_percent", 101, 30, "must be 0..=100"),
         ] {
             let err = outlier.set(key, bad).unwrap_err();
             assert_eq!(err.key, key);
+            assert!(matches!(err.problem, OutlierProblem::OutOfRange { .. }), "{err:?}");
+            assert_eq!(err.to_string(), message);
             outlier.set(key, good).unwrap();
         }
         assert_eq!(
@@ -155,7 +168,12 @@ mod tests {
                 max_ejection_percent: 30
             }
         );
-        assert_eq!(outlier.set("interval", 1).unwrap_err().key, "interval");
+        let unknown = outlier.set("interval", 1).unwrap_err();
+        assert_eq!((unknown.key.as_str(), unknown.problem), ("interval", OutlierProblem::UnknownKey));
+        assert_eq!(
+            unknown.to_string(),
+            "unknown key; known keys: consecutive_failures, ejection_seconds, max_ejection_seconds, max_ejection_percent"
+        );
     }
 
     #[test]
@@ -163,7 +181,9 @@ mod tests {
         let mut outlier = OutlierDetection::default();
         outlier.set("ejection_seconds", 60).unwrap();
         outlier.set("max_ejection_seconds", 30).unwrap();
-        assert_eq!(outlier.check().unwrap_err().key, "max_ejection_seconds");
+        let err = outlier.check().unwrap_err();
+        assert_eq!((err.key.as_str(), err.problem), ("max_ejection_seconds", OutlierProblem::ShorterThanFirst(60)));
+        assert_eq!(err.to_string(), "must be at least ejection_seconds (60)");
     }
 
     #[test]

@@ -2,17 +2,28 @@
 
 use aya::{
     Ebpf,
-    maps::{MapData, RingBuf},
+    maps::{MapData, MapError, RingBuf},
 };
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use viking_common::{AuditEvent, names};
 
+/// Why audit records cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The loaded object has no `AUDIT_EVENTS` map (or it was taken before).
+    #[error("audit ring buffer missing from the object")]
+    Missing,
+    /// The map is not a usable ring buffer.
+    #[error(transparent)]
+    Map(#[from] MapError),
+}
+
 /// Forwards audit records to `tx` until the receiver is gone. When the run loop falls
 /// behind, records are dropped here (as the kernel drops them when nobody reads), never
 /// queued without bound.
-pub fn forward(ebpf: &mut Ebpf, tx: mpsc::Sender<AuditEvent>) -> Result<(), String> {
-    let map = ebpf.take_map(names::AUDIT_EVENTS).ok_or("audit ring buffer missing from the object")?;
-    let ring = RingBuf::<MapData>::try_from(map).map_err(|e| e.to_string())?;
+pub fn forward(ebpf: &mut Ebpf, tx: mpsc::Sender<AuditEvent>) -> Result<(), AuditError> {
+    let map = ebpf.take_map(names::AUDIT_EVENTS).ok_or(AuditError::Missing)?;
+    let ring = RingBuf::<MapData>::try_from(map)?;
     let task = async move {
         // SAFETY: the ring buffer owns its fd, which stays open and unchanged until the
         // ring buffer (moved into the AsyncFd) is dropped.

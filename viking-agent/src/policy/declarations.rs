@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use viking_common::PolicyMode;
 
-use crate::sources::docker::Container;
+use super::problems::{BackendEnvError, PolicyProblem};
+use crate::model::{Container, Named, check_service_name};
 
 /// Label listing declared services.
 pub const LABEL_CONNECT_TO: &str = "viking.connect_to";
@@ -32,7 +33,7 @@ pub struct Declared {
     /// Port on the ambassador address -> service.
     pub overlays: BTreeMap<u16, String>,
     /// Bad entries, each naming the container and the value.
-    pub problems: Vec<String>,
+    pub problems: Vec<PolicyProblem>,
 }
 
 /// Reads a container's labels and environment.
@@ -41,22 +42,22 @@ pub fn declared(container: &Container) -> Declared {
     let mut out = Declared::default();
     if let Some(list) = container.labels.get(LABEL_CONNECT_TO) {
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match crate::config::check_name(name) {
+            match check_service_name(name) {
                 Ok(()) => {
                     out.connect_to.insert(name.to_owned());
                 }
-                Err(reason) => out.problems.push(format!(
-                    "container {who:?}: label {LABEL_CONNECT_TO} names {name:?}, which {reason}; ignored"
-                )),
+                Err(error) => out.problems.push(PolicyProblem::ConnectToName {
+                    container: who.clone(),
+                    service: name.to_owned(),
+                    error,
+                }),
             }
         }
     }
     if let Some(mode) = container.labels.get(LABEL_POLICY) {
-        match PolicyMode::from_name(mode) {
-            Some(mode) => out.mode = Some(mode),
-            None => out.problems.push(format!(
-                "container {who:?}: label {LABEL_POLICY} = {mode:?} is not off, audit, enforce or bypass; the default applies"
-            )),
+        match PolicyMode::parse(mode) {
+            Ok(mode) => out.mode = Some(mode),
+            Err(_) => out.problems.push(PolicyProblem::PolicyLabel { container: who.clone(), value: mode.clone() }),
         }
     }
     for entry in &container.env {
@@ -67,26 +68,35 @@ pub fn declared(container: &Container) -> Declared {
         match parse_backend_env(value) {
             Ok((service, port)) => {
                 if let Some(previous) = out.overlays.insert(port, service.clone()) {
-                    out.problems.push(format!(
-                        "container {who:?}: {key} maps port {port} to {service:?}, already mapped to {previous:?} by another BACKEND_ variable; the last one wins"
-                    ));
+                    out.problems.push(PolicyProblem::OverlayRemapped {
+                        container: who.clone(),
+                        key: key.to_owned(),
+                        port,
+                        service: service.clone(),
+                        previous,
+                    });
                 }
                 out.connect_to.insert(service);
             }
-            Err(reason) => out.problems.push(format!("container {who:?}: {key}={value:?}: {reason}; ignored")),
+            Err(error) => out.problems.push(PolicyProblem::BackendEnv {
+                container: who.clone(),
+                key: key.to_owned(),
+                value: value.to_owned(),
+                error,
+            }),
         }
     }
     out
 }
 
 /// `<service>;<port>`.
-fn parse_backend_env(value: &str) -> Result<(String, u16), String> {
-    let (service, port) = value.split_once(';').ok_or("expected <service>;<port>")?;
+fn parse_backend_env(value: &str) -> Result<(String, u16), BackendEnvError> {
+    let (service, port) = value.split_once(';').ok_or(BackendEnvError::Format)?;
     let service = service.trim();
-    crate::config::check_name(service).map_err(|reason| format!("service {service:?} {reason}"))?;
-    let port: u16 = port.trim().parse().map_err(|_| format!("port {:?} is not 1..=65535", port.trim()))?;
+    check_service_name(service).map_err(|error| BackendEnvError::Service { service: service.to_owned(), error })?;
+    let port: u16 = port.trim().parse().map_err(|_| BackendEnvError::Port(port.trim().to_owned()))?;
     if port == 0 {
-        return Err("port 0 is not 1..=65535".into());
+        return Err(BackendEnvError::PortZero);
     }
     Ok((service.to_owned(), port))
 }
@@ -94,6 +104,7 @@ fn parse_backend_env(value: &str) -> Result<(String, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::NameError;
 
     fn container(labels: &[(&str, &str)], env: &[&str]) -> Container {
         Container {
@@ -127,14 +138,35 @@ mod tests {
         ));
         assert_eq!(d.connect_to.iter().map(String::as_str).collect::<Vec<_>>(), ["ok", "z"]);
         assert_eq!(d.mode, None);
-        let text = d.problems.join("\n");
-        for needle in [
-            r#"container "client": label viking.connect_to names "bad name""#,
-            r#"label viking.policy = "strict""#,
-            r#"BACKEND_X="x;99999": port "99999" is not 1..=65535"#,
-            r#"BACKEND_Y="y": expected <service>;<port>"#,
-        ] {
-            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
-        }
+        let container = || "client".to_owned();
+        let env = |key: &str, value: &str, error| PolicyProblem::BackendEnv {
+            container: container(),
+            key: key.into(),
+            value: value.into(),
+            error,
+        };
+        assert_eq!(
+            d.problems,
+            [
+                PolicyProblem::ConnectToName {
+                    container: container(),
+                    service: "bad name".into(),
+                    error: NameError::Characters
+                },
+                PolicyProblem::PolicyLabel { container: container(), value: "strict".into() },
+                env("BACKEND_X", "x;99999", BackendEnvError::Port("99999".into())),
+                env("BACKEND_Y", "y", BackendEnvError::Format),
+            ]
+        );
+        let text: Vec<String> = d.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                r#"container "client": label viking.connect_to names "bad name", which may only contain letters, digits, '-' and '_'; ignored"#,
+                r#"container "client": label viking.policy = "strict" is not off, audit, enforce or bypass; the default applies"#,
+                r#"container "client": BACKEND_X="x;99999": port "99999" is not 1..=65535; ignored"#,
+                r#"container "client": BACKEND_Y="y": expected <service>;<port>; ignored"#,
+            ]
+        );
     }
 }

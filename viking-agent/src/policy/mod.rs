@@ -5,6 +5,7 @@
 
 pub mod audit;
 mod declarations;
+mod problems;
 pub mod trust;
 pub mod writer;
 
@@ -14,13 +15,11 @@ use std::{
 };
 
 pub use declarations::{LABEL_CONNECT_TO, LABEL_POLICY, declared};
+pub use problems::{BackendEnvError, PolicyProblem, PolicyWriteError};
 use viking_common::PolicyMode;
 
 use self::trust::Trust;
-use crate::{
-    model::{Frontend, Protocol, ServedServices},
-    sources::docker::{Container, RuntimeScope},
-};
+use crate::model::{Container, Frontend, Protocol, RuntimeScope, ServedServices};
 
 /// Everything the kernel must hold for the containers of this host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -51,10 +50,10 @@ pub struct Inputs<'a> {
     pub scope: Option<RuntimeScope>,
 }
 
-/// Builds the kernel policy; the messages name containers and values that could not be
+/// Builds the kernel policy; the problems name containers and values that could not be
 /// used (unknown services, bad labels). Costs work per container and declaration, not per
 /// service served.
-pub fn build(inputs: &Inputs<'_>) -> (KernelPolicy, Vec<String>) {
+pub fn build(inputs: &Inputs<'_>) -> (KernelPolicy, Vec<PolicyProblem>) {
     let default_mode = inputs.trust.default_mode;
     let scope = inputs.scope.filter(|_| default_mode != PolicyMode::Off);
     let mut policy = KernelPolicy { scope: scope.map(|scope| (scope, default_mode)), ..KernelPolicy::default() };
@@ -80,9 +79,7 @@ pub fn build(inputs: &Inputs<'_>) -> (KernelPolicy, Vec<String>) {
                 policy.allowed.insert((container.cgroup_id, frontend.vip));
             }
             if !found {
-                problems.push(format!(
-                    "container {who:?} declares service {name:?}, which does not exist (yet); ignored until it does"
-                ));
+                problems.push(PolicyProblem::UnknownService { container: who.clone(), service: name.clone() });
             }
         }
         for (port, name) in &declared.overlays {
@@ -98,9 +95,12 @@ pub fn build(inputs: &Inputs<'_>) -> (KernelPolicy, Vec<String>) {
                     Some(frontend) => {
                         policy.overlays.insert((container.cgroup_id, *port, protocol), (frontend.vip, frontend.port));
                     }
-                    None if candidates.len() > 1 => problems.push(format!(
-                        "container {who:?}: overlay port {port} -> {name:?}: the service has several {protocol} ports and none is {port}; ignored"
-                    )),
+                    None if candidates.len() > 1 => problems.push(PolicyProblem::AmbiguousOverlay {
+                        container: who.clone(),
+                        port: *port,
+                        service: name.clone(),
+                        protocol,
+                    }),
                     None => {}
                 }
             }
@@ -121,7 +121,7 @@ fn belongs_to(instance: &str, container: &Container) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{model::Service, sources::docker::NomadTask};
+    use crate::model::{NomadTask, Service};
 
     fn container(name: &str, cgroup_id: u64, labels: &[(&str, &str)], env: &[&str]) -> Container {
         Container {
@@ -197,10 +197,40 @@ mod tests {
             scope: None,
         });
         assert_eq!(policy.allowed.len(), 1);
+        assert_eq!(problems, [PolicyProblem::UnknownService { container: "a".into(), service: "nope".into() }]);
+        assert_eq!(
+            problems[0].to_string(),
+            r#"container "a" declares service "nope", which does not exist (yet); ignored until it does"#
+        );
+    }
+
+    #[test]
+    fn an_overlay_to_a_service_of_several_ports_needs_its_own_port() {
+        let state = services(&[("app", "240.0.0.20", 8080), ("app", "240.0.0.20", 9090)]);
+        let containers =
+            [container("a", 1, &[], &["BACKEND_APP=app;80"]), container("b", 2, &[], &["BACKEND_APP=app;9090"])];
+        let consul = BTreeMap::new();
+        let (policy, problems) = build(&Inputs {
+            containers: &containers,
+            consul: &consul,
+            services: &state,
+            trust: trust(PolicyMode::Off),
+            scope: None,
+        });
         assert_eq!(
             problems,
-            [r#"container "a" declares service "nope", which does not exist (yet); ignored until it does"#]
+            [PolicyProblem::AmbiguousOverlay {
+                container: "a".into(),
+                port: 80,
+                service: "app".into(),
+                protocol: Protocol::Tcp
+            }]
         );
+        assert_eq!(
+            problems[0].to_string(),
+            r#"container "a": overlay port 80 -> "app": the service has several tcp ports and none is 80; ignored"#
+        );
+        assert_eq!(policy.overlays.keys().collect::<Vec<_>>(), [&(2, 9090, Protocol::Tcp)]);
     }
 
     #[test]
@@ -243,8 +273,10 @@ mod tests {
             policy.modes,
             BTreeMap::from([(1, PolicyMode::Audit), (2, PolicyMode::Audit), (3, PolicyMode::Enforce)])
         );
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with(r#"container "escapes": label viking.policy=bypass is not honoured"#));
+        assert!(
+            matches!(&problems[..], [PolicyProblem::LabelRefused { container, asked: PolicyMode::Bypass, .. }] if container == "escapes"),
+            "{problems:?}"
+        );
 
         // Default off: no backstop, and off containers need no entry.
         let (policy, _) = build(&Inputs {

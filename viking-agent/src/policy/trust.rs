@@ -5,9 +5,10 @@
 
 use viking_common::PolicyMode;
 
+use super::problems::PolicyProblem;
 use crate::{
     config::{LabelRule, Trusted},
-    sources::docker::Container,
+    model::Container,
 };
 
 /// Nomad's docker driver sets these labels when its `extra_labels` includes `namespace`
@@ -30,7 +31,7 @@ pub struct Trust<'a> {
 impl Trust<'_> {
     /// The mode `container` runs with, given the mode its label asks for; and, when the
     /// label is not honoured, why (for the log).
-    pub fn mode(&self, container: &Container, label: Option<PolicyMode>) -> (PolicyMode, Option<String>) {
+    pub fn mode(&self, container: &Container, label: Option<PolicyMode>) -> (PolicyMode, Option<PolicyProblem>) {
         let Some(asked) = label else { return (self.default_mode, None) };
         let allowed = match self.labels {
             LabelRule::Any => true,
@@ -40,19 +41,14 @@ impl Trust<'_> {
         if allowed || self.is_trusted(container) {
             return (asked, None);
         }
-        let why = match self.labels {
-            LabelRule::Ignore => "labels do not choose modes here (policy_labels = \"ignore\")",
-            _ => "a label may only make a container stricter",
+        let refused = PolicyProblem::LabelRefused {
+            container: container.display_name(),
+            asked,
+            rule: self.labels,
+            image: container.image.clone(),
+            runs_in: self.default_mode,
         };
-        let reason = format!(
-            "container {:?}: label viking.policy={} is not honoured: {why}, and the container is not in \
-             [docker.trusted] (image {:?}); it runs in {}",
-            container.display_name(),
-            asked.name(),
-            container.image,
-            self.default_mode.name()
-        );
-        (self.default_mode, Some(reason))
+        (self.default_mode, Some(refused))
     }
 
     fn is_trusted(&self, container: &Container) -> bool {
@@ -138,8 +134,23 @@ mod tests {
         for lower in [PolicyMode::Off, PolicyMode::Bypass] {
             let (mode, why) = trust.mode(&plain, Some(lower));
             assert_eq!(mode, PolicyMode::Audit);
-            assert!(why.unwrap().contains("only make a container stricter"));
+            assert_eq!(
+                why,
+                Some(PolicyProblem::LabelRefused {
+                    container: "c".into(),
+                    asked: lower,
+                    rule: LabelRule::Tighten,
+                    image: "app".into(),
+                    runs_in: PolicyMode::Audit
+                })
+            );
         }
+        let (_, why) = trust.mode(&plain, Some(PolicyMode::Bypass));
+        assert_eq!(
+            why.unwrap().to_string(),
+            "container \"c\": label viking.policy=bypass is not honoured: a label may only make a container \
+             stricter, and the container is not in [docker.trusted] (image \"app\"); it runs in audit"
+        );
     }
 
     #[test]
@@ -168,6 +179,8 @@ mod tests {
         let ignore_audit = Trust { default_mode: PolicyMode::Audit, ..ignore };
         let (mode, why) = ignore_audit.mode(&other, Some(PolicyMode::Enforce));
         assert_eq!(mode, PolicyMode::Audit);
-        assert!(why.unwrap().contains("policy_labels = \"ignore\""));
+        let why = why.unwrap();
+        assert!(matches!(why, PolicyProblem::LabelRefused { rule: LabelRule::Ignore, .. }), "{why:?}");
+        assert!(why.to_string().contains("labels do not choose modes here (policy_labels = \"ignore\")"), "{why}");
     }
 }

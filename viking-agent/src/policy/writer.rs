@@ -11,11 +11,10 @@ use viking_common::{
     UnknownContainerStats, limits, names,
 };
 
-use super::KernelPolicy;
+use super::{KernelPolicy, PolicyWriteError};
 use crate::{
     dataplane::tables::{MapSource, TableError, map_err},
-    model::Protocol,
-    sources::docker::RuntimeScope,
+    model::{Protocol, RuntimeScope},
 };
 
 /// The policy maps and the settings entry.
@@ -131,19 +130,19 @@ impl PolicyWriter {
     }
 
     /// Makes the maps hold `desired`, as far as they can: every entry is tried, a failed
-    /// one (a full map) is reported naming the limit, and the writer remembers exactly what
-    /// the kernel holds. Returns the number of writes and the errors.
+    /// one (a full map) is reported naming the map's size, and the writer remembers exactly
+    /// what the kernel holds. Returns the number of writes and the errors.
     ///
     /// Order: looser first (modes that go, overlays and declarations that go), then
     /// declarations and overlays that come, then modes that come or tighten; so a
     /// container never has a stricter mode than its declarations allow for.
-    pub fn apply(&mut self, desired: &KernelPolicy) -> (usize, Vec<String>) {
+    pub fn apply(&mut self, desired: &KernelPolicy) -> (usize, Vec<PolicyWriteError>) {
         let (mut writes, mut errors) = (0, Vec::new());
         let (was_active, will_be_active) = (self.current.is_active(), desired.is_active());
         if will_be_active && !was_active {
             // Switch the check on before the first mode lands.
             if let Err(err) = self.tables.write_settings(&self.host, true) {
-                errors.push(err.to_string());
+                errors.push(err.into());
             }
         }
         let strictness = |scope: Option<(RuntimeScope, PolicyMode)>| scope.map_or(0, |(_, mode)| mode.strictness());
@@ -155,20 +154,20 @@ impl PolicyWriter {
                     writes += 1;
                     self.current.scope = desired.scope;
                 }
-                Err(err) => errors.push(err.to_string()),
+                Err(err) => errors.push(err.into()),
             }
         }
-        let mut outcome = |result: Result<(), TableError>, limit: &str| match result {
+        // `capacity`: the size of the map an insert goes to, and what its entries are.
+        let mut outcome = |result: Result<(), TableError>, capacity: Option<(u32, &'static str)>| match result {
             Ok(()) => {
                 writes += 1;
                 true
             }
-            Err(err) if limit.is_empty() => {
-                errors.push(err.to_string());
-                false
-            }
-            Err(err) => {
-                errors.push(format!("{err} (the map holds {limit})"));
+            Err(error) => {
+                errors.push(match capacity {
+                    None => error.into(),
+                    Some((capacity, entries)) => PolicyWriteError::Insert { error, capacity, entries },
+                });
                 false
             }
         };
@@ -176,20 +175,20 @@ impl PolicyWriter {
         let current = &mut self.current;
         let gone_modes: Vec<u64> = current.modes.keys().filter(|c| !desired.modes.contains_key(c)).copied().collect();
         for cgroup_id in gone_modes {
-            if outcome(remove(&mut t.modes, &cgroup_id, names::CGROUP_POLICY), "") {
+            if outcome(remove(&mut t.modes, &cgroup_id, names::CGROUP_POLICY), None) {
                 current.modes.remove(&cgroup_id);
             }
         }
         let gone_overlays: Vec<(u64, u16, Protocol)> =
             current.overlays.keys().filter(|k| !desired.overlays.contains_key(k)).copied().collect();
         for key in gone_overlays {
-            if outcome(remove(&mut t.overlays, &overlay_key(&key), names::OVERLAYS), "") {
+            if outcome(remove(&mut t.overlays, &overlay_key(&key), names::OVERLAYS), None) {
                 current.overlays.remove(&key);
             }
         }
         let gone_allowed: Vec<(u64, IpAddr)> = current.allowed.difference(&desired.allowed).copied().collect();
         for (cgroup_id, vip) in gone_allowed {
-            if outcome(remove(&mut t.allowed, &AllowKey { cgroup_id, vip: Ip6::from_ip(vip) }, names::ALLOWED), "") {
+            if outcome(remove(&mut t.allowed, &AllowKey { cgroup_id, vip: Ip6::from_ip(vip) }, names::ALLOWED), None) {
                 current.allowed.remove(&(cgroup_id, vip));
             }
         }
@@ -197,7 +196,7 @@ impl PolicyWriter {
         for (cgroup_id, vip) in new_allowed {
             let key = AllowKey { cgroup_id, vip: Ip6::from_ip(vip) };
             let written = t.allowed.insert(key, 1, 0).map_err(map_err(names::ALLOWED));
-            if outcome(written, &format!("{} declarations", limits::MAX_DECLARATIONS)) {
+            if outcome(written, Some((limits::MAX_DECLARATIONS, "declarations"))) {
                 current.allowed.insert((cgroup_id, vip));
             }
         }
@@ -205,7 +204,7 @@ impl PolicyWriter {
             if current.overlays.get(key) != Some(target) {
                 let written =
                     t.overlays.insert(overlay_key(key), overlay_target(target), 0).map_err(map_err(names::OVERLAYS));
-                if outcome(written, &format!("{} overlays", limits::MAX_DECLARATIONS)) {
+                if outcome(written, Some((limits::MAX_DECLARATIONS, "overlays"))) {
                     current.overlays.insert(*key, *target);
                 }
             }
@@ -214,7 +213,7 @@ impl PolicyWriter {
             if current.modes.get(cgroup_id) != Some(mode) {
                 let value = CgroupPolicy { mode: *mode as u8, _pad: [0; 7] };
                 let written = t.modes.insert(cgroup_id, value, 0).map_err(map_err(names::CGROUP_POLICY));
-                if outcome(written, &format!("{} containers with a policy", limits::MAX_CGROUPS)) {
+                if outcome(written, Some((limits::MAX_CGROUPS, "containers with a policy"))) {
                     current.modes.insert(*cgroup_id, *mode);
                 }
             }
@@ -225,13 +224,13 @@ impl PolicyWriter {
                     writes += 1;
                     self.current.scope = desired.scope;
                 }
-                Err(err) => errors.push(err.to_string()),
+                Err(err) => errors.push(err.into()),
             }
         }
         if was_active && !self.current.is_active() {
             // Off after the last mode left.
             if let Err(err) = self.tables.write_settings(&self.host, false) {
-                errors.push(err.to_string());
+                errors.push(err.into());
             }
         }
         (writes, errors)

@@ -7,8 +7,8 @@ use viking_common::{Algorithm, ServiceKey};
 
 use super::{Installed, KernelWriter, Reconciler, backends::BackendIds, ids::IdPool, slots, write};
 use crate::{
-    config::Limits,
     dataplane::tables::{KernelSnapshot, TableError},
+    model::Limits,
     model::{Frontend, OutlierDetection, Protocol, ServedServices, Service},
 };
 

@@ -32,9 +32,8 @@ use viking_common::{Algorithm, Ip6, OutlierPolicy, ServiceKey};
 
 use self::{backends::BackendIds, write::cleanup};
 use crate::{
-    config::Limits,
     dataplane::tables::TableError,
-    model::{DesiredState, Frontend, ServedServices, Service, ServiceChange},
+    model::{DesiredState, Frontend, Limits, ServedServices, Service, ServiceChange},
 };
 
 /// A service as installed in the kernel.

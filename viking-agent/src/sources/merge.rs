@@ -14,7 +14,7 @@ use std::{
 };
 
 use super::SourceId;
-use crate::model::{DesiredState, Frontend, Service, ServiceChange, SmallSet};
+use crate::model::{Clash, DesiredState, Frontend, NameVipClaims, Service, ServiceChange, SmallSet};
 
 /// Why a source's service is not served.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,12 +22,9 @@ pub enum ConflictReason {
     /// An earlier source serves another service at the same frontend.
     #[error("its frontend is already served as {0:?}")]
     FrontendTaken(String),
-    /// An earlier source gives the same name another VIP.
-    #[error("the name already has VIP {0}")]
-    NameHasVip(IpAddr),
-    /// An earlier source gives the VIP to another name.
-    #[error("the VIP already belongs to {0:?}")]
-    VipHasName(String),
+    /// An earlier source gives the name another VIP, or the VIP to another name.
+    #[error(transparent)]
+    Claimed(#[from] Clash),
 }
 
 /// A service of one source that another source's claim keeps out of the kernel.
@@ -153,28 +150,20 @@ impl SourceSet {
             component.vips.iter().flat_map(|vip| self.by_vip.get(vip).into_iter().flatten().copied()).collect();
         candidates.sort_unstable();
         let mut winners: BTreeMap<Frontend, (SourceId, Arc<Service>)> = BTreeMap::new();
-        let mut vip_of: HashMap<&str, IpAddr> = HashMap::new();
-        let mut name_of: HashMap<IpAddr, &str> = HashMap::new();
+        let mut claims: NameVipClaims<&str> = NameVipClaims::default();
         let mut conflicts = Vec::new();
         for (source, frontend) in candidates {
             let service = &self.sources[&source][&frontend];
-            let reason = if let Some((_, winner)) = winners.get(&frontend) {
-                Some(ConflictReason::FrontendTaken(winner.name.clone()))
-            } else if let Some(vip) = vip_of.get(service.name.as_str()).filter(|v| **v != frontend.vip) {
-                Some(ConflictReason::NameHasVip(*vip))
-            } else {
-                name_of
-                    .get(&frontend.vip)
-                    .filter(|n| **n != service.name)
-                    .map(|n| ConflictReason::VipHasName(n.to_string()))
+            let decided = match winners.get(&frontend) {
+                Some((_, winner)) => Err(ConflictReason::FrontendTaken(winner.name.clone())),
+                None => claims.check(&service.name, frontend.vip).map_err(ConflictReason::from),
             };
-            match reason {
-                Some(reason) => {
+            match decided {
+                Err(reason) => {
                     conflicts.push(Conflict { origin: source, name: service.name.clone(), frontend, reason });
                 }
-                None => {
-                    vip_of.insert(&service.name, frontend.vip);
-                    name_of.insert(frontend.vip, &service.name);
+                Ok(()) => {
+                    claims.claim(service.name.as_str(), frontend.vip);
                     winners.insert(frontend, (source, service.clone()));
                 }
             }
@@ -305,7 +294,7 @@ mod tests {
         assert_eq!(consul.changes.len(), 2);
         let file = set.apply(SourceId::StaticFile, vec![ServiceChange::Upsert(service("web", "240.0.0.30", 80, 3))]);
         let reasons: Vec<&ConflictReason> = file.conflicts.iter().map(|c| &c.reason).collect();
-        assert_eq!(reasons, [&ConflictReason::NameHasVip("240.0.0.30".parse().unwrap())]);
+        assert_eq!(reasons, [&ConflictReason::Claimed(Clash::NameHasVip("240.0.0.30".parse().unwrap()))]);
         assert_eq!(file.conflicts[0].origin, SourceId::Consul, "the later source loses");
         assert_eq!(
             file.changes,

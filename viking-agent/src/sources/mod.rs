@@ -9,7 +9,7 @@ pub mod static_file;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{DesiredState, ServiceChange};
+use crate::model::{Container, DesiredState, RuntimeScope, ServiceChange};
 
 /// Which source a snapshot comes from. The order is the precedence when two sources claim
 /// the same frontend: the earlier one wins.
@@ -45,9 +45,9 @@ pub enum Update {
     /// advance), and the runtime's parent cgroup when it exists.
     Containers {
         /// The containers.
-        containers: Vec<docker::Container>,
+        containers: Vec<Container>,
         /// The runtime's parent cgroup: the scope of the kernel backstop.
-        scope: Option<docker::RuntimeScope>,
+        scope: Option<RuntimeScope>,
     },
     /// The `connect_to=<service>` tags of one Consul service's instances, by instance id
     /// (empty: none any more).

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 
 use super::{SourceChange, SourceId, Update};
 use crate::{
-    config::{Config, ConsulSettings, Limits, Parsed},
-    model::{DesiredState, Service},
+    config::{Config, ConsulSettings, Parsed},
+    model::{DesiredState, Limits, Service},
 };
 
 /// How often the file is checked; an edit is applied within this time plus the write.

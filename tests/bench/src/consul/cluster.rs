@@ -174,7 +174,7 @@ fn wait_synced(reports: &mpsc::Receiver<Event>, agents: usize) -> anyhow::Result
 async fn control_plane(agent: usize, config: &str, events: mpsc::Sender<Event>) -> anyhow::Result<()> {
     let config = Config::parse(config)?.config;
     let settings = config.consul.clone().context("no [consul] section")?;
-    let source = ConsulSource::new(settings, config.agent.clone(), &config.limits)?;
+    let source = ConsulSource::new(settings, config.agent.vip_ranges.clone(), &config.limits)?;
     let (tx, mut updates) = tokio::sync::mpsc::channel(64);
     tokio::spawn(source.run(tx));
     let mut reconciler = Reconciler::adopt(NoKernel, KernelSnapshot::default(), config.limits)?;

@@ -10,12 +10,13 @@ use super::{
     client::decode,
     instances::{self, ReadContext},
     nodes::NodeView,
+    problems::ConsulProblem,
     vips::{self, Keys, VipTable},
     wire::{KvEntry, NodeServices},
 };
 use crate::{
-    config::{AgentSettings, ConsulSettings, Limits},
-    model::{BackendSpec, Service},
+    config::{AgentSettings, ConsulSettings},
+    model::{BackendSpec, Limits, Service},
 };
 
 /// What the agent makes of one answer body.
@@ -30,8 +31,8 @@ pub struct AnswerReading {
     /// As a listing of `<kv_prefix>/services/`, when the body decodes as one: the VIP of
     /// each service.
     pub vips: Option<BTreeMap<String, IpAddr>>,
-    /// Every message the readers gave (skipped instances, ignored records).
-    pub problems: Vec<String>,
+    /// Every problem the readers reported (skipped instances, ignored records).
+    pub problems: Vec<ConsulProblem>,
 }
 
 /// Reads `body` as a node's services, of which the instances of `service` are read, and as
@@ -54,7 +55,8 @@ pub fn read_answer(
         view.set_services(&node, answer);
         view.set_checks(&node, &[]);
         let entries = view.passing(service);
-        let context = ReadContext { agent, max_backends: limits.max_backends_per_service, local_node };
+        let context =
+            ReadContext { vip_ranges: &agent.vip_ranges, max_backends: limits.max_backends_per_service, local_node };
         let mut read = instances::read(service, &entries, &context);
         reading.problems.append(&mut read.problems);
         if let Some(shape) = &read.shape {

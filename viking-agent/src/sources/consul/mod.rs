@@ -23,6 +23,7 @@ mod answers;
 mod client;
 mod instances;
 mod nodes;
+mod problems;
 mod state;
 mod streams;
 mod tls;
@@ -46,7 +47,10 @@ use self::{
     wire::{AgentSelf, CatalogNode, KvEntry, NodeCheck, NodeServices},
 };
 use super::{Update, backoff::Backoff};
-use crate::config::{AgentSettings, ConsulSettings, Limits};
+use crate::{
+    config::ConsulSettings,
+    model::{Limits, VipRanges},
+};
 
 /// Allocation transactions running at once.
 const ALLOCATION_CONCURRENCY: usize = 4;
@@ -125,7 +129,7 @@ pub enum Event {
 #[derive(Debug)]
 pub struct ConsulSource {
     settings: ConsulSettings,
-    agent: AgentSettings,
+    vip_ranges: VipRanges,
     max_backends: u16,
     client: ConsulClient,
     keys: Keys,
@@ -134,11 +138,11 @@ pub struct ConsulSource {
 
 impl ConsulSource {
     /// A source for `settings`; fails only when the client cannot be built (TLS files).
-    pub fn new(settings: ConsulSettings, agent: AgentSettings, limits: &Limits) -> Result<Self, ConsulError> {
+    pub fn new(settings: ConsulSettings, vip_ranges: VipRanges, limits: &Limits) -> Result<Self, ConsulError> {
         let client = ConsulClient::new(&settings)?;
         let keys = Keys::new(&settings.kv_prefix);
         let metrics = crate::metrics::sources::AgentMetrics::default();
-        Ok(Self { settings, agent, max_backends: limits.max_backends_per_service, client, keys, metrics })
+        Ok(Self { settings, vip_ranges, max_backends: limits.max_backends_per_service, client, keys, metrics })
     }
 
     /// Reports reachability, answers and errors to `metrics`.
@@ -154,7 +158,7 @@ impl ConsulSource {
             tag: self.settings.tag.clone(),
             vip_range: self.settings.vip_range,
             keys: self.keys.clone(),
-            agent: self.agent.clone(),
+            vip_ranges: self.vip_ranges.clone(),
             max_backends: self.max_backends,
             release_after: self.settings.vip_release_after,
             local_node,

@@ -20,12 +20,12 @@ use super::{
     allocator::Request,
     instances::{self, ReadContext, Reading, ServiceShape},
     nodes::{NodeView, NodeWatch},
+    problems::ConsulProblem,
     vips::{Allocation, Keys, VipTable},
     wire::{CatalogNode, HealthEntry, KvEntry, NodeCheck, NodeServices},
 };
 use crate::{
-    config::{AgentSettings, check_name},
-    model::{DesiredState, Service, ServiceChange},
+    model::{DesiredState, Service, ServiceChange, VipRanges, check_service_name},
     sources::SourceChange,
 };
 
@@ -44,8 +44,8 @@ pub struct Settings {
     pub vip_range: IpNet,
     /// The KV keys of the VIP records.
     pub keys: Keys,
-    /// VIP ranges and the like, for checking backends.
-    pub agent: AgentSettings,
+    /// VIP ranges, which no backend may be inside.
+    pub vip_ranges: VipRanges,
     /// `limits.max_backends_per_service`.
     pub max_backends: u16,
     /// How long a service must be gone before its VIP is released.
@@ -98,7 +98,7 @@ pub struct ConsulState {
     /// Watches failing now, with their error.
     failing: BTreeMap<String, String>,
     /// Problems last logged per key, so a repeated answer logs nothing new.
-    problems: HashMap<String, Vec<String>>,
+    problems: HashMap<String, Vec<ConsulProblem>>,
     /// What the run loop was last told, per service.
     sent: HashMap<String, Arc<Service>>,
     declarations_sent: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
@@ -241,10 +241,10 @@ impl ConsulState {
         if name == CONSUL_SERVICE || self.settings.tag.as_ref().is_some_and(|tag| !self.nodes.has_tag(name, tag)) {
             return false;
         }
-        match check_name(name) {
+        match check_service_name(name) {
             Ok(()) => true,
-            Err(reason) => {
-                self.log_problems(name, vec![format!("consul service name {name:?}: {reason}; service skipped")]);
+            Err(error) => {
+                self.log_problems(name, vec![ConsulProblem::ServiceName { service: name.to_owned(), error }]);
                 false
             }
         }
@@ -253,7 +253,7 @@ impl ConsulState {
     /// Takes the passing instances of the wanted service `name`.
     fn read_instances(&mut self, name: &str, entries: &[HealthEntry]) {
         let context = ReadContext {
-            agent: &self.settings.agent,
+            vip_ranges: &self.settings.vip_ranges,
             max_backends: self.settings.max_backends,
             local_node: self.settings.local_node.as_deref(),
         };
@@ -463,7 +463,7 @@ impl ConsulState {
     }
 
     /// Logs the problems of `key` when they differ from the last ones logged for it.
-    fn log_problems(&mut self, key: &str, problems: Vec<String>) {
+    fn log_problems(&mut self, key: &str, problems: Vec<ConsulProblem>) {
         if self.problems.get(key).map_or(problems.is_empty(), |last| *last == problems) {
             return;
         }

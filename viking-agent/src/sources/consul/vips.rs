@@ -23,6 +23,7 @@ use ipnet::IpNet;
 
 use super::{
     client::{ConsulClient, ConsulError},
+    problems::ConsulProblem,
     wire::KvEntry,
 };
 
@@ -99,7 +100,7 @@ impl VipTable {
         entries: &[KvEntry],
         range: IpNet,
         listing_index: u64,
-    ) -> (Vec<String>, Vec<String>) {
+    ) -> (Vec<ConsulProblem>, Vec<String>) {
         let prefix = keys.services_prefix();
         let mut problems = Vec::new();
         let mut listed: HashMap<String, Allocation> = HashMap::with_capacity(entries.len());
@@ -109,11 +110,11 @@ impl VipTable {
                 Some(vip) if range.contains(&vip) => {
                     listed.insert(name.to_owned(), Allocation { vip, modify_index: entry.modify_index });
                 }
-                _ => problems.push(format!(
-                    "consul KV {}: value {:?} is not a VIP inside {range}; ignored",
-                    entry.key,
-                    entry.text().unwrap_or_default()
-                )),
+                _ => problems.push(ConsulProblem::VipRecord {
+                    key: entry.key.clone(),
+                    value: entry.text().unwrap_or_default(),
+                    range,
+                }),
             }
         }
         for (name, allocation) in &self.by_service {
@@ -319,8 +320,9 @@ mod tests {
         assert_eq!(changed, ["web"]);
         assert_eq!(table.get("web").map(|a| a.vip), Some("241.0.0.7".parse().unwrap()));
         assert!(table.get("bad").is_none() && table.get("junk").is_none());
-        assert_eq!(problems.len(), 2);
-        assert!(problems[0].contains("viking/services/bad") && problems[0].contains("10.0.0.1"), "{problems:?}");
+        let range: IpNet = "241.0.0.0/8".parse().unwrap();
+        let record = |key: &str, value: &str| ConsulProblem::VipRecord { key: key.into(), value: value.into(), range };
+        assert_eq!(problems, [record("viking/services/bad", "10.0.0.1"), record("viking/services/junk", "hello")]);
     }
 }
 

@@ -17,6 +17,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::model::RuntimeScope;
+
 /// dockerd's cgroup driver (`docker info`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Driver {
@@ -31,15 +33,6 @@ impl Driver {
     pub fn from_info(name: Option<&str>) -> Self {
         if name == Some("systemd") { Self::Systemd } else { Self::Cgroupfs }
     }
-}
-
-/// The runtime's parent cgroup as the kernel sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RuntimeScope {
-    /// Its cgroup id (the directory's inode).
-    pub cgroup_id: u64,
-    /// Its depth below the cgroup2 root (the root is 0).
-    pub level: u32,
 }
 
 /// The cgroup layout of one dockerd.

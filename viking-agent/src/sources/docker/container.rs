@@ -1,84 +1,48 @@
-//! What the agent knows about one running container.
+//! Docker's view of a container (`docker inspect`, a `create` event) as a [`Container`].
 
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::ContainerInspectResponse;
 
-/// A container (created or running) as the policy needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Container {
-    /// Docker's id.
-    pub id: String,
-    /// Docker's name, without the leading `/`.
-    pub name: String,
-    /// The image it was created from, as given (`Config.Image`, e.g. `redis:7`).
-    pub image: String,
-    /// Id of the cgroup its processes run in: what the kernel programs see.
-    pub cgroup_id: u64,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Environment, `KEY=value`.
-    pub env: Vec<String>,
-    /// The Nomad task it runs, when Nomad started it.
-    pub nomad: Option<NomadTask>,
+use crate::model::{Container, NomadTask};
+
+/// The container of `docker inspect`, running in cgroup `cgroup_id`.
+pub(super) fn from_inspect(inspect: &ContainerInspectResponse, cgroup_id: u64) -> Container {
+    let config = inspect.config.as_ref();
+    let labels: BTreeMap<String, String> =
+        config.and_then(|c| c.labels.clone()).unwrap_or_default().into_iter().collect();
+    let env = config.and_then(|c| c.env.clone()).unwrap_or_default();
+    let nomad = nomad_task(&labels, &env);
+    Container {
+        id: inspect.id.clone().unwrap_or_default(),
+        name: inspect.name.clone().unwrap_or_default().trim_start_matches('/').to_owned(),
+        image: config.and_then(|c| c.image.clone()).unwrap_or_default(),
+        cgroup_id,
+        labels,
+        env,
+        nomad,
+    }
 }
 
-/// Nomad's identity of a task container: like Nomad, Viking keys it by name and alloc id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NomadTask {
-    /// The task name.
-    pub task: String,
-    /// The allocation id.
-    pub alloc_id: String,
-}
-
-impl Container {
-    /// How logs name the container: `task/alloc` for Nomad tasks, the Docker name otherwise.
-    pub fn display_name(&self) -> String {
-        match &self.nomad {
-            Some(nomad) => format!("{}/{}", nomad.task, nomad.alloc_id),
-            None => self.name.clone(),
-        }
-    }
-
-    /// Builds the container from `docker inspect` and the id of its cgroup.
-    pub fn from_inspect(inspect: &ContainerInspectResponse, cgroup_id: u64) -> Self {
-        let config = inspect.config.as_ref();
-        let labels: BTreeMap<String, String> =
-            config.and_then(|c| c.labels.clone()).unwrap_or_default().into_iter().collect();
-        let env = config.and_then(|c| c.env.clone()).unwrap_or_default();
-        let nomad = nomad_task(&labels, &env);
-        Self {
-            id: inspect.id.clone().unwrap_or_default(),
-            name: inspect.name.clone().unwrap_or_default().trim_start_matches('/').to_owned(),
-            image: config.and_then(|c| c.image.clone()).unwrap_or_default(),
-            cgroup_id,
-            labels,
-            env,
-            nomad,
-        }
-    }
-
-    /// Builds a just-created container from its `create` event and the id of the cgroup
-    /// prepared for it. dockerd puts the container's labels in the event's attributes, beside
-    /// `image` and `name` (which win over labels of those names); the environment is not in
-    /// the event, so env declarations and a Nomad identity from env arrive at `start`.
-    pub fn from_create_event(id: &str, attributes: &HashMap<String, String>, cgroup_id: u64) -> Self {
-        let labels: BTreeMap<String, String> = attributes
-            .iter()
-            .filter(|(key, _)| !matches!(key.as_str(), "image" | "name"))
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect();
-        let nomad = nomad_task(&labels, &[]);
-        Self {
-            id: id.to_owned(),
-            name: attributes.get("name").cloned().unwrap_or_default(),
-            image: attributes.get("image").cloned().unwrap_or_default(),
-            cgroup_id,
-            labels,
-            env: Vec::new(),
-            nomad,
-        }
+/// A just-created container from its `create` event and the id of the cgroup prepared for
+/// it. dockerd puts the container's labels in the event's attributes, beside `image` and
+/// `name` (which win over labels of those names); the environment is not in the event, so
+/// env declarations and a Nomad identity from env arrive at `start`.
+pub(super) fn from_create_event(id: &str, attributes: &HashMap<String, String>, cgroup_id: u64) -> Container {
+    let labels: BTreeMap<String, String> = attributes
+        .iter()
+        .filter(|(key, _)| !matches!(key.as_str(), "image" | "name"))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let nomad = nomad_task(&labels, &[]);
+    Container {
+        id: id.to_owned(),
+        name: attributes.get("name").cloned().unwrap_or_default(),
+        image: attributes.get("image").cloned().unwrap_or_default(),
+        cgroup_id,
+        labels,
+        env: Vec::new(),
+        nomad,
     }
 }
 
@@ -119,7 +83,7 @@ mod tests {
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .into();
-        let container = Container::from_create_event("abc", &attributes, 42);
+        let container = from_create_event("abc", &attributes, 42);
         assert_eq!(
             (container.name.as_str(), container.image.as_str(), container.cgroup_id),
             ("cache-1", "redis:7", 42)

@@ -19,16 +19,14 @@ use bollard::{
     models::ContainerInspectResponse,
     query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions},
 };
-pub use cgroups::RuntimeScope;
 use cgroups::{CgroupLayout, Driver, cgroup_of};
-pub use container::{Container, NomadTask};
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
 use viking_common::PolicyMode;
 
 use super::{Update, backoff::Backoff};
-use crate::config::DockerSettings;
+use crate::{config::DockerSettings, model::Container};
 
 /// Seconds bollard waits for dockerd's answers (the event stream itself has no timeout).
 const DOCKER_TIMEOUT_SECS: u64 = 30;
@@ -173,7 +171,7 @@ impl DockerSource {
         };
         match self.cgroup(layout, id, &inspect, known) {
             Ok(Some(cgroup_id)) => {
-                known.containers.insert(id.to_owned(), Container::from_inspect(&inspect, cgroup_id));
+                known.containers.insert(id.to_owned(), container::from_inspect(&inspect, cgroup_id));
             }
             Ok(None) => {
                 known.containers.remove(id);
@@ -231,7 +229,7 @@ fn created(layout: &CgroupLayout, id: &str, attributes: &HashMap<String, String>
     match layout.prepare(id, None) {
         Ok(Some((dir, cgroup_id))) => {
             known.prepared.insert(id.to_owned(), dir);
-            known.containers.insert(id.to_owned(), Container::from_create_event(id, attributes, cgroup_id));
+            known.containers.insert(id.to_owned(), container::from_create_event(id, attributes, cgroup_id));
         }
         Ok(None) => {}
         Err(err) => tracing::warn!("docker: container {id}: cannot prepare its cgroup: {err}; it is learned at start"),

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use viking_common::Algorithm;
 
-use crate::model::{OutlierDetection, Protocol, parse_algorithm};
+use super::super::problems::{ConsulProblem, OutlierMetaError};
+use crate::model::{Named, OutlierDetection, Protocol};
 
 /// The prefix of every instance meta key Viking reads.
 pub const META_PREFIX: &str = "viking_";
@@ -57,24 +58,24 @@ impl ServiceShapeDecl {
 
 /// Outlier ejection from `viking_outlier_*` meta: a bad entry is reported and its default
 /// kept; a combination that does not hold keeps every default.
-fn outlier_from_meta(name: &str, declared: &[(String, String)], problems: &mut Vec<String>) -> OutlierDetection {
+fn outlier_from_meta(name: &str, declared: &[(String, String)], problems: &mut Vec<ConsulProblem>) -> OutlierDetection {
     let mut outlier = OutlierDetection::default();
     for (key, text) in declared {
         let result = match text.parse::<i64>() {
-            Ok(value) => outlier.set(key, value).map_err(|err| err.reason),
-            Err(_) => Err("must be an integer".to_owned()),
+            Ok(value) => outlier.set(key, value).map_err(OutlierMetaError::from),
+            Err(_) => Err(OutlierMetaError::NotAnInteger),
         };
-        if let Err(reason) = result {
-            problems.push(format!(
-                "consul service {name:?}: meta {META_OUTLIER_PREFIX}{key} = {text:?}: {reason}; its default is used"
-            ));
+        if let Err(error) = result {
+            problems.push(ConsulProblem::OutlierMeta {
+                service: name.to_owned(),
+                key: key.clone(),
+                value: text.clone(),
+                error,
+            });
         }
     }
-    outlier.check().unwrap_or_else(|err| {
-        problems.push(format!(
-            "consul service {name:?}: meta {META_OUTLIER_PREFIX}{}: {}; the default ejection settings are used",
-            err.key, err.reason
-        ));
+    outlier.check().unwrap_or_else(|error| {
+        problems.push(ConsulProblem::OutlierSettings { service: name.to_owned(), error });
         OutlierDetection::default()
     })
 }
@@ -85,52 +86,39 @@ pub(super) fn shape(
     name: &str,
     declared: &[(String, ServiceShapeDecl)],
     ports: &BTreeMap<u16, usize>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<ConsulProblem>,
 ) -> Option<ServiceShape> {
     let first = &declared.first()?.1;
+    let service = || name.to_owned();
     if let Some((id, _)) = declared.iter().find(|(_, d)| d != first) {
-        problems.push(format!(
-            "consul service {name:?}: instance {id:?} declares other viking_* meta than the others; the first instance's are used"
-        ));
+        problems.push(ConsulProblem::MetaDiffers { service: service(), instance: id.clone() });
     }
     let port = match &first.port {
         Some(text) => match text.parse::<u16>() {
             Ok(port) if port != 0 => port,
             _ => {
-                problems.push(format!(
-                    "consul service {name:?}: meta {META_PORT} = {text:?} is not 1..=65535; service skipped"
-                ));
+                problems.push(ConsulProblem::PortMeta { service: service(), value: text.clone() });
                 return None;
             }
         },
         None if ports.len() == 1 => *ports.keys().next()?,
         None => {
-            let list: Vec<String> = ports.keys().map(ToString::to_string).collect();
-            problems.push(format!(
-                "consul service {name:?}: instances listen on different ports ({}); set meta {META_PORT} to choose the VIP's port; service skipped",
-                list.join(", ")
-            ));
+            problems.push(ConsulProblem::PortsDiffer { service: service(), ports: ports.keys().copied().collect() });
             return None;
         }
     };
-    let protocol = match first.protocol.as_deref().map(str::parse::<Protocol>) {
-        None => Protocol::Tcp,
-        Some(Ok(protocol)) => protocol,
-        Some(Err(reason)) => {
-            let text = first.protocol.as_deref().unwrap_or_default();
-            problems
-                .push(format!("consul service {name:?}: meta {META_PROTOCOL} = {text:?}: {reason}; service skipped"));
+    let written = |text: &Option<String>| text.clone().unwrap_or_default();
+    let protocol = match Protocol::parse_or_default(first.protocol.as_deref()) {
+        Ok(protocol) => protocol,
+        Err(error) => {
+            problems.push(ConsulProblem::ProtocolMeta { service: service(), value: written(&first.protocol), error });
             return None;
         }
     };
-    let algorithm = match first.algorithm.as_deref() {
-        None => Algorithm::RoundRobin,
-        Some(text) => parse_algorithm(text).unwrap_or_else(|reason| {
-            problems
-                .push(format!("consul service {name:?}: meta {META_ALGORITHM} = {text:?}: {reason}; round_robin used"));
-            Algorithm::RoundRobin
-        }),
-    };
+    let algorithm = Algorithm::parse_or_default(first.algorithm.as_deref()).unwrap_or_else(|error| {
+        problems.push(ConsulProblem::AlgorithmMeta { service: service(), value: written(&first.algorithm), error });
+        Algorithm::default()
+    });
     let outlier = outlier_from_meta(name, &first.outlier, problems);
     Some(ServiceShape { port, protocol, algorithm, outlier })
 }

@@ -17,19 +17,19 @@ use std::{
 
 mod meta;
 
-pub use self::meta::{META_PREFIX, ServiceShape};
+pub use self::meta::{META_ALGORITHM, META_OUTLIER_PREFIX, META_PORT, META_PREFIX, META_PROTOCOL, ServiceShape};
 use self::meta::{ServiceShapeDecl, shape};
-use super::wire::HealthEntry;
-use crate::{
-    config::{AgentSettings, check_backend_addr},
-    model::{BackendSpec, Frontend, Service},
+use super::{
+    problems::{ConsulProblem, InstanceProblem},
+    wire::HealthEntry,
 };
+use crate::model::{BackendSpec, Frontend, Service, VipRanges, check_backend_addr};
 
 /// What reading a service's instances depends on besides the instances.
 #[derive(Clone, Copy, Debug)]
 pub struct ReadContext<'a> {
     /// VIP ranges (a backend must be outside them).
-    pub agent: &'a AgentSettings,
+    pub vip_ranges: &'a VipRanges,
     /// `limits.max_backends_per_service`.
     pub max_backends: u16,
     /// This host's Consul node: loopback instances registered on it are local backends.
@@ -47,8 +47,8 @@ pub struct Reading {
     /// `connect_to=<service>` tags, by instance id: the services that instance's container
     /// declares it uses.
     pub declarations: BTreeMap<String, BTreeSet<String>>,
-    /// One message per skipped instance or inconsistent declaration.
-    pub problems: Vec<String>,
+    /// One per skipped instance or inconsistent declaration.
+    pub problems: Vec<ConsulProblem>,
 }
 
 /// Tag prefix of a declared dependency (the original Viking design's `connect_to`).
@@ -56,11 +56,11 @@ pub const TAG_CONNECT_TO: &str = "connect_to=";
 
 /// Reads the passing instances of service `name`.
 pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> Reading {
-    let (agent, max_backends) = (context.agent, context.max_backends);
+    let max_backends = context.max_backends;
     let mut reading = Reading::default();
     let mut problems = Vec::new();
-    let mut problem = |instance: &str, what: String| {
-        problems.push(format!("consul service {name:?} instance {instance:?}: {what}; instance skipped"))
+    let mut problem = |instance: &str, reason: InstanceProblem| {
+        problems.push(ConsulProblem::Instance { service: name.to_owned(), instance: instance.to_owned(), reason });
     };
     let mut backends: BTreeMap<SocketAddr, BackendSpec> = BTreeMap::new();
     let mut ports: BTreeMap<u16, usize> = BTreeMap::new();
@@ -82,29 +82,28 @@ pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> R
         }
         let address = if instance.address.is_empty() { &entry.node.address } else { &instance.address };
         let Ok(ip) = address.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
-            problem(&instance.id, format!("address {address:?} is not an IP address"));
+            problem(&instance.id, InstanceProblem::NotAnIp(address.clone()));
             continue;
         };
         let Ok(port) = u16::try_from(instance.port).map_err(drop).and_then(|p| if p == 0 { Err(()) } else { Ok(p) })
         else {
-            problem(&instance.id, format!("port {} is not 1..=65535", instance.port));
+            problem(&instance.id, InstanceProblem::Port(instance.port));
             continue;
         };
         if ip.is_loopback() && !is_local(&entry.node.node, context.local_node) {
             let why = match context.local_node {
-                Some(local) => format!(
-                    "address {ip} is loopback on node {:?}, which is not this host's Consul node {local:?}",
-                    entry.node.node
-                ),
-                None => format!("address {ip} is loopback and this host's Consul node is unknown"),
+                Some(local) => {
+                    InstanceProblem::LoopbackElsewhere { ip, node: entry.node.node.clone(), local: local.to_owned() }
+                }
+                None => InstanceProblem::LoopbackNodeUnknown(ip),
             };
             problem(&instance.id, why);
             continue;
         }
         let addr = SocketAddr::new(ip, port);
-        // The VIP's family is not known yet; check everything but the family here.
-        if let Err(reason) = check_backend_addr(addr, ip, agent) {
-            problem(&instance.id, format!("address {addr}: {reason}"));
+        // The VIP's family is not known yet; it is checked when the service is built.
+        if let Err(error) = check_backend_addr(addr, context.vip_ranges) {
+            problem(&instance.id, InstanceProblem::Backend { addr, error });
             continue;
         }
         let weight = instance.weights.map_or(1, |w| w.passing).clamp(1, i64::from(BackendSpec::MAX_WEIGHT)) as u16;
@@ -115,11 +114,11 @@ pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> R
     reading.problems = problems;
     let mut backends: Vec<BackendSpec> = backends.into_values().collect();
     if backends.len() > usize::from(max_backends) {
-        reading.problems.push(format!(
-            "consul service {name:?}: {} passing instances, more than limits.max_backends_per_service = {max_backends}; \
-             the first {max_backends} by address are used",
-            backends.len()
-        ));
+        reading.problems.push(ConsulProblem::TooManyInstances {
+            service: name.to_owned(),
+            count: backends.len(),
+            max: max_backends,
+        });
         backends.truncate(usize::from(max_backends));
     }
     reading.shape = shape(name, &declared, &ports, &mut reading.problems);
@@ -134,16 +133,19 @@ fn is_local(node: &str, local: Option<&str>) -> bool {
 }
 
 /// The Viking service for a Consul service with its VIP. Backends of the other address
-/// family than the VIP are dropped; the message says which.
-pub fn service(name: &str, vip: IpAddr, shape: &ServiceShape, backends: &[BackendSpec]) -> (Service, Option<String>) {
+/// family than the VIP are dropped; the problem says which.
+pub fn service(
+    name: &str,
+    vip: IpAddr,
+    shape: &ServiceShape,
+    backends: &[BackendSpec],
+) -> (Service, Option<ConsulProblem>) {
     let (kept, dropped): (Vec<BackendSpec>, Vec<BackendSpec>) =
         backends.iter().partition(|b| b.addr.is_ipv4() == vip.is_ipv4());
-    let problem = (!dropped.is_empty()).then(|| {
-        let list: Vec<String> = dropped.iter().map(|b| b.addr.to_string()).collect();
-        format!(
-            "consul service {name:?}: instances {} are not of the VIP's address family ({vip}); skipped",
-            list.join(", ")
-        )
+    let problem = (!dropped.is_empty()).then(|| ConsulProblem::AddressFamily {
+        service: name.to_owned(),
+        vip,
+        instances: dropped.iter().map(|b| b.addr).collect(),
     });
     let service = Service {
         name: name.to_owned(),

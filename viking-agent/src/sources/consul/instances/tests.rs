@@ -3,13 +3,13 @@
 
 use viking_common::Algorithm;
 
-use super::{
-    meta::{META_ALGORITHM, META_PORT, META_PROTOCOL},
-    *,
-};
+use super::*;
 use crate::{
-    model::OutlierDetection,
-    sources::consul::wire::{Node, ServiceInstance, Weights},
+    model::{BackendError, OutlierDetection},
+    sources::consul::{
+        problems::OutlierMetaError,
+        wire::{Node, ServiceInstance, Weights},
+    },
 };
 
 fn entry(id: &str, node_address: &str, address: &str, port: i64, meta: &[(&str, &str)]) -> HealthEntry {
@@ -27,14 +27,10 @@ fn entry(id: &str, node_address: &str, address: &str, port: i64, meta: &[(&str, 
     }
 }
 
-fn agent() -> AgentSettings {
-    AgentSettings::default()
-}
-
 /// Reads `entries` on a host whose Consul node is `local-node`.
 fn read_here(entries: &[HealthEntry], max_backends: u16) -> Reading {
-    let agent = agent();
-    read("web", entries, &ReadContext { agent: &agent, max_backends, local_node: Some("local-node") })
+    let vip_ranges = VipRanges::default();
+    read("web", entries, &ReadContext { vip_ranges: &vip_ranges, max_backends, local_node: Some("local-node") })
 }
 
 #[test]
@@ -66,8 +62,19 @@ fn outlier_meta_sets_ejection_and_a_bad_value_keeps_its_default_with_a_message()
     let outlier = reading.shape.unwrap().outlier;
     assert_eq!((outlier.consecutive_failures, outlier.max_ejection_percent), (5, 30));
     assert_eq!(outlier.ejection_secs, OutlierDetection::default().ejection_secs);
-    assert_eq!(reading.problems.len(), 1, "{:?}", reading.problems);
-    assert!(reading.problems[0].contains("viking_outlier_ejection_seconds = \"ten\""), "{:?}", reading.problems);
+    assert_eq!(
+        reading.problems,
+        [ConsulProblem::OutlierMeta {
+            service: "web".into(),
+            key: "ejection_seconds".into(),
+            value: "ten".into(),
+            error: OutlierMetaError::NotAnInteger
+        }]
+    );
+    assert_eq!(
+        reading.problems[0].to_string(),
+        "consul service \"web\": meta viking_outlier_ejection_seconds = \"ten\": must be an integer; its default is used"
+    );
 
     let off = [("viking_outlier_consecutive_failures", "0")];
     let reading = read_here(&[entry("a", "10.0.0.1", "", 80, &off)], 1024);
@@ -79,7 +86,8 @@ fn different_ports_without_meta_skip_the_service_with_a_reason() {
     let entries = [entry("a", "10.0.0.1", "", 1000, &[]), entry("b", "10.0.0.2", "", 2000, &[])];
     let reading = read_here(&entries, 1024);
     assert_eq!(reading.shape, None);
-    assert!(reading.problems[0].contains("different ports (1000, 2000)"), "{:?}", reading.problems);
+    assert_eq!(reading.problems, [ConsulProblem::PortsDiffer { service: "web".into(), ports: vec![1000, 2000] }]);
+    assert!(reading.problems[0].to_string().contains("different ports (1000, 2000)"), "{:?}", reading.problems);
 }
 
 #[test]
@@ -95,17 +103,39 @@ fn bad_instances_are_skipped_and_named() {
     ];
     let reading = read_here(&entries, 1024);
     assert_eq!(reading.backends.len(), 1);
-    let text = reading.problems.join("\n");
-    for needle in [
-        "\"noip\": address \"web.local\"",
-        "\"zero\": port 0",
-        "\"huge\": port 70000",
-        "\"vip\": address 240.0.0.9:80: inside the VIP ranges",
-        "\"loop\": address 127.0.0.1 is loopback on node \"node-loop\", which is not this host's Consul node",
-        "\"multi\": address 224.0.0.1:80: not a unicast",
-    ] {
-        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-    }
+    let skipped: Vec<(&str, &InstanceProblem)> = reading
+        .problems
+        .iter()
+        .map(|problem| match problem {
+            ConsulProblem::Instance { instance, reason, .. } => (instance.as_str(), reason),
+            other => panic!("not an instance: {other}"),
+        })
+        .collect();
+    let loopback = "127.0.0.1".parse().unwrap();
+    let backend = |addr: &str, error| InstanceProblem::Backend { addr: addr.parse().unwrap(), error };
+    assert_eq!(
+        skipped,
+        [
+            ("noip", &InstanceProblem::NotAnIp("web.local".into())),
+            ("zero", &InstanceProblem::Port(0)),
+            ("huge", &InstanceProblem::Port(70000)),
+            ("vip", &backend("240.0.0.9:80", BackendError::InsideVipRanges(VipRanges::default()))),
+            (
+                "loop",
+                &InstanceProblem::LoopbackElsewhere {
+                    ip: loopback,
+                    node: "node-loop".into(),
+                    local: "local-node".into()
+                }
+            ),
+            ("multi", &backend("224.0.0.1:80", BackendError::NotUnicast)),
+        ]
+    );
+    assert_eq!(
+        reading.problems[3].to_string(),
+        "consul service \"web\" instance \"vip\": address 240.0.0.9:80: inside the VIP ranges (240.0.0.0/4); \
+         a VIP cannot be a backend; instance skipped"
+    );
 }
 
 #[test]
@@ -115,12 +145,26 @@ fn a_loopback_instance_is_a_backend_only_on_its_own_node() {
     let elsewhere = entry("other", "127.0.0.1", "127.0.0.1", 8080, &[]);
     let reading = read_here(&[here.clone(), elsewhere.clone()], 1024);
     assert_eq!(reading.backends.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>(), ["127.0.0.1:8080"]);
-    assert_eq!(reading.problems.len(), 1, "{:?}", reading.problems);
-    assert!(reading.problems[0].contains("\"other\": address 127.0.0.1 is loopback on node \"node-other\""));
-    let agent = agent();
-    let unknown = read("web", &[here], &ReadContext { agent: &agent, max_backends: 16, local_node: None });
+    assert!(
+        matches!(
+            &reading.problems[..],
+            [ConsulProblem::Instance { instance, reason: InstanceProblem::LoopbackElsewhere { node, .. }, .. }]
+                if instance == "other" && node == "node-other"
+        ),
+        "{:?}",
+        reading.problems
+    );
+    let vip_ranges = VipRanges::default();
+    let unknown = read("web", &[here], &ReadContext { vip_ranges: &vip_ranges, max_backends: 16, local_node: None });
     assert!(unknown.backends.is_empty());
-    assert!(unknown.problems[0].contains("this host's Consul node is unknown"), "{:?}", unknown.problems);
+    assert!(
+        matches!(
+            &unknown.problems[..],
+            [ConsulProblem::Instance { reason: InstanceProblem::LoopbackNodeUnknown(_), .. }]
+        ),
+        "{:?}",
+        unknown.problems
+    );
 }
 
 #[test]
@@ -129,7 +173,7 @@ fn too_many_instances_are_capped_at_the_limit() {
         (0..5).map(|i| entry(&format!("i{i}"), &format!("10.0.0.{}", i + 1), "", 80, &[])).collect();
     let reading = read_here(&entries, 3);
     assert_eq!(reading.backends.len(), 3);
-    assert!(reading.problems[0].contains("limits.max_backends_per_service = 3"));
+    assert_eq!(reading.problems, [ConsulProblem::TooManyInstances { service: "web".into(), count: 5, max: 3 }]);
 }
 
 #[test]

@@ -11,7 +11,7 @@ fn settings() -> Settings {
         tag: None,
         vip_range: "241.0.0.0/8".parse().unwrap(),
         keys: Keys::new("viking"),
-        agent: AgentSettings::default(),
+        vip_ranges: VipRanges::default(),
         max_backends: 16,
         release_after: Duration::from_secs(3600),
         local_node: Some("this-host".into()),
