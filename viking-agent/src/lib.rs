@@ -8,14 +8,18 @@
 //! (programs, pins, typed maps), `config` (the file: one adapter, beside Consul and Docker,
 //! and the settings of the others), `model` (the domain: desired state, containers, limits,
 //! and the checks every source's input goes through).
+//!
+//! `runtime` and `metrics`, and most modules below the others, are private to the crate,
+//! so the compiler reports what nothing uses; the public ones are those the binary, the
+//! integration tests, the benchmark and the fuzz targets call.
 
 pub mod commands;
 pub mod config;
 pub mod dataplane;
 pub mod dns;
-pub mod metrics;
+mod metrics;
 pub mod model;
 pub mod policy;
 pub mod reconcile;
-pub mod runtime;
+mod runtime;
 pub mod sources;

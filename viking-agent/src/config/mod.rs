@@ -16,9 +16,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::model::{DesiredState, LimitError, Limits, UnknownName, VipRanges};
-pub use consul::{ConsulSection, ConsulSettings, default_consul_vip_range};
+pub use consul::{ConsulSection, ConsulSettings};
 pub use dns::{DnsSettings, DomainError};
-pub use docker::{DEFAULT_AMBASSADOR, DockerSettings, LabelRule, Trusted};
+pub use docker::{DockerSettings, LabelRule, Trusted};
 pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsSettings};
 pub use service::{FieldError, ServiceError};
 

@@ -9,10 +9,10 @@ mod attach;
 mod bpf_sys;
 mod error;
 mod layout;
-pub mod object;
+pub(crate) mod object;
 mod pinned;
 pub mod pins;
-pub mod sock_destroy;
+pub(crate) mod sock_destroy;
 pub mod tables;
 mod uninstall;
 
@@ -46,8 +46,6 @@ pub struct Dataplane {
     pub ebpf: Ebpf,
     /// Whether the maps were adopted from pins (an earlier agent's state).
     pub adopted: bool,
-    /// The layout of the adopted pins when it was older than this agent's (now upgraded).
-    pub upgraded_from: Option<u32>,
     /// The limits the maps really have: the configured ones for new maps, the pinned maps'
     /// own sizes for adopted ones (a map keeps its size until `uninstall`).
     pub limits: Limits,
@@ -130,7 +128,7 @@ impl Dataplane {
         }
         let limits = effective_limits(&ebpf, limits);
         let tables = KernelTables::open(MapSource::Object(&mut ebpf))?;
-        Ok(Self { tables, ebpf, adopted, upgraded_from, limits })
+        Ok(Self { tables, ebpf, adopted, limits })
     }
 }
 

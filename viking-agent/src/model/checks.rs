@@ -43,11 +43,6 @@ pub fn check_service_name(name: &str) -> Result<(), NameError> {
 pub struct VipRanges(Vec<IpNet>);
 
 impl VipRanges {
-    /// The ranges `ranges`.
-    pub fn new(ranges: Vec<IpNet>) -> Self {
-        Self(ranges)
-    }
-
     /// Whether `ip` is inside one of the ranges.
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|range| range.contains(&ip))

@@ -25,7 +25,7 @@ pub use claims::{Clash, NameVipClaims};
 pub use container::{Container, NomadTask, RuntimeScope};
 pub use limits::{LimitError, Limits};
 pub use named::{DEFAULT_POLICY_MODES, Named, UnknownName};
-pub use outlier::{OUTLIER_KEYS, OutlierDetection, OutlierError, OutlierProblem};
+pub use outlier::{OutlierDetection, OutlierError, OutlierProblem};
 pub use small_set::SmallSet;
 
 /// Transport protocol of a frontend.

@@ -3,11 +3,11 @@
 //! keeps `CGROUP_POLICY`, `ALLOWED` and `OVERLAYS` in sync as containers, declarations and
 //! services come and go (see `writer`), and logs undeclared connects (see `audit`).
 
-pub mod audit;
+pub(crate) mod audit;
 mod declarations;
 mod problems;
 pub mod trust;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -1,11 +1,11 @@
 //! Sources of desired state. A source reports everything it serves once, then only what
 //! changes; the run loop merges the sources change by change ([`merge::SourceSet`]).
 
-pub mod backoff;
+mod backoff;
 pub mod consul;
 pub mod docker;
 pub mod merge;
-pub mod static_file;
+pub(crate) mod static_file;
 
 use std::collections::{BTreeMap, BTreeSet};
 
