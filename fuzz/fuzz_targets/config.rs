@@ -28,20 +28,20 @@ fuzz_target!(|data: &[u8]| {
         assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{name:?}");
         let vip = service.frontend.vip;
         assert_eq!(vip, vip.to_canonical(), "{name}: a v4-mapped VIP is kept as IPv4");
-        assert!(agent.is_vip_range(vip), "{name}: VIP {vip} outside the VIP ranges");
+        assert!(agent.vip_ranges.contains(vip), "{name}: VIP {vip} outside the VIP ranges");
         assert_ne!(service.frontend.port, 0, "{name}");
         assert_ne!(config.docker.as_ref().map(|docker| docker.ambassador), Some(vip), "{name}: VIP is the ambassador");
         assert!(service.backends.len() <= usize::from(config.limits.max_backends_per_service), "{name}");
         for (i, BackendSpec { addr, weight }) in service.backends.iter().enumerate() {
             assert!(addr.port() != 0 && !addr.ip().is_unspecified() && !addr.ip().is_multicast(), "{name}: {addr}");
-            assert!(!agent.is_vip_range(addr.ip()), "{name}: backend {addr} is inside the VIP ranges");
+            assert!(!agent.vip_ranges.contains(addr.ip()), "{name}: backend {addr} is inside the VIP ranges");
             assert_eq!(addr.is_ipv4(), vip.is_ipv4(), "{name}: backend {addr} of another family than {vip}");
             assert!((1..=BackendSpec::MAX_WEIGHT).contains(weight), "{name}: {addr} weight {weight}");
             assert!(service.backends[..i].iter().all(|b| b.addr != *addr), "{name}: {addr} twice");
         }
     }
     if let Some(consul) = &config.consul {
-        assert!(agent.vip_ranges.iter().any(|range| range.contains(&consul.vip_range)));
+        assert!(agent.vip_ranges.contains_net(&consul.vip_range));
     }
     if let Some(dns) = &config.dns {
         let names = Arc::new(NameTable::from_state(&config.services));

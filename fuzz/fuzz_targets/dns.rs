@@ -9,7 +9,8 @@ use std::sync::{Arc, LazyLock};
 use hickory_proto::op::{Message, MessageType};
 use libfuzzer_sys::fuzz_target;
 use viking_agent::{
-    dns::{DnsSettings, NameTable, answer_udp_message},
+    config::DnsSettings,
+    dns::{NameTable, answer_udp_message},
     model::{Frontend, Protocol},
 };
 

@@ -1,6 +1,6 @@
 //! Docker containers' declarations: the parts of a `docker inspect` answer the agent reads
 //! (id, name, `Config.Image`, `Config.Labels`, `Config.Env`) made into the container as the
-//! agent makes it (`Container::from_inspect`, and `from_create_event` from the labels a
+//! agent makes it (`from_inspect`, and `from_create_event` from the labels a
 //! `create` event carries), then its labels and env read as declarations
 //! (`policy::declared`) and its `viking.policy` label weighed by the operator's rules
 //! (`Trust::mode`). Input: a `docker inspect` JSON object. The rest of the answer is
@@ -16,8 +16,9 @@ use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 use viking_agent::{
     config::{LabelRule, Trusted},
+    model::Container,
     policy::{self, trust::Trust},
-    sources::docker::Container,
+    sources::docker::{from_create_event, from_inspect},
 };
 use viking_common::PolicyMode;
 
@@ -44,12 +45,12 @@ fuzz_target!(|data: &[u8]| {
     let config =
         config.map(|Config { image, labels, env }| ContainerConfig { image, labels, env, ..Default::default() });
     let inspect = ContainerInspectResponse { id, name, config, ..Default::default() };
-    let container = Container::from_inspect(&inspect, 42);
+    let container = from_inspect(&inspect, 42);
     check(&container);
     let mut attributes: HashMap<String, String> = container.labels.clone().into_iter().collect();
     attributes.insert("name".into(), container.name.clone());
     attributes.insert("image".into(), container.image.clone());
-    check(&Container::from_create_event(&container.id, &attributes, 42));
+    check(&from_create_event(&container.id, &attributes, 42));
 });
 
 fn check(container: &Container) {

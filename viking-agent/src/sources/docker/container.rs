@@ -7,7 +7,7 @@ use bollard::models::ContainerInspectResponse;
 use crate::model::{Container, NomadTask};
 
 /// The container of `docker inspect`, running in cgroup `cgroup_id`.
-pub(super) fn from_inspect(inspect: &ContainerInspectResponse, cgroup_id: u64) -> Container {
+pub fn from_inspect(inspect: &ContainerInspectResponse, cgroup_id: u64) -> Container {
     let config = inspect.config.as_ref();
     let labels: BTreeMap<String, String> =
         config.and_then(|c| c.labels.clone()).unwrap_or_default().into_iter().collect();
@@ -28,7 +28,7 @@ pub(super) fn from_inspect(inspect: &ContainerInspectResponse, cgroup_id: u64) -
 /// it. dockerd puts the container's labels in the event's attributes, beside `image` and
 /// `name` (which win over labels of those names); the environment is not in the event, so
 /// env declarations and a Nomad identity from env arrive at `start`.
-pub(super) fn from_create_event(id: &str, attributes: &HashMap<String, String>, cgroup_id: u64) -> Container {
+pub fn from_create_event(id: &str, attributes: &HashMap<String, String>, cgroup_id: u64) -> Container {
     let labels: BTreeMap<String, String> = attributes
         .iter()
         .filter(|(key, _)| !matches!(key.as_str(), "image" | "name"))

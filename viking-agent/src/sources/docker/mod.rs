@@ -8,6 +8,8 @@
 mod cgroups;
 mod container;
 
+pub use self::container::{from_create_event, from_inspect};
+
 use std::{
     collections::{BTreeMap, HashMap},
     path::PathBuf,
