@@ -168,6 +168,11 @@ impl ConsulClient {
         })))
     }
 
+    /// The wait blocking queries ask for.
+    pub fn wait(&self) -> Duration {
+        self.0.wait
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut request = self.0.http.request(method, format!("{}{path}", self.0.base));
         if let Some(token) = &self.0.token {

@@ -5,7 +5,9 @@
 //! - if the index goes backwards (a snapshot restore, a new leader), reset it to 0; the
 //!   index is Consul's Raft index, one for the whole cluster, so every other watch of the
 //!   source starts over too ([`Restores`]): a query sent just after a restore blocks on its
-//!   old, higher index, and would miss changes until its wait ends (minutes);
+//!   old, higher index, and would miss changes until its wait ends (minutes); a blocking
+//!   query answered long before its wait with the index it was sent with is such a reset
+//!   too (the new index met the old one), and counts as one;
 //! - treat an index below 1 as 1, so a broken index cannot turn into a busy loop;
 //! - a query may return with nothing changed: compare the content, not only the index (a
 //!   hash of the answer's bytes, so a watch keeps 8 bytes, not a copy of the answer);
@@ -50,11 +52,6 @@ pub struct BlockingIndex {
 }
 
 impl BlockingIndex {
-    /// Starting at `index` (`None`: the first query returns at once).
-    pub fn starting_at(index: Option<u64>) -> Self {
-        Self { last: index }
-    }
-
     /// `?index=` for the next query (`None` for the first one: return at once).
     pub fn next(&self) -> Option<u64> {
         self.last
@@ -111,32 +108,33 @@ impl Restores {
     }
 }
 
-/// Runs blocking queries forever, the first at `start` (`None`: return at once):
-/// `query(index)` is the request, `deliver` gets each new content with its index (`None`:
-/// the key or prefix does not exist), `report` hears about failures (`Some(error)`) and
-/// recoveries (`None`). A reset seen by another watch of `restores` makes this one start
-/// over.
+/// Runs blocking queries forever, the first returning at once: `query(index)` is the
+/// request, `deliver` gets each new content with its index (`None`: the key or prefix does
+/// not exist), `report` hears about failures (`Some(error)`) and recoveries (`None`). A
+/// reset seen by another watch of `restores` makes this one start over. `wait` is the
+/// wait the blocking queries ask for.
 pub async fn watch<Q, F>(
-    start: Option<u64>,
     mut query: Q,
     mut deliver: impl FnMut(u64, Option<Bytes>),
     mut report: impl FnMut(Option<&ConsulError>),
     restores: Restores,
+    wait: Duration,
 ) where
     Q: FnMut(Option<u64>) -> F,
     F: Future<Output = Result<Indexed<Bytes>, ConsulError>>,
 {
     let mut generations = restores.0.subscribe();
     let mut generation = *generations.borrow_and_update();
-    let mut index = BlockingIndex::starting_at(start);
+    let mut index = BlockingIndex::default();
     let mut errors = Backoff::new(BACKOFF_START);
     let mut spins = Backoff::new(RATE_LIMIT_START);
     let mut last: Option<u64> = None;
     let mut failing = false;
     loop {
         let started = Instant::now();
+        let sent = index.next();
         let answer = tokio::select! {
-            answer = query(index.next()) => answer,
+            answer = query(sent) => answer,
             Ok(()) = generations.changed() => {
                 let current = *generations.borrow_and_update();
                 if current != generation {
@@ -153,7 +151,17 @@ pub async fn watch<Q, F>(
                     failing = false;
                     report(None);
                 }
-                let step = index.observe(returned);
+                let mut step = index.observe(returned);
+                // Consul answers a blocking query before its wait only with a newer index,
+                // or when its state was reset under the query (a snapshot restore abandons
+                // every blocking query): the same index early is such a reset, one where
+                // the new index happens to equal the old (a restore, then as many writes).
+                let early = started.elapsed() < wait / 2;
+                let reset_unseen = step == IndexStep::Unchanged && sent.is_some_and(|i| i > 0) && early;
+                if reset_unseen {
+                    index.restart();
+                    step = IndexStep::Reset;
+                }
                 if step == IndexStep::Reset {
                     generation = restores.announce(generation);
                     generations.borrow_and_update();
@@ -165,7 +173,9 @@ pub async fn watch<Q, F>(
                     spins.reset();
                     last = Some(fingerprint);
                     deliver(returned, body);
-                } else if step == IndexStep::Unchanged && started.elapsed() < IMMEDIATE {
+                } else if reset_unseen || (step == IndexStep::Unchanged && started.elapsed() < IMMEDIATE) {
+                    // Rate-limited: a server that answers blocking queries at once, unchanged,
+                    // must not make this a busy loop.
                     tokio::time::sleep(spins.next_delay()).await;
                 }
             }
@@ -223,6 +233,55 @@ mod tests {
         assert_eq!(restores.announce(0), 1, "the first watch to see it starts generation 1");
         assert_eq!(restores.announce(0), 1, "the others, still in 0, join it");
         assert_eq!(restores.announce(1), 2, "a later restore, seen in generation 1, is a new one");
+    }
+
+    /// Runs a watch over scripted answers (seconds before the answer, `index`, body) and
+    /// returns the index each query was sent with and the bodies delivered, once the script
+    /// is used up.
+    async fn run_script(script: Vec<(u64, u64, &'static str)>) -> (Vec<Option<u64>>, Vec<String>) {
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let delivered = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let answers = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(script)));
+        let watching = {
+            let (sent, delivered) = (sent.clone(), delivered.clone());
+            watch(
+                move |index| {
+                    sent.lock().unwrap().push(index);
+                    let next = answers.lock().unwrap().pop_front();
+                    async move {
+                        let Some((after, index, body)) = next else { return std::future::pending().await };
+                        tokio::time::sleep(Duration::from_secs(after)).await;
+                        Ok(Indexed { index, body: Some(Bytes::from_static(body.as_bytes())) })
+                    }
+                },
+                move |_, body| delivered.lock().unwrap().push(String::from_utf8_lossy(&body.unwrap()).into_owned()),
+                |_| {},
+                Restores::default(),
+                Duration::from_secs(300),
+            )
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3600), watching).await;
+        let sent = sent.lock().unwrap().clone();
+        let delivered = delivered.lock().unwrap().clone();
+        (sent, delivered)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocking_query_answered_early_with_its_own_index_starts_over() {
+        // A restore, then as many writes as there were: the index is back where it was, the
+        // content is not. The early answer with the same index makes the next query start
+        // from 0 and see the change, instead of blocking on an index nothing will pass.
+        let (sent, delivered) = run_script(vec![(0, 5, "a"), (0, 5, "a"), (0, 5, "b")]).await;
+        assert_eq!(sent[..3], [None, Some(5), Some(0)]);
+        assert_eq!(delivered, ["a", "b"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocking_query_that_waited_its_wait_keeps_its_index() {
+        // Consul's answer when nothing changed during the wait (300 s here) plus jitter.
+        let (sent, delivered) = run_script(vec![(0, 5, "a"), (310, 5, "a")]).await;
+        assert_eq!(sent[..3], [None, Some(5), Some(5)]);
+        assert_eq!(delivered, ["a"]);
     }
 
     #[test]

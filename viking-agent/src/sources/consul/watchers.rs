@@ -90,7 +90,6 @@ impl Watchers {
         let reporter = self.reporter(Watched::Source("nodes"));
         let events = self.events.clone();
         DropAbort::spawn(watch::watch(
-            None,
             move |index| {
                 let client = client.clone();
                 async move {
@@ -107,6 +106,7 @@ impl Watchers {
             }),
             move |error| reporter.report(error),
             self.restores.clone(),
+            self.client.wait(),
         ))
     }
 
@@ -117,7 +117,6 @@ impl Watchers {
         let reporter = self.reporter(Watched::Source("vip allocations"));
         let events = self.events.clone();
         DropAbort::spawn(watch::watch(
-            None,
             move |index| {
                 let (client, path) = (client.clone(), path.clone());
                 async move {
@@ -134,6 +133,7 @@ impl Watchers {
             }),
             move |error| reporter.report(error),
             self.restores.clone(),
+            self.client.wait(),
         ))
     }
 
@@ -169,7 +169,6 @@ impl Watchers {
         let (initial, synced) = (self.initial.clone(), self.synced.subscribe());
         let (events, owned) = (self.events.clone(), node.to_owned());
         DropAbort::spawn(watch::watch(
-            None,
             {
                 let path = path.clone();
                 move |index| {
@@ -204,6 +203,7 @@ impl Watchers {
             }),
             move |error| reporter.report(error),
             self.restores.clone(),
+            self.client.wait(),
         ))
     }
 
