@@ -4,8 +4,9 @@
 //! VIP); unit tests drive it directly.
 //!
 //! Work is proportional to what changed: an answer for one node marks the services whose
-//! instances on it changed, and [`ConsulState::take_output`] builds only the marked ones.
-//! The one exception is the first full report after the initial sync (every service, once).
+//! instances on it changed, and [`ConsulState::take_output`] (`output.rs`) builds only the
+//! marked ones. The one exception is the first full report after the initial sync (every
+//! service, once).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -24,10 +25,9 @@ use super::{
     vips::{Allocation, Keys, VipTable},
     wire::{CatalogNode, HealthEntry, KvEntry, NodeCheck, NodeServices},
 };
-use crate::{
-    model::{DesiredState, Service, ServiceChange, VipRanges, check_service_name},
-    sources::SourceChange,
-};
+use crate::model::{Service, VipRanges, check_service_name};
+
+mod output;
 
 /// Consul's own service: never given a VIP.
 const CONSUL_SERVICE: &str = "consul";
@@ -61,15 +61,6 @@ pub struct NodePlan {
     pub start: Vec<(String, u64)>,
     /// Nodes that left.
     pub stop: Vec<String>,
-}
-
-/// What the run loop is told after a round of answers.
-#[derive(Debug, Default)]
-pub struct Output {
-    /// The services, in full the first time, then as changes.
-    pub services: Option<SourceChange>,
-    /// `connect_to` declarations of the services whose declarations changed.
-    pub declarations: Vec<(String, BTreeMap<String, BTreeSet<String>>)>,
 }
 
 /// The Consul source's knowledge.
@@ -374,92 +365,6 @@ impl ConsulState {
             self.absent_since.insert(name.clone(), retry_from);
         }
         due
-    }
-
-    /// What changed since the last call: nothing before the initial sync, then everything
-    /// once, then the marked services.
-    pub fn take_output(&mut self) -> Output {
-        if !self.synced {
-            if !self.nodes_listed || !self.vips_loaded || !self.awaiting.is_empty() {
-                return Output::default();
-            }
-            self.synced = true;
-            tracing::info!(services = self.wanted.len(), "consul: initial sync done");
-            self.dirty.clear();
-            return self.full_output();
-        }
-        let mut changes = Vec::new();
-        let mut declarations = Vec::new();
-        let mut dirty: Vec<String> = self.dirty.drain().collect();
-        dirty.sort_unstable();
-        for name in dirty {
-            let built = self.build(&name).map(Arc::new);
-            let old = self.sent.get(&name);
-            match (old, built) {
-                (Some(old), Some(new)) if **old == *new => {}
-                (old, Some(new)) => {
-                    if let Some(old) = old.filter(|o| o.frontend != new.frontend) {
-                        changes.push(ServiceChange::Remove(old.frontend));
-                    }
-                    changes.push(ServiceChange::Upsert(new.clone()));
-                    self.sent.insert(name.clone(), new);
-                }
-                (Some(old), None) => {
-                    changes.push(ServiceChange::Remove(old.frontend));
-                    self.sent.remove(&name);
-                }
-                (None, None) => {}
-            }
-            if let Some(changed) = self.declarations_changed(&name) {
-                declarations.push((name, changed));
-            }
-        }
-        let services = (!changes.is_empty()).then_some(SourceChange::Delta(changes));
-        Output { services, declarations }
-    }
-
-    /// Every service and declaration, for the first report.
-    fn full_output(&mut self) -> Output {
-        let names: Vec<String> = self.wanted.iter().cloned().collect();
-        let mut state = DesiredState::default();
-        let mut declarations = Vec::new();
-        for name in names {
-            if let Some(service) = self.build(&name).map(Arc::new) {
-                state.services.insert(service.frontend, service.clone());
-                self.sent.insert(name.clone(), service);
-            }
-            if let Some(changed) = self.declarations_changed(&name) {
-                declarations.push((name, changed));
-            }
-        }
-        Output { services: Some(SourceChange::Replace(state)), declarations }
-    }
-
-    /// The service `name` as it should be served, if it can be.
-    fn build(&mut self, name: &str) -> Option<Service> {
-        if !self.wanted.contains(name) {
-            return None;
-        }
-        let (allocation, shape) = (self.vips.get(name)?, self.shapes.get(name)?);
-        let backends = self.health.get(name).map(|r| r.backends.as_slice()).unwrap_or_default();
-        let (service, problem) = instances::service(name, allocation.vip, shape, backends);
-        self.log_problems(&format!("{name} (address family)"), problem.into_iter().collect());
-        Some(service)
-    }
-
-    /// The declarations of `name`'s instances, when they differ from those last sent.
-    fn declarations_changed(&mut self, name: &str) -> Option<BTreeMap<String, BTreeSet<String>>> {
-        let now = self.health.get(name).map(|r| &r.declarations).filter(|d| !d.is_empty());
-        if now == self.declarations_sent.get(name) {
-            return None;
-        }
-        match now {
-            Some(now) => {
-                self.declarations_sent.insert(name.to_owned(), now.clone());
-                Some(now.clone())
-            }
-            None => self.declarations_sent.remove(name).map(|_| BTreeMap::new()),
-        }
     }
 
     /// Logs the problems of `key` when they differ from the last ones logged for it.

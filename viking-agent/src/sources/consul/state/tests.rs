@@ -3,8 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use super::*;
-use crate::sources::consul::wire::{Node, ServiceInstance, Weights};
+use super::{output::Output, *};
+use crate::{
+    model::ServiceChange,
+    sources::{
+        SourceChange,
+        consul::wire::{Node, ServiceInstance, Weights},
+    },
+};
 
 fn settings() -> Settings {
     Settings {
