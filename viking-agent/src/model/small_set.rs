@@ -19,6 +19,8 @@ impl<T: Ord> SmallSet<T> {
         match self.0.binary_search(&value) {
             Ok(_) => false,
             Err(at) => {
+                // One more slot, not the four a first push would take.
+                self.0.reserve_exact(1);
                 self.0.insert(at, value);
                 true
             }

@@ -22,7 +22,7 @@ pub(super) struct BackendIds {
 struct InUse {
     addr: SocketAddr,
     /// Slots naming it (0 for an adopted id no slot names yet).
-    refs: usize,
+    refs: u32,
 }
 
 impl BackendIds {

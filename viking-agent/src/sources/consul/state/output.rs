@@ -3,7 +3,7 @@
 //! passing instances.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     sync::Arc,
 };
 
@@ -32,12 +32,14 @@ impl ConsulState {
             }
             self.synced = true;
             tracing::info!(services = self.wanted.len(), "consul: initial sync done");
-            self.dirty.clear();
+            self.dirty = HashSet::new();
             return self.full_output();
         }
         let mut changes = Vec::new();
         let mut declarations = Vec::new();
-        let mut dirty: Vec<String> = self.dirty.drain().collect();
+        // Taken, not drained: the initial sync marks every service, and a drained set keeps
+        // that room.
+        let mut dirty: Vec<String> = std::mem::take(&mut self.dirty).into_iter().collect();
         dirty.sort_unstable();
         for name in dirty {
             let built = self.build(&name).map(Arc::new);
