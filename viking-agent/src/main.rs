@@ -8,6 +8,11 @@ use viking_agent::{
     dataplane::pins::DEFAULT_PIN_DIR,
 };
 
+/// jemalloc: smaller and faster than glibc's malloc for the agent's many small, long-lived
+/// allocations (figures in docs/design.md "Memory").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Viking: in-kernel service load balancing for container hosts.
 #[derive(Debug, Parser)]
 #[command(version, about)]

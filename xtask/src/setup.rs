@@ -18,6 +18,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("libpolly-22-dev", "needed by llvm-22-dev's cmake config for bpf-linker"),
     ("libzstd-dev", "bpf-linker's LLVM link dependency"),
     ("zlib1g-dev", "bpf-linker's LLVM link dependency"),
+    ("make", "builds jemalloc, the agent's allocator (tikv-jemalloc-sys)"),
     ("curl", "`cargo xtask exec -- curl …` against the demo"),
     ("iproute2", "`ip addr` inside test network namespaces"),
     ("python3", "tests with a dual-stack (AF_INET6) client"),
