@@ -37,7 +37,8 @@ const NODE_CHECK: &str = "";
 pub struct NodeView {
     nodes: HashMap<Arc<str>, NodeState>,
     /// Service name → the nodes with an instance of it (a few, so a vector).
-    hosts: HashMap<String, Vec<Arc<str>>>,
+    /// The key is the one copy of the name its instances share.
+    hosts: HashMap<Arc<str>, Vec<Arc<str>>>,
     /// The last watch generation handed out.
     generation: u64,
 }
@@ -57,7 +58,7 @@ struct NodeState {
     /// service name.
     failing: HashMap<String, String>,
     /// Instances no checks answer read after them has covered yet.
-    unconfirmed: HashSet<String>,
+    unconfirmed: HashSet<Box<str>>,
     /// The generation of the services watch.
     services_watch: u64,
     /// The generation of the checks watch (0: not started).
@@ -143,6 +144,7 @@ impl NodeView {
             None => (None, Vec::new()),
         };
         instances.sort_unstable_by(|a, b| (&a.service, &a.id).cmp(&(&b.service, &b.id)));
+        share_names(&mut instances, &self.hosts);
         let old_names: BTreeSet<&str> = service_names(&state.instances).collect();
         let new_names: BTreeSet<&str> = service_names(&instances).collect();
         let address_changed = state.node != info;
@@ -154,18 +156,23 @@ impl NodeView {
             .map(|service| (*service).to_owned())
             .collect();
         let gone: Vec<String> = old_names.difference(&new_names).map(|s| (*s).to_owned()).collect();
-        let added: Vec<String> = new_names.difference(&old_names).map(|s| (*s).to_owned()).collect();
+        let added: Vec<Arc<str>> = instances
+            .chunk_by(|a, b| a.service == b.service)
+            .map(|run| &run[0].service)
+            .filter(|service| !old_names.contains(&***service))
+            .cloned()
+            .collect();
         let first = !state.services_read;
-        let known: HashSet<&str> = state.instances.iter().map(|i| i.id.as_str()).collect();
+        let known: HashSet<&str> = state.instances.iter().map(|i| &*i.id).collect();
         let mut new = false;
         for instance in &instances {
-            if first || !known.contains(instance.id.as_str()) {
+            if first || !known.contains(&*instance.id) {
                 state.unconfirmed.insert(instance.id.clone());
                 new = true;
             }
         }
-        let present: HashSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
-        state.unconfirmed.retain(|id| present.contains(id.as_str()));
+        let present: HashSet<&str> = instances.iter().map(|i| &*i.id).collect();
+        state.unconfirmed.retain(|id| present.contains(&**id));
         state.node = info;
         state.instances = instances;
         state.services_read = true;
@@ -205,7 +212,7 @@ impl NodeView {
             }
         }
         let confirmed = state.instances.iter().filter(|i| state.unconfirmed.contains(&i.id));
-        changed.extend(confirmed.map(|i| i.service.clone()));
+        changed.extend(confirmed.map(|i| i.service.to_string()));
         state.failing = failing;
         // Dropped, not cleared: a node's first answer makes every instance unconfirmed, and
         // a cleared set would keep that room for good (600 nodes: 1 MB).
@@ -222,7 +229,7 @@ impl NodeView {
     /// Whether an instance of `service` has `tag` (Consul's catalog lists a service with
     /// the tags of all its instances).
     pub fn has_tag(&self, service: &str, tag: &str) -> bool {
-        self.instances(service).any(|(_, _, instance)| instance.tags.iter().flatten().any(|t| t == tag))
+        self.instances(service).any(|(_, _, instance)| instance.tags.iter().flatten().any(|t| &**t == tag))
     }
 
     /// The passing instances of `service`, confirmed by a checks answer.
@@ -230,7 +237,7 @@ impl NodeView {
         self.instances(service)
             .filter(|(state, _, instance)| {
                 !state.failing.contains_key(NODE_CHECK)
-                    && !state.failing.contains_key(&instance.id)
+                    && !state.failing.contains_key(&*instance.id)
                     && !state.unconfirmed.contains(&instance.id)
             })
             .map(|(_, node, instance)| HealthEntry { node: node.clone(), service: instance.clone() })
@@ -276,16 +283,30 @@ fn kept(mut instance: ServiceInstance) -> ServiceInstance {
     instance
 }
 
+/// Makes the instances of each service (runs of a vector sorted by service name) share one
+/// name: the index's when another node hosts the service already, else the run's first.
+fn share_names(instances: &mut [ServiceInstance], hosts: &HashMap<Arc<str>, Vec<Arc<str>>>) {
+    for run in instances.chunk_by_mut(|a, b| a.service == b.service) {
+        let name = match hosts.get_key_value(&*run[0].service) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::clone(&run[0].service),
+        };
+        for instance in run {
+            instance.service = Arc::clone(&name);
+        }
+    }
+}
+
 /// The instances of `service` in a vector sorted by service name.
 fn of_service<'a>(instances: &'a [ServiceInstance], service: &str) -> &'a [ServiceInstance] {
-    let start = instances.partition_point(|i| i.service.as_str() < service);
-    let end = start + instances[start..].partition_point(|i| i.service == service);
+    let start = instances.partition_point(|i| &*i.service < service);
+    let end = start + instances[start..].partition_point(|i| &*i.service == service);
     &instances[start..end]
 }
 
 /// The service names of a vector sorted by service name, once each.
 fn service_names(instances: &[ServiceInstance]) -> impl Iterator<Item = &str> {
-    instances.chunk_by(|a, b| a.service == b.service).map(|run| run[0].service.as_str())
+    instances.chunk_by(|a, b| a.service == b.service).map(|run| &*run[0].service)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! /api-docs/health#list-checks-for-node, /api-docs/kv#read-key, /api-docs/txn, /api-docs/agent#read-configuration and
 //! /api-docs/catalog#list-nodes). Only the fields Viking reads; unknown fields are ignored.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -53,18 +53,20 @@ pub struct Node {
     pub address: String,
 }
 
-/// One instance of a service.
+/// One instance of a service. The node view keeps every instance of the cluster (300,000
+/// at 100,000 services), so its strings are boxed (no spare capacity) and the service name
+/// is shared by the instances of one service (`nodes::NodeView` makes them share it).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ServiceInstance {
     /// Instance id.
     #[serde(rename = "ID")]
-    pub id: String,
+    pub id: Box<str>,
     /// Service name.
-    pub service: String,
+    pub service: Arc<str>,
     /// Instance address; empty means the node's address.
     #[serde(default)]
-    pub address: String,
+    pub address: Box<str>,
     /// Instance port. Signed and wide, so that a bad value is reported, not a parse error.
     #[serde(default)]
     pub port: i64,
@@ -73,7 +75,7 @@ pub struct ServiceInstance {
     pub meta: Option<BTreeMap<String, String>>,
     /// Instance tags.
     #[serde(default)]
-    pub tags: Option<Vec<String>>,
+    pub tags: Option<Box<[Box<str>]>>,
     /// Load-balancing weights.
     #[serde(default)]
     pub weights: Option<Weights>,

@@ -78,11 +78,11 @@ pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> R
             .map(str::to_owned)
             .collect();
         if !connect_to.is_empty() {
-            reading.declarations.insert(instance.id.clone(), connect_to);
+            reading.declarations.insert(instance.id.to_string(), connect_to);
         }
-        let address = if instance.address.is_empty() { &entry.node.address } else { &instance.address };
+        let address: &str = if instance.address.is_empty() { &entry.node.address } else { &instance.address };
         let Ok(ip) = address.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
-            problem(&instance.id, InstanceProblem::NotAnIp(address.clone()));
+            problem(&instance.id, InstanceProblem::NotAnIp(address.to_owned()));
             continue;
         };
         let Ok(port) = u16::try_from(instance.port).map_err(drop).and_then(|p| if p == 0 { Err(()) } else { Ok(p) })
@@ -109,7 +109,7 @@ pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> R
         let weight = instance.weights.map_or(1, |w| w.passing).clamp(1, i64::from(BackendSpec::MAX_WEIGHT)) as u16;
         backends.insert(addr, BackendSpec { addr, weight });
         *ports.entry(port).or_default() += 1;
-        declared.push((instance.id.clone(), ServiceShapeDecl::from_meta(instance.meta.as_ref())));
+        declared.push((instance.id.to_string(), ServiceShapeDecl::from_meta(instance.meta.as_ref())));
     }
     reading.problems = problems;
     let mut backends: Vec<BackendSpec> = backends.into_values().collect();

@@ -179,7 +179,7 @@ fn too_many_instances_are_capped_at_the_limit() {
 #[test]
 fn connect_to_tags_are_declarations_of_the_instance() {
     let mut tagged = entry("a", "10.0.0.1", "", 80, &[]);
-    tagged.service.tags = Some(vec!["connect_to=redis,db".into(), "connect_to=web".into(), "v2".into()]);
+    tagged.service.tags = Some(Box::new(["connect_to=redis,db".into(), "connect_to=web".into(), "v2".into()]));
     let reading = read_here(&[tagged], 1024);
     let declared: Vec<&str> = reading.declarations["a"].iter().map(String::as_str).collect();
     assert_eq!(declared, ["db", "redis", "web"]);

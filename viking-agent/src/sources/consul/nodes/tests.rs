@@ -7,10 +7,10 @@ fn instance(service: &str, id: &str, tags: &[&str]) -> ServiceInstance {
     ServiceInstance {
         id: id.into(),
         service: service.into(),
-        address: String::new(),
+        address: "".into(),
         port: 80,
         meta: None,
-        tags: Some(tags.iter().map(|t| (*t).to_owned()).collect()),
+        tags: Some(tags.iter().map(|t| (*t).into()).collect()),
         weights: None,
     }
 }
@@ -18,7 +18,7 @@ fn instance(service: &str, id: &str, tags: &[&str]) -> ServiceInstance {
 fn answer(node: &str, address: &str, instances: &[ServiceInstance]) -> Option<NodeServices> {
     Some(NodeServices {
         node: Node { node: node.into(), address: address.into() },
-        services: Some(instances.iter().map(|i| (i.id.clone(), i.clone())).collect()),
+        services: Some(instances.iter().map(|i| (i.id.to_string(), i.clone())).collect()),
     })
 }
 
@@ -34,7 +34,7 @@ fn names(set: &BTreeSet<String>) -> Vec<&str> {
 }
 
 fn passing_ids(view: &NodeView, service: &str) -> Vec<String> {
-    let mut ids: Vec<String> = view.passing(service).into_iter().map(|e| e.service.id).collect();
+    let mut ids: Vec<String> = view.passing(service).into_iter().map(|e| e.service.id.into()).collect();
     ids.sort();
     ids
 }

@@ -28,10 +28,10 @@ fn instance(service: &str, id: &str, port: i64, tags: &[&str]) -> ServiceInstanc
     ServiceInstance {
         id: id.into(),
         service: service.into(),
-        address: String::new(),
+        address: "".into(),
         port,
         meta: None,
-        tags: Some(tags.iter().map(|t| (*t).to_owned()).collect()),
+        tags: Some(tags.iter().map(|t| (*t).into()).collect()),
         weights: Some(Weights { passing: 1 }),
     }
 }
@@ -74,7 +74,7 @@ impl Source {
     fn services(&mut self, node: &str, address: &str, instances: &[ServiceInstance]) -> bool {
         let answer = NodeServices {
             node: Node { node: node.into(), address: address.into() },
-            services: Some(instances.iter().map(|i| (i.id.clone(), i.clone())).collect()),
+            services: Some(instances.iter().map(|i| (i.id.to_string(), i.clone())).collect()),
         };
         let restarted = self.state.on_node_services(node, self.services[node], Some(answer));
         if let Some(generation) = restarted {
