@@ -25,7 +25,7 @@ use super::{
     vips::{Allocation, Keys, VipTable},
     wire::{CatalogNode, HealthEntry, KvEntry, NodeCheck, NodeServices},
 };
-use crate::model::{Service, VipRanges, check_service_name};
+use crate::model::{BackendSpec, Service, VipRanges, check_service_name};
 
 mod output;
 
@@ -75,8 +75,11 @@ pub struct ConsulState {
     awaiting: HashSet<String>,
     /// Services in the catalog that get a VIP (after the tag filter and name check).
     wanted: BTreeSet<String>,
-    /// The last reading of the passing instances per wanted service.
-    health: HashMap<String, Reading>,
+    /// The usable backends of each wanted service's passing instances, from its last
+    /// reading (boxed: one allocation of the exact size, 100,000 of them at 100k services).
+    backends: HashMap<String, Box<[BackendSpec]>>,
+    /// The `connect_to` declarations of the last reading, for the services with any.
+    declarations: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// The last shape seen per service, kept while no instance passes.
     shapes: HashMap<String, ServiceShape>,
     vips: VipTable,
@@ -107,7 +110,8 @@ impl ConsulState {
             nodes_listed: false,
             awaiting: HashSet::new(),
             wanted: BTreeSet::new(),
-            health: HashMap::new(),
+            backends: HashMap::new(),
+            declarations: HashMap::new(),
             shapes: HashMap::new(),
             vips: VipTable::default(),
             vips_loaded: false,
@@ -212,7 +216,8 @@ impl ConsulState {
             let entries = self.nodes.passing(name);
             self.read_instances(name, &entries);
         } else if self.wanted.remove(name) {
-            self.health.remove(name);
+            self.backends.remove(name);
+            self.declarations.remove(name);
             self.shapes.remove(name);
             self.problems.remove(name);
             self.missing.remove(name);
@@ -248,12 +253,17 @@ impl ConsulState {
             max_backends: self.settings.max_backends,
             local_node: self.settings.local_node.as_deref(),
         };
-        let reading = instances::read(name, entries, &context);
-        if let Some(shape) = &reading.shape {
-            self.shapes.insert(name.to_owned(), shape.clone());
+        let Reading { shape, backends, declarations, problems } = instances::read(name, entries, &context);
+        if let Some(shape) = shape {
+            self.shapes.insert(name.to_owned(), shape);
         }
-        self.log_problems(name, reading.problems.clone());
-        self.health.insert(name.to_owned(), reading);
+        self.log_problems(name, problems);
+        self.backends.insert(name.to_owned(), backends.into_boxed_slice());
+        if declarations.is_empty() {
+            self.declarations.remove(name);
+        } else {
+            self.declarations.insert(name.to_owned(), declarations);
+        }
     }
 
     /// Takes a listing of the VIP records, read at KV index `index`.

@@ -90,7 +90,7 @@ impl ConsulState {
             return None;
         }
         let (allocation, shape) = (self.vips.get(name)?, self.shapes.get(name)?);
-        let backends = self.health.get(name).map(|r| r.backends.as_slice()).unwrap_or_default();
+        let backends = self.backends.get(name).map(|b| &b[..]).unwrap_or_default();
         let (service, problem) = instances::service(name, allocation.vip, shape, backends);
         self.log_problems(&format!("{name} (address family)"), problem.into_iter().collect());
         Some(service)
@@ -98,7 +98,7 @@ impl ConsulState {
 
     /// The declarations of `name`'s instances, when they differ from those last sent.
     fn declarations_changed(&mut self, name: &str) -> Option<BTreeMap<String, BTreeSet<String>>> {
-        let now = self.health.get(name).map(|r| &r.declarations).filter(|d| !d.is_empty());
+        let now = self.declarations.get(name);
         if now == self.declarations_sent.get(name) {
             return None;
         }
