@@ -266,6 +266,13 @@ impl ConsulClient {
                 Err(_) => return Err("timed out".into()),
             }
         }
+        // Boxed: every watch's future would otherwise be as large as this path's (the
+        // request client's response and body), which HTTPS reads do not take.
+        Box::pin(self.read_http1(path_and_query)).await
+    }
+
+    /// Sends a GET over the request client.
+    async fn read_http1(&self, path_and_query: &str) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
         self.connected().await;
         let response = self.0.http.get(format!("{}{path_and_query}", self.0.base));
         let response = match &self.0.token {
