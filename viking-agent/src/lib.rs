@@ -7,12 +7,13 @@
 //! `dns`, `metrics`, `reconcile` (the single writer of the service maps), `dataplane`
 //! (programs, pins, typed maps), `config` (the file: one adapter, beside Consul and Docker,
 //! and the settings of the others), `model` (the domain: desired state, containers, limits,
-//! and the checks every source's input goes through).
+//! and the checks every source's input goes through), `allocator` (giving memory back).
 //!
 //! `runtime` and `metrics`, and most modules below the others, are private to the crate,
 //! so the compiler reports what nothing uses; the public ones are those the binary, the
 //! integration tests, the benchmark and the fuzz targets call.
 
+mod allocator;
 pub mod commands;
 pub mod config;
 pub mod dataplane;

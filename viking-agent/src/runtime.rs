@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use viking_common::{AuditEvent, PolicyMode};
 
 use crate::{
+    allocator,
     config::{DockerSettings, LabelRule, Trusted},
     dataplane::{sock_destroy, tables::KernelTables},
     dns::NameTable,
@@ -211,7 +212,9 @@ impl Runtime {
         let report = if !self.pruned && self.sources.has_all(&self.expected) {
             self.pruned = true;
             self.pending.clear();
-            self.reconciler.apply(&self.sources.merged())
+            let report = self.reconciler.apply(&self.sources.merged());
+            allocator::release_unused();
+            report
         } else if self.pending.is_empty() {
             return false;
         } else {
