@@ -70,9 +70,10 @@ pub struct ServiceInstance {
     /// Instance port. Signed and wide, so that a bad value is reported, not a parse error.
     #[serde(default)]
     pub port: i64,
-    /// Instance metadata (`viking_port`, `viking_protocol`, `viking_algorithm`).
+    /// Instance metadata (`viking_port`, `viking_protocol`, `viking_algorithm`); boxed,
+    /// as most instances keep none (only `viking_*` keys are kept).
     #[serde(default)]
-    pub meta: Option<BTreeMap<String, String>>,
+    pub meta: Option<Box<BTreeMap<String, String>>>,
     /// Instance tags.
     #[serde(default)]
     pub tags: Option<Box<[Box<str>]>>,

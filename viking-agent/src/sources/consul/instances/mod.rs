@@ -109,7 +109,7 @@ pub fn read(name: &str, entries: &[HealthEntry], context: &ReadContext<'_>) -> R
         let weight = instance.weights.map_or(1, |w| w.passing).clamp(1, i64::from(BackendSpec::MAX_WEIGHT)) as u16;
         backends.insert(addr, BackendSpec { addr, weight });
         *ports.entry(port).or_default() += 1;
-        declared.push((instance.id.to_string(), ServiceShapeDecl::from_meta(instance.meta.as_ref())));
+        declared.push((instance.id.to_string(), ServiceShapeDecl::from_meta(instance.meta.as_deref())));
     }
     reading.problems = problems;
     let mut backends: Vec<BackendSpec> = backends.into_values().collect();
