@@ -73,6 +73,7 @@ pub struct ServiceInstance {
     /// Instance metadata (`viking_port`, `viking_protocol`, `viking_algorithm`); boxed,
     /// as most instances keep none (only `viking_*` keys are kept).
     #[serde(default)]
+    #[expect(clippy::box_collection, reason = "8 bytes for the usual `None` instead of a map's 24")]
     pub meta: Option<Box<BTreeMap<String, String>>>,
     /// Instance tags.
     #[serde(default)]
