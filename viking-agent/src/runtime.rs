@@ -245,7 +245,7 @@ impl Runtime {
     fn update_names(&mut self, report: &ApplyReport) -> bool {
         let mut updates: Vec<(Frontend, Option<&str>)> = Vec::new();
         updates.extend(report.removed.iter().map(|(_, frontend)| (*frontend, None)));
-        updates.extend(report.added.iter().chain(&report.changed).map(|s| (s.frontend, Some(s.name.as_str()))));
+        updates.extend(report.added.iter().chain(&report.changed).map(|s| (s.frontend, Some(&*s.name))));
         if updates.is_empty() {
             return false;
         }
@@ -320,7 +320,7 @@ impl Runtime {
             || format!("cgroup {}", event.cgroup_id),
             |c| format!("{:?} (cgroup {})", c.display_name(), event.cgroup_id),
         );
-        let service = self.reconciler.served().at(vip, port).map_or("(unknown)", |s| s.name.as_str());
+        let service = self.reconciler.served().at(vip, port).map_or("(unknown)", |s| &*s.name);
         let protocol = Protocol::from_number(event.protocol).map_or("?", Protocol::name);
         let verdict =
             if PolicyMode::from_u8(event.mode) == PolicyMode::Enforce { "refused" } else { "allowed (audit)" };

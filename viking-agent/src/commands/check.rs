@@ -52,7 +52,7 @@ pub fn check(path: &Path, json: bool) -> anyhow::Result<()> {
         .services
         .values()
         .map(|service| Checked {
-            name: service.name.clone(),
+            name: service.name.to_string(),
             frontend: service.frontend.to_string(),
             algorithm: service.algorithm.name(),
             backends: service.backends.iter().map(ToString::to_string).collect(),

@@ -10,7 +10,8 @@ use viking_common::Algorithm;
 use super::AgentSettings;
 use crate::model::{
     BackendError, BackendSpec, Clash, DesiredState, Frontend, Limits, NameError, NameVipClaims, Named,
-    OutlierDetection, OutlierError, Protocol, Service, UnknownName, VipRanges, check_backend_of, check_service_name,
+    OutlierDetection, OutlierError, Protocol, Service, ServiceName, UnknownName, VipRanges, check_backend_of,
+    check_service_name,
 };
 
 /// A service (or one of its backends) that was left out, and why.
@@ -250,7 +251,7 @@ pub(super) fn parse_services(
 ) -> (DesiredState, Vec<ServiceError>) {
     let mut state = DesiredState::default();
     let mut errors = Vec::new();
-    let mut claims: NameVipClaims<String> = NameVipClaims::default();
+    let mut claims: NameVipClaims<ServiceName> = NameVipClaims::default();
 
     for (index, table) in tables.into_iter().enumerate() {
         let name = table.get("name").and_then(|v| v.as_str()).map(str::to_owned);
@@ -283,12 +284,12 @@ pub(super) fn parse_services(
             continue;
         }
         if let Some(existing) = state.services.get(&frontend) {
-            errors.push(fail("vip", frontend.to_string(), FieldError::DuplicateFrontend(existing.name.clone())));
+            errors.push(fail("vip", frontend.to_string(), FieldError::DuplicateFrontend(existing.name.to_string())));
             continue;
         }
         if let Err(clash) = claims.check(&service.name, frontend.vip) {
             let reason = match clash {
-                Clash::NameHasVip(vip) => FieldError::NameHasVip { name: service.name.clone(), vip },
+                Clash::NameHasVip(vip) => FieldError::NameHasVip { name: service.name.to_string(), vip },
                 Clash::VipHasName(other) => FieldError::VipHasName(other),
             };
             errors.push(fail("vip", vip_text(), reason));
@@ -362,7 +363,7 @@ fn check_service(raw: RawService, agent: &AgentSettings, limits: &Limits) -> Res
         ));
     }
     let service = Service {
-        name: raw.name,
+        name: raw.name.into(),
         frontend: Frontend { vip, port, protocol },
         algorithm,
         affinity_secs,

@@ -122,11 +122,16 @@ impl fmt::Display for BackendSpec {
     }
 }
 
+/// A service name, shared rather than copied: the Consul source, the merge, the
+/// reconciler and the DNS table each index services by name, and at 100,000 services a
+/// `String` per index was a copy of every name per layer.
+pub type ServiceName = std::sync::Arc<str>;
+
 /// One service frontend and the backends it spreads connects over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
     /// Human name (config `name`, Consul service name).
-    pub name: String,
+    pub name: ServiceName,
     /// Where clients connect.
     pub frontend: Frontend,
     /// How the kernel picks a backend.
@@ -184,7 +189,7 @@ impl ServiceChange {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServedServices {
     by_frontend: BTreeMap<Frontend, Arc<Service>>,
-    by_name: HashMap<String, SmallSet<Frontend>>,
+    by_name: HashMap<ServiceName, SmallSet<Frontend>>,
 }
 
 impl ServedServices {
@@ -208,7 +213,7 @@ impl ServedServices {
 
     fn forget_name(&mut self, name: &str, frontend: Frontend) {
         // A renamed service is indexed under its new name already; keep that entry.
-        if self.by_frontend.get(&frontend).is_some_and(|s| s.name == name) {
+        if self.by_frontend.get(&frontend).is_some_and(|s| &*s.name == name) {
             return;
         }
         if let Some(frontends) = self.by_name.get_mut(name) {
@@ -287,7 +292,7 @@ mod tests {
         assert_eq!(served.frontends_of("www").map(|f| f.port).collect::<Vec<_>>(), [80]);
         assert_eq!(served.remove(&web80.frontend).map(|s| s.name.clone()), Some("www".into()));
         assert_eq!(served.frontends_of("www").count(), 0);
-        assert_eq!(served.at("240.0.0.10".parse().unwrap(), 443).map(|s| s.name.as_str()), Some("web"));
+        assert_eq!(served.at("240.0.0.10".parse().unwrap(), 443).map(|s| &*s.name), Some("web"));
         assert_eq!(served.len(), 1);
     }
 }

@@ -42,7 +42,7 @@ impl<K: KernelWriter> Reconciler<K> {
                     algorithm: Algorithm::from_u8(service.entry.algorithm),
                     affinity_secs: service.entry.affinity_secs,
                     outlier: service.outlier,
-                    name: service.name,
+                    name: service.name.into(),
                     slots,
                 },
             );

@@ -33,7 +33,7 @@ use viking_common::{Algorithm, Ip6, OutlierPolicy, ServiceKey};
 use self::{backends::BackendIds, write::cleanup};
 use crate::{
     dataplane::tables::TableError,
-    model::{DesiredState, Frontend, Limits, ServedServices, Service, ServiceChange},
+    model::{DesiredState, Frontend, Limits, ServedServices, Service, ServiceChange, ServiceName},
 };
 
 /// A service as installed in the kernel.
@@ -44,7 +44,7 @@ struct Installed {
     affinity_secs: u32,
     /// The kernel's outlier policy of the service.
     outlier: OutlierPolicy,
-    name: String,
+    name: ServiceName,
     /// Backend id per slot `1..=n`; `None` marks a slot found missing at adoption.
     slots: Vec<Option<u32>>,
 }
@@ -110,7 +110,7 @@ impl<K: KernelWriter> Reconciler<K> {
                     }
                 }
                 Err(error) => report.failed.push(ApplyFailure::Service {
-                    name: service.name.clone(),
+                    name: service.name.to_string(),
                     frontend: service.frontend,
                     error,
                 }),
@@ -232,7 +232,7 @@ impl<K: KernelWriter> Reconciler<K> {
         for id in old.slots.iter().flatten() {
             self.backends.release(&mut self.kernel, *id, report)?;
         }
-        Ok(Some(old.name))
+        Ok(Some(old.name.to_string()))
     }
 }
 

@@ -58,7 +58,7 @@ impl<K: KernelWriter> Reconciler<K> {
                     }
                 }
                 ServiceView {
-                    name: installed.name.clone(),
+                    name: installed.name.to_string(),
                     frontend: *frontend,
                     service_id: installed.service_id,
                     backends,

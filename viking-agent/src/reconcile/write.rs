@@ -104,7 +104,7 @@ fn write_slots(
 
 /// A clean-up failure of `service`.
 pub(super) fn cleanup(service: &Service, step: CleanupStep, error: TableError) -> ApplyFailure {
-    ApplyFailure::Cleanup { name: service.name.clone(), frontend: service.frontend, step, error }
+    ApplyFailure::Cleanup { name: service.name.to_string(), frontend: service.frontend, step, error }
 }
 
 /// Rewrites an adopted service entry whose copy of the first backend ids disagrees with

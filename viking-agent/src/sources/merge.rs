@@ -14,7 +14,7 @@ use std::{
 };
 
 use super::SourceId;
-use crate::model::{Clash, DesiredState, Frontend, NameVipClaims, Service, ServiceChange, SmallSet};
+use crate::model::{Clash, DesiredState, Frontend, NameVipClaims, Service, ServiceChange, ServiceName, SmallSet};
 
 /// Why a source's service is not served.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -56,7 +56,7 @@ pub struct SourceSet {
     /// Each source's own services; a source is here once it has reported.
     sources: BTreeMap<SourceId, BTreeMap<Frontend, Arc<Service>>>,
     /// Name -> the (source, frontend) of every service with that name.
-    by_name: HashMap<String, SmallSet<(SourceId, Frontend)>>,
+    by_name: HashMap<ServiceName, SmallSet<(SourceId, Frontend)>>,
     /// VIP -> the (source, frontend) of every service on that VIP.
     by_vip: HashMap<IpAddr, SmallSet<(SourceId, Frontend)>>,
     /// The merged view: the winning source and service per frontend.
@@ -155,15 +155,15 @@ impl SourceSet {
         for (source, frontend) in candidates {
             let service = &self.sources[&source][&frontend];
             let decided = match winners.get(&frontend) {
-                Some((_, winner)) => Err(ConflictReason::FrontendTaken(winner.name.clone())),
+                Some((_, winner)) => Err(ConflictReason::FrontendTaken(winner.name.to_string())),
                 None => claims.check(&service.name, frontend.vip).map_err(ConflictReason::from),
             };
             match decided {
                 Err(reason) => {
-                    conflicts.push(Conflict { origin: source, name: service.name.clone(), frontend, reason });
+                    conflicts.push(Conflict { origin: source, name: service.name.to_string(), frontend, reason });
                 }
                 Ok(()) => {
-                    claims.claim(service.name.as_str(), frontend.vip);
+                    claims.claim(&*service.name, frontend.vip);
                     winners.insert(frontend, (source, service.clone()));
                 }
             }
@@ -208,7 +208,7 @@ impl SourceSet {
     /// through the merged view, whose winners may have just left their source).
     fn close(&self, seeds: Component) -> Component {
         let mut component = Component::default();
-        let mut names: Vec<String> = seeds.names.into_iter().collect();
+        let mut names: Vec<ServiceName> = seeds.names.into_iter().collect();
         let mut vips: Vec<IpAddr> = seeds.vips.into_iter().collect();
         loop {
             if let Some(name) = names.pop() {
@@ -238,7 +238,7 @@ impl SourceSet {
 /// Names and VIPs of a group of services that decide each other's fate.
 #[derive(Debug, Default)]
 struct Component {
-    names: HashSet<String>,
+    names: HashSet<ServiceName>,
     vips: HashSet<IpAddr>,
 }
 
@@ -263,8 +263,8 @@ mod tests {
     /// The merge as a whole: every source in order, every service in frontend order.
     fn full_merge(sources: &BTreeMap<SourceId, BTreeMap<Frontend, Arc<Service>>>) -> BTreeMap<Frontend, Arc<Service>> {
         let mut merged = BTreeMap::new();
-        let mut vip_of: HashMap<String, IpAddr> = HashMap::new();
-        let mut name_of: HashMap<IpAddr, String> = HashMap::new();
+        let mut vip_of: HashMap<ServiceName, IpAddr> = HashMap::new();
+        let mut name_of: HashMap<IpAddr, ServiceName> = HashMap::new();
         for services in sources.values() {
             for (frontend, service) in services {
                 let clash = merged.contains_key(frontend)

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::{SourceChange, SourceId, Update};
 use crate::{
     config::{Config, ConsulSettings, Parsed},
-    model::{DesiredState, Limits, Service},
+    model::{DesiredState, Limits, Service, ServiceName},
 };
 
 /// How often the file is checked; an edit is applied within this time plus the write.
@@ -25,7 +25,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub struct StaticFileSource {
     path: PathBuf,
     /// The services of the last good version, by name, to keep when a name turns invalid.
-    last_good: HashMap<String, Vec<Arc<Service>>>,
+    last_good: HashMap<ServiceName, Vec<Arc<Service>>>,
     last_text: Option<String>,
     last_stamp: Option<(SystemTime, u64)>,
     limits: Limits,
@@ -123,7 +123,7 @@ impl StaticFileSource {
             let Some(name) = error.name.as_ref().filter(|_| !error.backend_only) else {
                 continue;
             };
-            for service in self.last_good.get(name).into_iter().flatten() {
+            for service in self.last_good.get(name.as_str()).into_iter().flatten() {
                 state.services.entry(service.frontend).or_insert_with(|| {
                     tracing::warn!("keeping the last good definition of service {name:?} ({})", service.frontend);
                     service.clone()
@@ -157,7 +157,7 @@ mod tests {
     }
 
     fn names(state: &DesiredState) -> Vec<(String, usize)> {
-        state.services.values().map(|s| (s.name.clone(), s.backends.len())).collect()
+        state.services.values().map(|s| (s.name.to_string(), s.backends.len())).collect()
     }
 
     const GOOD: &str = r#"
@@ -182,7 +182,7 @@ backends = ["127.0.0.1:9003"]
         assert_eq!(parsed.errors.len(), 1);
         let state = source.accept(edited, parsed);
         assert_eq!(names(&state), [("web".to_owned(), 2), ("db".to_owned(), 1)]);
-        let db = state.services.values().find(|s| s.name == "db").unwrap();
+        let db = state.services.values().find(|s| &*s.name == "db").unwrap();
         assert_eq!(db.backends[0].addr.port(), 9004, "the valid edit is applied");
     }
 

@@ -189,7 +189,7 @@ async fn control_plane(agent: usize, config: &str, events: mpsc::Sender<Event>) 
         let report = reconciler.apply_changes(merged.changes);
         let at = Instant::now();
         for service in &report.changed {
-            let name = service.name.clone();
+            let name = service.name.to_string();
             let backends = service.backends.iter().map(|backend| backend.addr).collect();
             let _ = events.send(Event::Changed { agent, name, backends, at });
         }

@@ -148,7 +148,7 @@ pub fn service(
         instances: dropped.iter().map(|b| b.addr).collect(),
     });
     let service = Service {
-        name: name.to_owned(),
+        name: name.into(),
         frontend: Frontend { vip, port: shape.port, protocol: shape.protocol },
         algorithm: shape.algorithm,
         affinity_secs: 0,

@@ -146,7 +146,7 @@ fn nothing_is_reported_before_the_nodes_the_vips_and_every_nodes_first_answers()
     assert!(matches!(output.services, Some(SourceChange::Replace(ref s)) if s.services.is_empty()), "{output:?}");
     source.state.on_allocated("web", allocation("241.0.0.10", 9));
     let changes = delta(source.state.take_output());
-    assert!(matches!(&changes[..], [ServiceChange::Upsert(s)] if s.name == "web" && s.backends.len() == 1));
+    assert!(matches!(&changes[..], [ServiceChange::Upsert(s)] if &*s.name == "web" && s.backends.len() == 1));
 }
 
 #[test]
@@ -166,7 +166,7 @@ fn one_changed_service_is_one_change() {
     let two = [instance("web", "web-1", 80, &[]), instance("web", "web-2", 81, &[])];
     source.serve("n1", "10.0.0.1", &two);
     let changes = delta(source.state.take_output());
-    assert!(matches!(&changes[..], [ServiceChange::Upsert(s)] if s.name == "web" && s.backends.len() == 2));
+    assert!(matches!(&changes[..], [ServiceChange::Upsert(s)] if &*s.name == "web" && s.backends.len() == 2));
     // The same answers again change nothing.
     assert!(!source.services("n1", "10.0.0.1", &two), "no new instance: the checks watch keeps running");
     source.checks("n1", &[]);
