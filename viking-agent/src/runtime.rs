@@ -19,7 +19,7 @@ use crate::{
     config::{DockerSettings, LabelRule, Trusted},
     dataplane::{sock_destroy, tables::KernelTables},
     dns::NameTable,
-    model::{Container, Frontend, Protocol, RuntimeScope, ServedServices, ServiceChange},
+    model::{Container, Frontend, Protocol, RuntimeScope, ServedServices, ServiceChange, ServiceName},
     policy::{self, trust::Trust, writer::PolicyWriter},
     reconcile::{ApplyReport, Reconciler, describe},
     sources::{SourceChange, SourceId, Update, merge::SourceSet},
@@ -243,9 +243,9 @@ impl Runtime {
     /// Brings the DNS names in step with what the report wrote; returns whether a name
     /// appeared, disappeared or moved.
     fn update_names(&mut self, report: &ApplyReport) -> bool {
-        let mut updates: Vec<(Frontend, Option<&str>)> = Vec::new();
+        let mut updates: Vec<(Frontend, Option<&ServiceName>)> = Vec::new();
         updates.extend(report.removed.iter().map(|(_, frontend)| (*frontend, None)));
-        updates.extend(report.added.iter().chain(&report.changed).map(|s| (s.frontend, Some(&*s.name))));
+        updates.extend(report.added.iter().chain(&report.changed).map(|s| (s.frontend, Some(&s.name))));
         if updates.is_empty() {
             return false;
         }

@@ -7,16 +7,17 @@ use std::{
     net::IpAddr,
 };
 
-use crate::model::{DesiredState, Frontend, Protocol, SmallSet};
+use crate::model::{DesiredState, Frontend, Protocol, ServiceName, SmallSet};
 
 /// Every service name with its frontends. The run loop updates it as services come, go
 /// or are renamed, and publishes it through a `watch` channel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NameTable {
-    /// By lower-case name: DNS names are case-insensitive.
-    services: BTreeMap<String, NameEntry>,
+    /// By lower-case name: DNS names are case-insensitive. (The service's own shared name
+    /// when it is lower-case already, as names usually are.)
+    services: BTreeMap<ServiceName, NameEntry>,
     /// The lower-case name at each frontend.
-    names: HashMap<Frontend, String>,
+    names: HashMap<Frontend, ServiceName>,
     /// Frontends per protocol (for `_tcp`/`_udp` parents of SRV names).
     protocols: BTreeMap<Protocol, usize>,
 }
@@ -53,8 +54,8 @@ impl NameTable {
 
     /// Records that `frontend` serves the service `name` (`None`: nothing). Returns
     /// whether any answer changes.
-    pub fn set(&mut self, frontend: Frontend, name: Option<&str>) -> bool {
-        let name = name.map(str::to_ascii_lowercase);
+    pub fn set(&mut self, frontend: Frontend, name: Option<&ServiceName>) -> bool {
+        let name = name.map(lower_case);
         if self.names.get(&frontend) == name.as_ref() {
             return false;
         }
@@ -92,6 +93,15 @@ impl NameTable {
     }
 }
 
+/// `name` in lower case: the same shared name when it is lower-case already.
+fn lower_case(name: &ServiceName) -> ServiceName {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        name.to_ascii_lowercase().into()
+    } else {
+        ServiceName::clone(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,8 +130,8 @@ mod tests {
             ("dns", "240.0.0.53", 53, Protocol::Udp),
         ]));
         let web80 = Frontend { vip: "240.0.0.10".parse().unwrap(), port: 80, protocol: Protocol::Tcp };
-        assert!(!table.set(web80, Some("WEB")), "the same name in another case changes nothing");
-        assert!(table.set(web80, Some("www")));
+        assert!(!table.set(web80, Some(&"WEB".into())), "the same name in another case changes nothing");
+        assert!(table.set(web80, Some(&"www".into())));
         assert!(table.get("web").is_none() && table.get("www").is_some());
         let dns = Frontend { vip: "240.0.0.53".parse().unwrap(), port: 53, protocol: Protocol::Udp };
         assert!(table.set(dns, None));

@@ -61,7 +61,7 @@ pub fn read_answer(
         reading.problems.append(&mut read.problems);
         if let Some(shape) = &read.shape {
             let vip = vips::candidate(consul.vip_range, service, 0);
-            let (built, problem) = instances::service(service, vip, shape, &read.backends);
+            let (built, problem) = instances::service(service.into(), vip, shape, &read.backends);
             reading.problems.extend(problem);
             reading.service = Some(built);
         }
@@ -70,7 +70,7 @@ pub fn read_answer(
     if let Ok(entries) = decode::<Vec<KvEntry>>(body) {
         let keys = Keys::new(&consul.kv_prefix);
         let mut table = VipTable::default();
-        let (mut problems, changed) = table.load(&keys, &entries, consul.vip_range, 0);
+        let (mut problems, changed) = table.load(&keys, &entries, consul.vip_range, 0, |name: &str| name.into());
         reading.problems.append(&mut problems);
         let vips =
             changed.into_iter().filter_map(|name| Some((table.get(&name)?.vip, name))).map(|(vip, name)| (name, vip));

@@ -221,6 +221,11 @@ impl NodeView {
         changed
     }
 
+    /// The name of `service` its instances share, while a node hosts one.
+    pub fn shared_name(&self, service: &str) -> Option<Arc<str>> {
+        self.hosts.get_key_value(service).map(|(name, _)| Arc::clone(name))
+    }
+
     /// Whether any node hosts an instance of `service`, passing or not.
     pub fn hosts(&self, service: &str) -> bool {
         self.hosts.contains_key(service)

@@ -25,7 +25,7 @@ use super::{
     vips::{Allocation, Keys, VipTable},
     wire::{CatalogNode, HealthEntry, KvEntry, NodeCheck, NodeServices},
 };
-use crate::model::{BackendSpec, Service, VipRanges, check_service_name};
+use crate::model::{BackendSpec, Service, ServiceName, VipRanges, check_service_name};
 
 mod output;
 
@@ -63,7 +63,8 @@ pub struct NodePlan {
     pub stop: Vec<String>,
 }
 
-/// The Consul source's knowledge.
+/// The Consul source's knowledge. Its tables are keyed by the service's shared name (see
+/// [`ConsulState::shared`]): at 100,000 services, one name each, not one per table.
 #[derive(Debug)]
 pub struct ConsulState {
     settings: Settings,
@@ -74,30 +75,30 @@ pub struct ConsulState {
     /// Nodes whose services or checks have not answered yet.
     awaiting: HashSet<String>,
     /// Services in the catalog that get a VIP (after the tag filter and name check).
-    wanted: BTreeSet<String>,
+    wanted: BTreeSet<ServiceName>,
     /// The usable backends of each wanted service's passing instances, from its last
     /// reading (boxed: one allocation of the exact size, 100,000 of them at 100k services).
-    backends: HashMap<String, Box<[BackendSpec]>>,
+    backends: HashMap<ServiceName, Box<[BackendSpec]>>,
     /// The `connect_to` declarations of the last reading, for the services with any.
-    declarations: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
+    declarations: HashMap<ServiceName, BTreeMap<String, BTreeSet<String>>>,
     /// The last shape seen per service, kept while no instance passes.
-    shapes: HashMap<String, ServiceShape>,
+    shapes: HashMap<ServiceName, ServiceShape>,
     vips: VipTable,
     vips_loaded: bool,
     /// Wanted services without a VIP and no allocation running.
-    missing: BTreeSet<String>,
-    allocating: HashSet<String>,
+    missing: BTreeSet<ServiceName>,
+    allocating: HashSet<ServiceName>,
     /// Services with a VIP that are not in the catalog, since when.
-    absent_since: HashMap<String, Instant>,
+    absent_since: HashMap<ServiceName, Instant>,
     /// Watches failing now, with their error.
     failing: BTreeMap<String, String>,
     /// Problems last logged per key, so a repeated answer logs nothing new.
     problems: HashMap<String, Vec<ConsulProblem>>,
     /// What the run loop was last told, per service.
-    sent: HashMap<String, Arc<Service>>,
-    declarations_sent: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
+    sent: HashMap<ServiceName, Arc<Service>>,
+    declarations_sent: HashMap<ServiceName, BTreeMap<String, BTreeSet<String>>>,
     /// Services whose output may have changed.
-    dirty: HashSet<String>,
+    dirty: HashSet<ServiceName>,
     synced: bool,
 }
 
@@ -203,14 +204,20 @@ impl ConsulState {
         }
     }
 
+    /// The shared copy of `name`: the node view's while a node hosts the service (its
+    /// instances, the merge and the reconciler then share it too), else a new one.
+    fn shared(&self, name: &str) -> ServiceName {
+        self.nodes.shared_name(name).unwrap_or_else(|| name.into())
+    }
+
     /// Follows a change of `name`'s instances: whether it is wanted, and what passes.
     fn refresh(&mut self, name: &str) {
         let wanted = self.nodes.hosts(name) && self.admits(name);
         if wanted {
-            if self.wanted.insert(name.to_owned()) {
+            if self.wanted.insert(self.shared(name)) {
                 self.absent_since.remove(name);
                 if self.vips.get(name).is_none() && !self.allocating.contains(name) {
-                    self.missing.insert(name.to_owned());
+                    self.missing.insert(self.shared(name));
                 }
             }
             let entries = self.nodes.passing(name);
@@ -222,13 +229,13 @@ impl ConsulState {
             self.problems.remove(name);
             self.missing.remove(name);
             if self.vips.get(name).is_some() {
-                self.absent_since.insert(name.to_owned(), Instant::now());
+                self.absent_since.insert(self.shared(name), Instant::now());
             }
             tracing::info!("consul service {name:?} left the catalog");
         } else if !self.nodes.hosts(name) {
             self.problems.remove(name);
         }
-        self.dirty.insert(name.to_owned());
+        self.dirty.insert(self.shared(name));
     }
 
     /// Whether a service in the catalog gets a VIP: not Consul itself, with the tag when
@@ -255,21 +262,23 @@ impl ConsulState {
         };
         let Reading { shape, backends, declarations, problems } = instances::read(name, entries, &context);
         if let Some(shape) = shape {
-            self.shapes.insert(name.to_owned(), shape);
+            self.shapes.insert(self.shared(name), shape);
         }
         self.log_problems(name, problems);
-        self.backends.insert(name.to_owned(), backends.into_boxed_slice());
+        self.backends.insert(self.shared(name), backends.into_boxed_slice());
         if declarations.is_empty() {
             self.declarations.remove(name);
         } else {
-            self.declarations.insert(name.to_owned(), declarations);
+            self.declarations.insert(self.shared(name), declarations);
         }
     }
 
     /// Takes a listing of the VIP records, read at KV index `index`.
     pub fn on_vips(&mut self, index: u64, entries: &[KvEntry]) {
         let settings = &self.settings;
-        let (problems, changed) = self.vips.load(&settings.keys, entries, settings.vip_range, index);
+        let nodes = &self.nodes;
+        let intern = |name: &str| nodes.shared_name(name).unwrap_or_else(|| name.into());
+        let (problems, changed) = self.vips.load(&settings.keys, entries, settings.vip_range, index, intern);
         self.log_problems("(vip allocations)", problems);
         self.vips_loaded = true;
         for name in changed {
@@ -279,16 +288,25 @@ impl ConsulState {
 
     /// Records a VIP this agent allocated (or found).
     pub fn on_allocated(&mut self, name: &str, allocation: Allocation) {
-        self.allocating.remove(name);
+        self.allocation_ended(name);
         tracing::info!("consul service {name:?} has VIP {}", allocation.vip);
-        self.vips.insert(name, allocation);
+        self.vips.insert(self.shared(name), allocation);
         self.vip_changed(name);
     }
 
     /// Records that an allocation gave up for now (it is asked for again).
     pub fn on_allocation_failed(&mut self, name: &str) {
-        self.allocating.remove(name);
+        self.allocation_ended(name);
         self.vip_changed(name);
+    }
+
+    fn allocation_ended(&mut self, name: &str) {
+        self.allocating.remove(name);
+        if self.allocating.is_empty() {
+            // Dropped, not left empty: a cold start allocates every service at once, and
+            // the set would keep that room (3 MB at 100,000 services).
+            self.allocating = HashSet::new();
+        }
     }
 
     /// Records a VIP this agent released.
@@ -322,16 +340,18 @@ impl ConsulState {
         let wanted = self.wanted.contains(name);
         let has_vip = self.vips.get(name).is_some();
         if wanted && !has_vip && !self.allocating.contains(name) {
-            self.missing.insert(name.to_owned());
+            self.missing.insert(self.shared(name));
         } else {
             self.missing.remove(name);
         }
         if !wanted && has_vip {
-            self.absent_since.entry(name.to_owned()).or_insert_with(Instant::now);
+            if !self.absent_since.contains_key(name) {
+                self.absent_since.insert(self.shared(name), Instant::now());
+            }
         } else {
             self.absent_since.remove(name);
         }
-        self.dirty.insert(name.to_owned());
+        self.dirty.insert(self.shared(name));
     }
 
     /// Services to allocate a VIP for now (they count as allocating until
@@ -350,7 +370,7 @@ impl ConsulState {
             .map(|name| {
                 let first_probe = self.vips.first_free_probe(range, &name);
                 self.allocating.insert(name.clone());
-                Request { name, first_probe }
+                Request { name: name.to_string(), first_probe }
             })
             .collect()
     }
@@ -367,12 +387,14 @@ impl ConsulState {
             .absent_since
             .iter()
             .filter(|(_, since)| now.duration_since(**since) >= grace)
-            .filter_map(|(name, _)| Some((name.clone(), vips.get(name)?)))
+            .filter_map(|(name, _)| Some((name.to_string(), vips.get(name)?)))
             .collect();
         // Asked for once; if the release does not happen, again a little later.
         let retry_from = now.checked_sub(grace.saturating_sub(RELEASE_RETRY)).unwrap_or(now);
         for (name, _) in &due {
-            self.absent_since.insert(name.clone(), retry_from);
+            if let Some(since) = self.absent_since.get_mut(name.as_str()) {
+                *since = retry_from;
+            }
         }
         due
     }

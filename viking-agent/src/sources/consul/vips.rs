@@ -26,6 +26,7 @@ use super::{
     problems::ConsulProblem,
     wire::KvEntry,
 };
+use crate::model::ServiceName;
 
 /// Candidates tried before giving up (the range is large; collisions are rare).
 const MAX_PROBES: u64 = 256;
@@ -42,8 +43,8 @@ pub struct Allocation {
 /// The VIPs every agent agrees on, from `<prefix>/services/`, indexed both ways.
 #[derive(Clone, Debug, Default)]
 pub struct VipTable {
-    by_service: HashMap<String, Allocation>,
-    by_vip: HashMap<IpAddr, String>,
+    by_service: HashMap<ServiceName, Allocation>,
+    by_vip: HashMap<IpAddr, ServiceName>,
 }
 
 /// Why a VIP could not be allocated.
@@ -100,15 +101,16 @@ impl VipTable {
         entries: &[KvEntry],
         range: IpNet,
         listing_index: u64,
+        intern: impl Fn(&str) -> ServiceName,
     ) -> (Vec<ConsulProblem>, Vec<String>) {
         let prefix = keys.services_prefix();
         let mut problems = Vec::new();
-        let mut listed: HashMap<String, Allocation> = HashMap::with_capacity(entries.len());
+        let mut listed: HashMap<ServiceName, Allocation> = HashMap::with_capacity(entries.len());
         for entry in entries {
             let Some(name) = entry.key.strip_prefix(&prefix) else { continue };
             match entry.text().and_then(|t| t.trim().parse::<IpAddr>().ok()) {
                 Some(vip) if range.contains(&vip) => {
-                    listed.insert(name.to_owned(), Allocation { vip, modify_index: entry.modify_index });
+                    listed.insert(intern(name), Allocation { vip, modify_index: entry.modify_index });
                 }
                 _ => problems.push(ConsulProblem::VipRecord {
                     key: entry.key.clone(),
@@ -123,14 +125,14 @@ impl VipTable {
             }
         }
         let mut changed: Vec<String> =
-            self.by_service.keys().filter(|name| !listed.contains_key(*name)).cloned().collect();
+            self.by_service.keys().filter(|name| !listed.contains_key(*name)).map(|name| name.to_string()).collect();
         changed.extend(
-            listed.iter().filter(|(name, a)| self.by_service.get(*name) != Some(a)).map(|(name, _)| name.clone()),
+            listed.iter().filter(|(name, a)| self.by_service.get(*name) != Some(a)).map(|(name, _)| name.to_string()),
         );
         self.by_service.clear();
         self.by_vip.clear();
         for (name, allocation) in listed {
-            self.insert(&name, allocation);
+            self.insert(name, allocation);
         }
         (problems, changed)
     }
@@ -141,15 +143,15 @@ impl VipTable {
     }
 
     /// Records an allocation this agent just made or read.
-    pub fn insert(&mut self, name: &str, allocation: Allocation) {
-        self.remove(name);
+    pub fn insert(&mut self, name: ServiceName, allocation: Allocation) {
+        self.remove(&name);
         // A VIP names one service: a record claiming it for another one loses (the KV
         // address claim makes this impossible unless records are edited by hand).
         if let Some(other) = self.by_vip.get(&allocation.vip).cloned() {
             self.by_service.remove(&other);
         }
-        self.by_vip.insert(allocation.vip, name.to_owned());
-        self.by_service.insert(name.to_owned(), allocation);
+        self.by_vip.insert(allocation.vip, name.clone());
+        self.by_service.insert(name, allocation);
     }
 
     /// Forgets a released allocation.
@@ -163,7 +165,7 @@ impl VipTable {
     /// check-and-set has the final word).
     pub fn first_free_probe(&self, range: IpNet, name: &str) -> u64 {
         (0..MAX_PROBES.min(range_size(range)))
-            .find(|probe| self.by_vip.get(&candidate(range, name, *probe)).is_none_or(|owner| owner == name))
+            .find(|probe| self.by_vip.get(&candidate(range, name, *probe)).is_none_or(|owner| &**owner == name))
             .unwrap_or(0)
     }
 }
@@ -316,7 +318,8 @@ mod tests {
             KvEntry { key: "viking/services/junk".into(), value: encode("hello"), modify_index: 7 },
         ];
         let mut table = VipTable::default();
-        let (problems, changed) = table.load(&keys, &entries, "241.0.0.0/8".parse().unwrap(), 7);
+        let (problems, changed) =
+            table.load(&keys, &entries, "241.0.0.0/8".parse().unwrap(), 7, |name: &str| name.into());
         assert_eq!(changed, ["web"]);
         assert_eq!(table.get("web").map(|a| a.vip), Some("241.0.0.7".parse().unwrap()));
         assert!(table.get("bad").is_none() && table.get("junk").is_none());
@@ -334,10 +337,10 @@ mod table_tests {
     fn a_listing_older_than_an_own_allocation_does_not_drop_it() {
         let range: IpNet = "241.0.0.0/8".parse().unwrap();
         let mut table = VipTable::default();
-        table.insert("web", Allocation { vip: "241.0.0.7".parse().unwrap(), modify_index: 20 });
-        let (_, changed) = table.load(&Keys::new("viking"), &[], range, 19);
+        table.insert("web".into(), Allocation { vip: "241.0.0.7".parse().unwrap(), modify_index: 20 });
+        let (_, changed) = table.load(&Keys::new("viking"), &[], range, 19, |name: &str| name.into());
         assert!(changed.is_empty() && table.get("web").is_some(), "the listing predates it");
-        let (_, changed) = table.load(&Keys::new("viking"), &[], range, 21);
+        let (_, changed) = table.load(&Keys::new("viking"), &[], range, 21, |name: &str| name.into());
         assert_eq!((changed, table.get("web")), (vec!["web".to_owned()], None), "released meanwhile");
     }
 
@@ -346,11 +349,11 @@ mod table_tests {
         let range: IpNet = "241.0.0.0/8".parse().unwrap();
         let mut table = VipTable::default();
         assert_eq!(table.first_free_probe(range, "web"), 0);
-        table.insert("other", Allocation { vip: candidate(range, "web", 0), modify_index: 1 });
+        table.insert("other".into(), Allocation { vip: candidate(range, "web", 0), modify_index: 1 });
         assert_eq!(table.first_free_probe(range, "web"), 1);
-        table.insert("web", Allocation { vip: candidate(range, "web", 1), modify_index: 2 });
+        table.insert("web".into(), Allocation { vip: candidate(range, "web", 1), modify_index: 2 });
         assert_eq!(table.first_free_probe(range, "web"), 1, "its own VIP is free for it");
-        table.insert("third", Allocation { vip: candidate(range, "web", 1), modify_index: 3 });
+        table.insert("third".into(), Allocation { vip: candidate(range, "web", 1), modify_index: 3 });
         assert_eq!(table.get("web"), None, "one VIP, one service");
     }
 }

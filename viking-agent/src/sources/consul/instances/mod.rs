@@ -23,7 +23,7 @@ use super::{
     problems::{ConsulProblem, InstanceProblem},
     wire::HealthEntry,
 };
-use crate::model::{BackendSpec, Frontend, Service, VipRanges, check_backend_addr};
+use crate::model::{BackendSpec, Frontend, Service, ServiceName, VipRanges, check_backend_addr};
 
 /// What reading a service's instances depends on besides the instances.
 #[derive(Clone, Copy, Debug)]
@@ -135,7 +135,7 @@ fn is_local(node: &str, local: Option<&str>) -> bool {
 /// The Viking service for a Consul service with its VIP. Backends of the other address
 /// family than the VIP are dropped; the problem says which.
 pub fn service(
-    name: &str,
+    name: ServiceName,
     vip: IpAddr,
     shape: &ServiceShape,
     backends: &[BackendSpec],
@@ -143,12 +143,12 @@ pub fn service(
     let (kept, dropped): (Vec<BackendSpec>, Vec<BackendSpec>) =
         backends.iter().partition(|b| b.addr.is_ipv4() == vip.is_ipv4());
     let problem = (!dropped.is_empty()).then(|| ConsulProblem::AddressFamily {
-        service: name.to_owned(),
+        service: name.to_string(),
         vip,
         instances: dropped.iter().map(|b| b.addr).collect(),
     });
     let service = Service {
-        name: name.into(),
+        name,
         frontend: Frontend { vip, port: shape.port, protocol: shape.protocol },
         algorithm: shape.algorithm,
         affinity_secs: 0,

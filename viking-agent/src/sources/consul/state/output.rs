@@ -9,7 +9,7 @@ use std::{
 
 use super::{ConsulState, instances};
 use crate::{
-    model::{DesiredState, Service, ServiceChange},
+    model::{DesiredState, Service, ServiceChange, ServiceName},
     sources::SourceChange,
 };
 
@@ -39,7 +39,7 @@ impl ConsulState {
         let mut declarations = Vec::new();
         // Taken, not drained: the initial sync marks every service, and a drained set keeps
         // that room.
-        let mut dirty: Vec<String> = std::mem::take(&mut self.dirty).into_iter().collect();
+        let mut dirty: Vec<ServiceName> = std::mem::take(&mut self.dirty).into_iter().collect();
         dirty.sort_unstable();
         for name in dirty {
             let built = self.build(&name).map(Arc::new);
@@ -60,7 +60,7 @@ impl ConsulState {
                 (None, None) => {}
             }
             if let Some(changed) = self.declarations_changed(&name) {
-                declarations.push((name, changed));
+                declarations.push((name.to_string(), changed));
             }
         }
         let services = (!changes.is_empty()).then_some(SourceChange::Delta(changes));
@@ -69,7 +69,7 @@ impl ConsulState {
 
     /// Every service and declaration, for the first report.
     fn full_output(&mut self) -> Output {
-        let names: Vec<String> = self.wanted.iter().cloned().collect();
+        let names: Vec<ServiceName> = self.wanted.iter().cloned().collect();
         let mut state = DesiredState::default();
         let mut declarations = Vec::new();
         for name in names {
@@ -78,33 +78,33 @@ impl ConsulState {
                 self.sent.insert(name.clone(), service);
             }
             if let Some(changed) = self.declarations_changed(&name) {
-                declarations.push((name, changed));
+                declarations.push((name.to_string(), changed));
             }
         }
         Output { services: Some(SourceChange::Replace(state)), declarations }
     }
 
     /// The service `name` as it should be served, if it can be.
-    fn build(&mut self, name: &str) -> Option<Service> {
+    fn build(&mut self, name: &ServiceName) -> Option<Service> {
         if !self.wanted.contains(name) {
             return None;
         }
         let (allocation, shape) = (self.vips.get(name)?, self.shapes.get(name)?);
         let backends = self.backends.get(name).map(|b| &b[..]).unwrap_or_default();
-        let (service, problem) = instances::service(name, allocation.vip, shape, backends);
+        let (service, problem) = instances::service(name.clone(), allocation.vip, shape, backends);
         self.log_problems(&format!("{name} (address family)"), problem.into_iter().collect());
         Some(service)
     }
 
     /// The declarations of `name`'s instances, when they differ from those last sent.
-    fn declarations_changed(&mut self, name: &str) -> Option<BTreeMap<String, BTreeSet<String>>> {
+    fn declarations_changed(&mut self, name: &ServiceName) -> Option<BTreeMap<String, BTreeSet<String>>> {
         let now = self.declarations.get(name);
         if now == self.declarations_sent.get(name) {
             return None;
         }
         match now {
             Some(now) => {
-                self.declarations_sent.insert(name.to_owned(), now.clone());
+                self.declarations_sent.insert(name.clone(), now.clone());
                 Some(now.clone())
             }
             None => self.declarations_sent.remove(name).map(|_| BTreeMap::new()),
