@@ -121,7 +121,10 @@ impl BackendIds {
         if index >= self.in_use.len() {
             // Grows by a quarter, not double: ids are handed out in order, so the vector
             // grows one id at a time to the number of backends.
-            self.in_use.reserve_exact((index + 1 - self.in_use.len()).max(self.in_use.len() / 4));
+            let needed = index + 1 - self.in_use.len();
+            if self.in_use.capacity() - self.in_use.len() < needed {
+                self.in_use.reserve_exact(needed.max(self.in_use.len() / 4));
+            }
             self.in_use.resize(index + 1, None);
         }
         if self.in_use[index].replace(InUse { addr, refs: 0 }).is_none() {

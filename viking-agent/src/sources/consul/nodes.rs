@@ -188,7 +188,10 @@ impl NodeView {
             self.unhost(&service, node);
         }
         for service in added {
-            self.hosts.entry(service).or_default().push(Arc::clone(&name));
+            let nodes = self.hosts.entry(service).or_default();
+            // One node more, not the room for four a first push takes.
+            nodes.reserve_exact(1);
+            nodes.push(Arc::clone(&name));
         }
         ServicesRead { changed, restart_checks }
     }

@@ -140,8 +140,12 @@ pub fn service(
     shape: &ServiceShape,
     backends: &[BackendSpec],
 ) -> (Service, Option<ConsulProblem>) {
-    let (kept, dropped): (Vec<BackendSpec>, Vec<BackendSpec>) =
+    let (same_family, dropped): (Vec<&BackendSpec>, Vec<&BackendSpec>) =
         backends.iter().partition(|b| b.addr.is_ipv4() == vip.is_ipv4());
+    // Exactly as long as needed: every service is kept, and a pushed vector takes room for
+    // four backends.
+    let mut kept = Vec::with_capacity(same_family.len());
+    kept.extend(same_family.into_iter().copied());
     let problem = (!dropped.is_empty()).then(|| ConsulProblem::AddressFamily {
         service: name.to_string(),
         vip,
