@@ -137,8 +137,9 @@ impl NodeView {
         let name = Arc::clone(&state.name);
         let (info, mut instances) = match answer {
             Some(answer) => {
-                let instances: Vec<ServiceInstance> =
-                    answer.services.unwrap_or_default().into_values().map(kept).collect();
+                let mut instances: Vec<ServiceInstance> = answer.services.into_iter().map(kept).collect();
+                // Exactly as long as the node's instances (decoding grew it by doubling).
+                instances.shrink_to_fit();
                 (Some(answer.node), instances)
             }
             None => (None, Vec::new()),

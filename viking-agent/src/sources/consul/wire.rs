@@ -14,9 +14,43 @@ use serde::{Deserialize, Serialize};
 pub struct NodeServices {
     /// The node.
     pub node: Node,
-    /// Its instances by ID.
-    #[serde(default)]
-    pub services: Option<BTreeMap<String, ServiceInstance>>,
+    /// Its instances: the values of Consul's object keyed by instance ID. The keys repeat
+    /// each instance's `ID` and are not decoded: at 100,000 services that is 300,000
+    /// strings (and a map) allocated only to be dropped, in the middle of the instances
+    /// the agent keeps.
+    #[serde(default, deserialize_with = "map_values")]
+    pub services: Vec<ServiceInstance>,
+}
+
+/// The values of a JSON object (or `null`, as none), in the object's order.
+fn map_values<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Values<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Values<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object or null")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<T>, A::Error> {
+            let mut values = Vec::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some((serde::de::IgnoredAny, value)) = map.next_entry()? {
+                values.push(value);
+            }
+            Ok(values)
+        }
+    }
+
+    deserializer.deserialize_any(Values(std::marker::PhantomData))
 }
 
 /// One element of `GET /v1/health/node/:node` (developer.hashicorp.com/consul/api-docs/health#list-checks-for-node).
@@ -191,4 +225,26 @@ pub struct TxnError {
     pub op_index: usize,
     /// Consul's reason.
     pub what: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeServices;
+
+    #[test]
+    fn a_nodes_instances_are_the_values_of_its_services_object() {
+        let node = r#""Node": {"Node": "n1", "Address": "10.0.0.1"}"#;
+        let answer: NodeServices = serde_json::from_str(&format!(
+            r#"{{{node}, "Services": {{"web-1": {{"ID": "web-1", "Service": "web", "Port": 80}},
+                "db-1": {{"ID": "db-1", "Service": "db", "Port": 5432, "Tags": ["a"]}}}}}}"#
+        ))
+        .unwrap();
+        let ids: Vec<&str> = answer.services.iter().map(|i| &*i.id).collect();
+        assert_eq!(ids, ["web-1", "db-1"], "in the object's order");
+        for empty in [format!(r#"{{{node}, "Services": null}}"#), format!("{{{node}}}")] {
+            let answer: NodeServices = serde_json::from_str(&empty).unwrap();
+            assert!(answer.services.is_empty(), "{empty}");
+        }
+        assert!(serde_json::from_str::<NodeServices>(&format!(r#"{{{node}, "Services": []}}"#)).is_err());
+    }
 }

@@ -16,10 +16,7 @@ fn instance(service: &str, id: &str, tags: &[&str]) -> ServiceInstance {
 }
 
 fn answer(node: &str, address: &str, instances: &[ServiceInstance]) -> Option<NodeServices> {
-    Some(NodeServices {
-        node: Node { node: node.into(), address: address.into() },
-        services: Some(instances.iter().map(|i| (i.id.to_string(), i.clone())).collect()),
-    })
+    Some(NodeServices { node: Node { node: node.into(), address: address.into() }, services: instances.to_vec() })
 }
 
 /// A check of instance `service_id` (named `<service>-<n>` in these tests; empty for the

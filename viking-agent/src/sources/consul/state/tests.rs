@@ -72,10 +72,8 @@ impl Source {
 
     /// `node`'s services watch answers; returns whether its checks watch was (re)started.
     fn services(&mut self, node: &str, address: &str, instances: &[ServiceInstance]) -> bool {
-        let answer = NodeServices {
-            node: Node { node: node.into(), address: address.into() },
-            services: Some(instances.iter().map(|i| (i.id.to_string(), i.clone())).collect()),
-        };
+        let answer =
+            NodeServices { node: Node { node: node.into(), address: address.into() }, services: instances.to_vec() };
         let restarted = self.state.on_node_services(node, self.services[node], Some(answer));
         if let Some(generation) = restarted {
             self.checks.insert(node.to_owned(), generation);
