@@ -76,8 +76,9 @@ pub struct ConsulState {
     awaiting: HashSet<String>,
     /// Services in the catalog that get a VIP (after the tag filter and name check).
     wanted: BTreeSet<ServiceName>,
-    /// The usable backends of each wanted service's passing instances, from its last
-    /// reading (boxed: one allocation of the exact size, 100,000 of them at 100k services).
+    /// The usable backends of a wanted service's passing instances, from its last reading,
+    /// while they differ from the backends of the service last sent (which then has them:
+    /// see `output.rs`). Usually they do not, and the service sent is their one copy.
     backends: HashMap<ServiceName, Box<[BackendSpec]>>,
     /// The `connect_to` declarations of the last reading, for the services with any.
     declarations: HashMap<ServiceName, BTreeMap<String, BTreeSet<String>>>,

@@ -51,11 +51,11 @@ impl ConsulState {
                         changes.push(ServiceChange::Remove(old.frontend));
                     }
                     changes.push(ServiceChange::Upsert(new.clone()));
-                    self.sent.insert(name.clone(), new);
+                    self.replace_sent(&name, Some(new));
                 }
                 (Some(old), None) => {
                     changes.push(ServiceChange::Remove(old.frontend));
-                    self.sent.remove(&name);
+                    self.replace_sent(&name, None);
                 }
                 (None, None) => {}
             }
@@ -75,13 +75,40 @@ impl ConsulState {
         for name in names {
             if let Some(service) = self.build(&name).map(Arc::new) {
                 state.services.insert(service.frontend, service.clone());
-                self.sent.insert(name.clone(), service);
+                self.replace_sent(&name, Some(service));
             }
             if let Some(changed) = self.declarations_changed(&name) {
                 declarations.push((name.to_string(), changed));
             }
         }
+        // Most services' backends now live in the services sent alone.
+        self.backends.shrink_to_fit();
         Output { services: Some(SourceChange::Replace(state)), declarations }
+    }
+
+    /// Records what the run loop was told of `name`. The reading of a wanted service's
+    /// backends is `backends[name]`, or else the backends of the service sent: it is kept
+    /// in `backends` before the service sent changes, and dropped from there when the new
+    /// one holds the very same (no instance of the other address family than its VIP was
+    /// left out), so that usually the service sent is the one copy.
+    fn replace_sent(&mut self, name: &ServiceName, service: Option<Arc<Service>>) {
+        if self.wanted.contains(name)
+            && !self.backends.contains_key(name)
+            && let Some(old) = self.sent.get(name)
+        {
+            self.backends.insert(name.clone(), old.backends.clone().into_boxed_slice());
+        }
+        match service {
+            Some(service) => {
+                if self.backends.get(name).is_some_and(|read| read[..] == service.backends[..]) {
+                    self.backends.remove(name);
+                }
+                self.sent.insert(name.clone(), service);
+            }
+            None => {
+                self.sent.remove(name);
+            }
+        }
     }
 
     /// The service `name` as it should be served, if it can be.
@@ -90,7 +117,11 @@ impl ConsulState {
             return None;
         }
         let (allocation, shape) = (self.vips.get(name)?, self.shapes.get(name)?);
-        let backends = self.backends.get(name).map(|b| &b[..]).unwrap_or_default();
+        let backends = match (self.backends.get(name), self.sent.get(name)) {
+            (Some(read), _) => &read[..],
+            (None, Some(sent)) => &sent.backends[..],
+            (None, None) => &[],
+        };
         let (service, problem) = instances::service(name.clone(), allocation.vip, shape, backends);
         self.log_problems(&format!("{name} (address family)"), problem.into_iter().collect());
         Some(service)

@@ -317,3 +317,27 @@ fn loopback_instances_count_on_this_hosts_node_only() {
     let changes = delta(source.state.take_output());
     assert_eq!(backends(&changes[0]), ["10.0.0.1:80", "127.0.0.1:80"]);
 }
+
+#[test]
+fn a_new_vip_keeps_the_backends_even_those_of_the_other_family_left_out_before() {
+    let mut source = synced();
+    // A second instance on an IPv6 node: the IPv4 VIP serves only the IPv4 one.
+    source.nodes(&["n1", "n2", "n3"]);
+    source.serve("n3", "fd00::3", &[instance("web", "web-3", 80, &[])]);
+    assert!(source.state.take_output().services.is_none(), "the IPv4 VIP serves the IPv4 backend alone");
+    // A new IPv4 VIP: the same backend, though no instance answered again.
+    source.state.on_allocated("web", allocation("241.0.0.11", 7));
+    let changes = delta(source.state.take_output());
+    assert_eq!(backends(changes.last().unwrap()), ["10.0.0.1:80"]);
+    // An IPv6 VIP (a record edited by hand): the instance left out before is served.
+    source.state.on_allocated("web", allocation("fd00:f::11", 8));
+    let changes = delta(source.state.take_output());
+    assert_eq!(backends(changes.last().unwrap()), ["[fd00::3]:80"]);
+    // db's one backend is IPv4: an IPv6 VIP serves none, and an IPv4 one it again.
+    source.state.on_allocated("db", allocation("fd00:f::21", 9));
+    let changes = delta(source.state.take_output());
+    assert!(backends(changes.last().unwrap()).is_empty());
+    source.state.on_allocated("db", allocation("241.0.0.21", 10));
+    let changes = delta(source.state.take_output());
+    assert_eq!(backends(changes.last().unwrap()), ["10.0.0.2:5432"], "db's backend moves with its VIP");
+}
