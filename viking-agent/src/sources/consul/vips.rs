@@ -16,9 +16,11 @@
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, RandomState},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use hashbrown::HashTable;
 use ipnet::IpNet;
 
 use super::{
@@ -44,7 +46,10 @@ pub struct Allocation {
 #[derive(Clone, Debug, Default)]
 pub struct VipTable {
     by_service: HashMap<ServiceName, Allocation>,
-    by_vip: HashMap<IpAddr, ServiceName>,
+    /// The services with a VIP, found by the VIP they have in `by_service` (a name per
+    /// slot, not a VIP and a name).
+    by_vip: HashTable<ServiceName>,
+    hasher: RandomState,
 }
 
 /// Why a VIP could not be allocated.
@@ -147,25 +152,35 @@ impl VipTable {
         self.remove(&name);
         // A VIP names one service: a record claiming it for another one loses (the KV
         // address claim makes this impossible unless records are edited by hand).
-        if let Some(other) = self.by_vip.get(&allocation.vip).cloned() {
-            self.by_service.remove(&other);
+        if let Some(other) = self.owner(allocation.vip).cloned() {
+            self.remove(&other);
         }
-        self.by_vip.insert(allocation.vip, name.clone());
-        self.by_service.insert(name, allocation);
+        let hash = self.hasher.hash_one(allocation.vip);
+        self.by_service.insert(name.clone(), allocation);
+        let (by_service, hasher) = (&self.by_service, &self.hasher);
+        self.by_vip.insert_unique(hash, name, |name| by_service.get(name).map_or(0, |a| hasher.hash_one(a.vip)));
     }
 
     /// Forgets a released allocation.
     pub fn remove(&mut self, name: &str) {
-        if let Some(old) = self.by_service.remove(name) {
-            self.by_vip.remove(&old.vip);
+        if let Some(old) = self.by_service.remove(name)
+            && let Ok(entry) = self.by_vip.find_entry(self.hasher.hash_one(old.vip), |found| &**found == name)
+        {
+            entry.remove();
         }
+    }
+
+    /// The service holding `vip`.
+    fn owner(&self, vip: IpAddr) -> Option<&ServiceName> {
+        let holds = |name: &ServiceName| self.by_service.get(name).is_some_and(|a| a.vip == vip);
+        self.by_vip.find(self.hasher.hash_one(vip), holds)
     }
 
     /// The first candidate for `name` that no other service is known to hold (the KV
     /// check-and-set has the final word).
     pub fn first_free_probe(&self, range: IpNet, name: &str) -> u64 {
         (0..MAX_PROBES.min(range_size(range)))
-            .find(|probe| self.by_vip.get(&candidate(range, name, *probe)).is_none_or(|owner| &**owner == name))
+            .find(|probe| self.owner(candidate(range, name, *probe)).is_none_or(|owner| &**owner == name))
             .unwrap_or(0)
     }
 }
