@@ -54,7 +54,8 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let status = command.status().with_context(|| format!("starting {}", bench.display()))?;
     ensure!(status.success(), "the benchmark failed ({status})");
 
-    // Consul to kernel: sync and change latency for 1k and 10k services.
+    // Consul to kernel: sync, change latency, memory and load on Consul for 1k, 10k and
+    // 100k services, and a simulated cluster.
     let status = driver("consul").status().with_context(|| format!("starting {}", bench.display()))?;
     ensure!(status.success(), "the Consul benchmark failed ({status})");
 

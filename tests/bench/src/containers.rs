@@ -77,6 +77,7 @@ pub fn run(machine: &Machine, command_line: &str, path: &Path) -> anyhow::Result
     let per_round = CONTAINERS / ROUNDS;
     for round in 0..ROUNDS {
         for (mode, result) in [("off", &mut off), ("enforce", &mut enforce)] {
+            crate::interrupt::check()?;
             eprintln!("viking-bench: containers, round {}/{ROUNDS}, {mode}", round + 1);
             let agent = Agent::start(&cgroup, &pins, &config(mode));
             anyhow::ensure!(

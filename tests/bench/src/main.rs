@@ -10,6 +10,7 @@
 mod consul;
 mod containers;
 mod cpu;
+mod interrupt;
 mod load;
 mod machine;
 mod measure;
@@ -25,13 +26,7 @@ mod stats;
 mod targets;
 mod world;
 
-use std::{
-    path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -142,15 +137,11 @@ fn run(common: &Common, plan: plan::Plan) -> anyhow::Result<()> {
     prepare(common)?;
     // Ctrl-C only raises a flag: the run stops between two measurements (each bounded in
     // time) and every guard then removes what it created.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let interrupted = interrupted.clone();
-        ctrlc::set_handler(move || interrupted.store(true, Ordering::Relaxed))
-            .context("installing the Ctrl-C handler")?;
-    }
+    interrupt::install()?;
+    let interrupted = interrupt::flag();
     let machine = machine::Machine::describe();
     eprintln!("viking-bench: {} ({}), plan: {}", machine.cpu, machine.kernel, plan.summary());
-    let results = measure::run_all(&common.agent, &common.work_dir, &plan, &interrupted)?;
+    let results = measure::run_all(&common.agent, &common.work_dir, &plan, interrupted)?;
     let report = report::Report { machine, plan: &plan, command_line: &common.command_line, results: &results };
     println!("{}", report.tables());
     let plot_name = "benchmarks-new-connections.png";
@@ -164,6 +155,7 @@ fn run(common: &Common, plan: plan::Plan) -> anyhow::Result<()> {
 
 fn run_consul(common: &Common, only: &[String]) -> anyhow::Result<()> {
     prepare(common)?;
+    interrupt::install()?;
     let selection = consul::Selection::parse(only)?;
     let results = consul::run(&common.agent, &common.work_dir, &selection)?;
     let path = common.out.join("benchmarks-consul.md");
@@ -175,6 +167,7 @@ fn run_consul(common: &Common, only: &[String]) -> anyhow::Result<()> {
 
 fn run_metrics(common: &Common) -> anyhow::Result<()> {
     prepare(common)?;
+    interrupt::install()?;
     // The tests' harness finds the agent through this variable.
     // SAFETY: no other thread runs yet, so nothing reads the environment concurrently.
     unsafe { std::env::set_var("VIKING_AGENT_BIN", &common.agent) };
@@ -187,6 +180,7 @@ fn run_metrics(common: &Common) -> anyhow::Result<()> {
 
 fn run_containers(common: &Common) -> anyhow::Result<()> {
     prepare(common)?;
+    interrupt::install()?;
     // The tests' harness finds the agent through this variable.
     // SAFETY: no other thread runs yet, so nothing reads the environment concurrently.
     unsafe { std::env::set_var("VIKING_AGENT_BIN", &common.agent) };

@@ -47,6 +47,7 @@ pub fn run(machine: &Machine, command_line: &str, path: &Path) -> anyhow::Result
     let mut times = Vec::with_capacity(SCRAPES);
     let mut size = 0;
     for _ in 0..SCRAPES {
+        crate::interrupt::check()?;
         let started = Instant::now();
         let body = scrape(endpoint)?;
         times.push(started.elapsed());

@@ -119,6 +119,7 @@ pub fn run(work_dir: &std::path::Path) -> anyhow::Result<ClusterResult> {
 fn samples(consul: &Consul, reports: &mpsc::Receiver<Event>) -> anyhow::Result<Vec<Duration>> {
     let mut converge = Vec::with_capacity(SAMPLES);
     for sample in 0..SAMPLES {
+        crate::interrupt::check()?;
         let index = (sample as u32 * 7_919 + 13) % SERVICES;
         let name = Instance::name(index);
         let instance = Instance { index, copy: u32::from(INSTANCES), nodes: nodes_for(SERVICES, u32::from(INSTANCES)) };

@@ -124,9 +124,11 @@ pub fn run(
 ) -> anyhow::Result<report::Results> {
     let mut points = Vec::new();
     for &(transport, services) in &selection.points {
+        crate::interrupt::check()?;
         eprintln!("viking-bench consul: {services} services over {}", transport.name());
         points.push(point(agent_binary, work_dir, transport, services)?);
     }
+    crate::interrupt::check()?;
     let cluster = if selection.cluster {
         eprintln!("viking-bench consul: simulated cluster");
         cluster::run(work_dir).map_err(|err| {
@@ -154,6 +156,7 @@ fn point(
     let cold_sync = cold.wait_synced(services, INSTANCES, SYNC_LIMIT).context("cold sync")?;
     let cold_cpu = cold.cpu_time()?;
     drop(cold);
+    crate::interrupt::check()?;
     let warm = agent::Agent::start(agent_binary, &cgroup, work_dir, &config)?;
     let warm_sync = warm.wait_synced(services, INSTANCES, SYNC_LIMIT).context("warm sync")?;
     let nodes = nodes_for(services, u32::from(INSTANCES));
@@ -162,6 +165,7 @@ fn point(
 
     let mut changes = Vec::with_capacity(CHANGES);
     for sample in 0..CHANGES {
+        crate::interrupt::check()?;
         let index = (sample as u32 * 7_919) % services;
         let vip = consul.vip_of(index)?;
         let started = Instant::now();
@@ -170,7 +174,9 @@ fn point(
             .with_context(|| format!("change {sample}: service {index} never got its new backend"))?;
         changes.push(started.elapsed());
     }
+    crate::interrupt::check()?;
     let (idle_rps, _) = load(&consul, services, 0)?;
+    crate::interrupt::check()?;
     let (churn_rps, churn_server_cpu) = load(&consul, services, CHURN_RATE)?;
     let rss_kib = warm.rss_kib()?;
     drop(warm);
