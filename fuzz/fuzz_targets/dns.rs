@@ -24,7 +24,7 @@ static TABLE: LazyLock<Arc<NameTable>> = LazyLock::new(|| {
         ("Mixed_Case-1", "240.0.0.11", 9000, Protocol::Udp),
     ] {
         let vip = vip.parse().expect("a VIP");
-        table.set(Frontend { vip, port, protocol }, Some(name));
+        table.set(Frontend { vip, port, protocol }, Some(&name.into()));
     }
     Arc::new(table)
 });
