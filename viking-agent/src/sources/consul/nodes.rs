@@ -80,8 +80,8 @@ pub enum NodeWatch {
 /// What a services answer means for the node's watches and services.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ServicesRead {
-    /// Services whose instances on this node changed.
-    pub changed: BTreeSet<String>,
+    /// Services whose instances on this node changed (by their shared name).
+    pub changed: BTreeSet<Arc<str>>,
     /// Start (or restart) the node's checks watch with this generation: new instances
     /// appeared and wait for a checks answer read after them.
     pub restart_checks: Option<u64>,
@@ -102,9 +102,9 @@ impl NodeView {
     }
 
     /// Forgets `node`; returns the services it hosted.
-    pub fn remove(&mut self, node: &str) -> BTreeSet<String> {
+    pub fn remove(&mut self, node: &str) -> BTreeSet<Arc<str>> {
         let Some(state) = self.nodes.remove(node) else { return BTreeSet::new() };
-        let changed: BTreeSet<String> = service_names(&state.instances).map(str::to_owned).collect();
+        let changed: BTreeSet<Arc<str>> = service_names(&state.instances).cloned().collect();
         for service in &changed {
             self.unhost(service, node);
         }
@@ -146,23 +146,18 @@ impl NodeView {
         };
         instances.sort_unstable_by(|a, b| (&a.service, &a.id).cmp(&(&b.service, &b.id)));
         share_names(&mut instances, &self.hosts);
-        let old_names: BTreeSet<&str> = service_names(&state.instances).collect();
-        let new_names: BTreeSet<&str> = service_names(&instances).collect();
+        let old_names: BTreeSet<&Arc<str>> = service_names(&state.instances).collect();
+        let new_names: BTreeSet<&Arc<str>> = service_names(&instances).collect();
         let address_changed = state.node != info;
-        let changed: BTreeSet<String> = old_names
+        let changed: BTreeSet<Arc<str>> = old_names
             .union(&new_names)
             .filter(|service| {
                 address_changed || of_service(&state.instances, service) != of_service(&instances, service)
             })
-            .map(|service| (*service).to_owned())
+            .map(|service| Arc::clone(service))
             .collect();
-        let gone: Vec<String> = old_names.difference(&new_names).map(|s| (*s).to_owned()).collect();
-        let added: Vec<Arc<str>> = instances
-            .chunk_by(|a, b| a.service == b.service)
-            .map(|run| &run[0].service)
-            .filter(|service| !old_names.contains(&***service))
-            .cloned()
-            .collect();
+        let gone: Vec<Arc<str>> = old_names.difference(&new_names).map(|s| Arc::clone(s)).collect();
+        let added: Vec<Arc<str>> = new_names.difference(&old_names).map(|s| Arc::clone(s)).collect();
         let first = !state.services_read;
         let known: HashSet<&str> = state.instances.iter().map(|i| &*i.id).collect();
         let mut new = false;
@@ -199,7 +194,8 @@ impl NodeView {
 
     /// Takes a checks answer of the current checks watch; returns the services whose
     /// passing instances on this node changed.
-    pub fn set_checks(&mut self, node: &str, checks: &[NodeCheck]) -> BTreeSet<String> {
+    pub fn set_checks(&mut self, node: &str, checks: &[NodeCheck]) -> BTreeSet<Arc<str>> {
+        let hosts = &self.hosts;
         let Some(state) = self.nodes.get_mut(node) else { return BTreeSet::new() };
         let failing: HashMap<String, String> = checks
             .iter()
@@ -208,15 +204,15 @@ impl NodeView {
             .collect();
         let mut changed = BTreeSet::new();
         if failing.contains_key(NODE_CHECK) != state.failing.contains_key(NODE_CHECK) {
-            changed.extend(service_names(&state.instances).map(str::to_owned));
+            changed.extend(service_names(&state.instances).cloned());
         }
         for (id, service) in failing.iter().chain(&state.failing) {
             if id != NODE_CHECK && failing.contains_key(id) != state.failing.contains_key(id) {
-                changed.insert(service.clone());
+                changed.insert(shared_name(hosts, service));
             }
         }
         let confirmed = state.instances.iter().filter(|i| state.unconfirmed.contains(&i.id));
-        changed.extend(confirmed.map(|i| i.service.to_string()));
+        changed.extend(confirmed.map(|i| Arc::clone(&i.service)));
         state.failing = failing;
         // Dropped, not cleared: a node's first answer makes every instance unconfirmed, and
         // a cleared set would keep that room for good (600 nodes: 1 MB).
@@ -225,9 +221,9 @@ impl NodeView {
         changed
     }
 
-    /// The name of `service` its instances share, while a node hosts one.
-    pub fn shared_name(&self, service: &str) -> Option<Arc<str>> {
-        self.hosts.get_key_value(service).map(|(name, _)| Arc::clone(name))
+    /// The name of `service` its instances share while a node hosts one, else a new one.
+    pub fn shared_name(&self, service: &str) -> Arc<str> {
+        shared_name(&self.hosts, service)
     }
 
     /// Whether any node hosts an instance of `service`, passing or not.
@@ -292,6 +288,11 @@ fn kept(mut instance: ServiceInstance) -> ServiceInstance {
     instance
 }
 
+/// The name of `service` in the index of hosted services, or a new one.
+fn shared_name(hosts: &HashMap<Arc<str>, Vec<Arc<str>>>, service: &str) -> Arc<str> {
+    hosts.get_key_value(service).map_or_else(|| service.into(), |(name, _)| Arc::clone(name))
+}
+
 /// Makes the instances of each service (runs of a vector sorted by service name) share one
 /// name: the index's when another node hosts the service already, else the run's first.
 fn share_names(instances: &mut [ServiceInstance], hosts: &HashMap<Arc<str>, Vec<Arc<str>>>) {
@@ -314,8 +315,8 @@ fn of_service<'a>(instances: &'a [ServiceInstance], service: &str) -> &'a [Servi
 }
 
 /// The service names of a vector sorted by service name, once each.
-fn service_names(instances: &[ServiceInstance]) -> impl Iterator<Item = &str> {
-    instances.chunk_by(|a, b| a.service == b.service).map(|run| &*run[0].service)
+fn service_names(instances: &[ServiceInstance]) -> impl Iterator<Item = &Arc<str>> {
+    instances.chunk_by(|a, b| a.service == b.service).map(|run| &run[0].service)
 }
 
 #[cfg(test)]

@@ -208,17 +208,18 @@ impl ConsulState {
     /// The shared copy of `name`: the node view's while a node hosts the service (its
     /// instances, the merge and the reconciler then share it too), else a new one.
     fn shared(&self, name: &str) -> ServiceName {
-        self.nodes.shared_name(name).unwrap_or_else(|| name.into())
+        self.nodes.shared_name(name)
     }
 
-    /// Follows a change of `name`'s instances: whether it is wanted, and what passes.
-    fn refresh(&mut self, name: &str) {
+    /// Follows a change of `name`'s instances (by the name they share): whether it is
+    /// wanted, and what passes.
+    fn refresh(&mut self, name: &ServiceName) {
         let wanted = self.nodes.hosts(name) && self.admits(name);
         if wanted {
-            if self.wanted.insert(self.shared(name)) {
+            if self.wanted.insert(name.clone()) {
                 self.absent_since.remove(name);
                 if self.vips.get(name).is_none() && !self.allocating.contains(name) {
-                    self.missing.insert(self.shared(name));
+                    self.missing.insert(name.clone());
                 }
             }
             let entries = self.nodes.passing(name);
@@ -227,16 +228,16 @@ impl ConsulState {
             self.backends.remove(name);
             self.declarations.remove(name);
             self.shapes.remove(name);
-            self.problems.remove(name);
+            self.problems.remove(&**name);
             self.missing.remove(name);
             if self.vips.get(name).is_some() {
-                self.absent_since.insert(self.shared(name), Instant::now());
+                self.absent_since.insert(name.clone(), Instant::now());
             }
             tracing::info!("consul service {name:?} left the catalog");
         } else if !self.nodes.hosts(name) {
-            self.problems.remove(name);
+            self.problems.remove(&**name);
         }
-        self.dirty.insert(self.shared(name));
+        self.dirty.insert(name.clone());
     }
 
     /// Whether a service in the catalog gets a VIP: not Consul itself, with the tag when
@@ -255,7 +256,7 @@ impl ConsulState {
     }
 
     /// Takes the passing instances of the wanted service `name`.
-    fn read_instances(&mut self, name: &str, entries: &[HealthEntry]) {
+    fn read_instances(&mut self, name: &ServiceName, entries: &[HealthEntry]) {
         let context = ReadContext {
             vip_ranges: &self.settings.vip_ranges,
             max_backends: self.settings.max_backends,
@@ -263,14 +264,14 @@ impl ConsulState {
         };
         let Reading { shape, backends, declarations, problems } = instances::read(name, entries, &context);
         if let Some(shape) = shape {
-            self.shapes.insert(self.shared(name), shape);
+            self.shapes.insert(name.clone(), shape);
         }
         self.log_problems(name, problems);
-        self.backends.insert(self.shared(name), backends.into_boxed_slice());
+        self.backends.insert(name.clone(), backends.into_boxed_slice());
         if declarations.is_empty() {
             self.declarations.remove(name);
         } else {
-            self.declarations.insert(self.shared(name), declarations);
+            self.declarations.insert(name.clone(), declarations);
         }
     }
 
@@ -278,7 +279,7 @@ impl ConsulState {
     pub fn on_vips(&mut self, index: u64, entries: &[KvEntry]) {
         let settings = &self.settings;
         let nodes = &self.nodes;
-        let intern = |name: &str| nodes.shared_name(name).unwrap_or_else(|| name.into());
+        let intern = |name: &str| nodes.shared_name(name);
         let (problems, changed) = self.vips.load(&settings.keys, entries, settings.vip_range, index, intern);
         self.log_problems("(vip allocations)", problems);
         self.vips_loaded = true;

@@ -26,8 +26,8 @@ fn check(service_id: &str, status: &str) -> NodeCheck {
     NodeCheck { service_id: service_id.into(), service_name: service.into(), status: status.into() }
 }
 
-fn names(set: &BTreeSet<String>) -> Vec<&str> {
-    set.iter().map(String::as_str).collect()
+fn names(set: &BTreeSet<Arc<str>>) -> Vec<&str> {
+    set.iter().map(|name| &**name).collect()
 }
 
 fn passing_ids(view: &NodeView, service: &str) -> Vec<String> {
